@@ -1,0 +1,181 @@
+"""Immutable, checksummed bundles: ``ARCHIVE/<name>/<version>/``, moved in whole or not at all.
+
+Failed models go to ``ARCHIVE/_rejected/<name>/<version>/<attempt>/`` with their report: nothing is lost,
+and nothing there is presented as validated. Model names cannot start with ``_``, so the two never meet.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from parity.errors import ArchiveConflictError, IntegrityError
+
+SCHEMA = 1
+MANIFEST = "manifest.json"
+REJECTED = "_rejected"
+_STAGING = ".staging"
+
+
+@dataclass(frozen=True)
+class BundleResult:
+    """Where a bundle is and whether this call wrote it."""
+
+    path: Path
+    written: bool  # False: an identical bundle was already there
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    with open(path, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+
+
+class Archive:
+    """The archive folder.
+
+    Parameters
+    ----------
+    root : path-like
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def bundle_path(self, name: str, version: int) -> Path:
+        return self.root / name / str(version)
+
+    def is_archived(self, name: str, version: int) -> bool:
+        return (self.bundle_path(name, version) / MANIFEST).is_file()
+
+    def manifest(self, name: str, version: int) -> dict:
+        return json.loads((self.bundle_path(name, version) / MANIFEST).read_text())
+
+    def write_bundle(
+        self, name: str, version: int, files: dict[str, Path | bytes], identity: dict[str, str]
+    ) -> BundleResult:
+        """Write a bundle for a validated model version, once.
+
+        Parameters
+        ----------
+        name, version : model version
+        files : mapping of bundle file name to a source path or bytes
+        identity : dict
+            What makes this version this version (the original model's and reference data's SHA-256). A
+            second call with the same identity leaves the bundle alone; a different one is refused.
+
+        Returns
+        -------
+        BundleResult
+
+        Raises
+        ------
+        ArchiveConflictError
+            A bundle exists for this version with a different identity.
+        """
+        final = self.bundle_path(name, version)
+        if self.is_archived(name, version):
+            return self._existing(final, identity)
+        staged = self._stage(files, identity)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.rename(staged, final)  # atomic; fails when another writer got there first
+        except OSError:
+            shutil.rmtree(staged, ignore_errors=True)
+            if self.is_archived(name, version):
+                return self._existing(final, identity)
+            raise
+        _fsync_dir(final.parent)
+        return BundleResult(final, True)
+
+    def write_rejected(self, name: str, version: int, files: dict[str, Path | bytes], identity: dict) -> Path:
+        """Keep a failed attempt's report and artifacts, each attempt in its own folder."""
+        attempt = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        final = self.root / REJECTED / name / str(version) / attempt
+        staged = self._stage(files, identity)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(staged, final)
+        return final
+
+    def rejected(self, name: str, version: int) -> list[Path]:
+        folder = self.root / REJECTED / name / str(version)
+        return sorted(folder.iterdir()) if folder.is_dir() else []
+
+    def check(self, path: Path) -> list[str]:
+        """Problems with a bundle's files against its manifest (empty when intact)."""
+        manifest = json.loads((path / MANIFEST).read_text())
+        problems = []
+        for file, digest in manifest["files"].items():
+            target = path / file
+            if not target.is_file():
+                problems.append(f"{file}: missing")
+            elif _sha256(target) != digest:
+                problems.append(f"{file}: SHA-256 differs from the manifest")
+        extra = {p.name for p in path.iterdir()} - set(manifest["files"]) - {MANIFEST}
+        problems.extend(f"{file}: not in the manifest" for file in sorted(extra))
+        return problems
+
+    def _existing(self, final: Path, identity: dict[str, str]) -> BundleResult:
+        manifest = json.loads((final / MANIFEST).read_text())
+        if manifest.get("identity") != identity:
+            raise ArchiveConflictError(
+                f"{final} already holds a bundle for a different model (archived identity "
+                f"{manifest.get('identity')}, now {identity}). Bundles are immutable: register the new model "
+                "as a new version."
+            )
+        problems = self.check(final)
+        if problems:
+            raise IntegrityError(f"{final}: the archived bundle is damaged: {'; '.join(problems)}.")
+        return BundleResult(final, False)
+
+    def _stage(self, files: dict[str, Path | bytes], identity: dict) -> Path:
+        staging_root = self.root / _STAGING
+        staging_root.mkdir(parents=True, exist_ok=True)
+        staged = staging_root / uuid.uuid4().hex
+        staged.mkdir()
+        try:
+            digests = {}
+            for file, source in sorted(files.items()):
+                target = staged / file
+                if isinstance(source, bytes):
+                    _write_durably(target, source)
+                else:
+                    shutil.copyfile(source, target)
+                    with open(target, "rb+") as handle:
+                        os.fsync(handle.fileno())
+                digests[file] = _sha256(target)
+            manifest = {
+                "schema": SCHEMA,
+                "identity": identity,
+                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "files": digests,
+            }
+            _write_durably(staged / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
+            _fsync_dir(staged)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
+        return staged
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)

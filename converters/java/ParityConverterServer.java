@@ -1,0 +1,164 @@
+import java.io.BufferedReader;
+import java.io.ByteArrayOutputStream;
+import java.io.FileDescriptor;
+import java.io.FileOutputStream;
+import java.io.InputStreamReader;
+import java.io.PrintStream;
+import java.io.PrintWriter;
+import java.io.StringWriter;
+import java.nio.charset.StandardCharsets;
+import java.security.Permission;
+import java.util.ArrayList;
+import java.util.Base64;
+import java.util.List;
+
+/**
+ * Keeps one JVM warm for many sklearn2pmml conversions.
+ *
+ * <p>Protocol, one line each way. Request: the arguments of {@code com.sklearn2pmml.Main}, separated by
+ * tabs. Reply: {@code STATUS \t EXIT \t LOG \t BLOCKED}, where STATUS is OK or FAIL, EXIT is the code Main
+ * passed to System.exit or "-", LOG is the base64 (UTF-8) of everything printed or logged during the
+ * request, and BLOCKED is the base64 of the refused "host:port" attempts, one per line. The server
+ * writes READY once it can take requests; it exits when stdin closes.
+ */
+@SuppressWarnings("removal") // SecurityManager: the one hook that can veto System.exit on Java 17-23
+public final class ParityConverterServer {
+
+    /** Thrown instead of exiting, so that Main's failure path unwinds back to us with its code. */
+    static final class ExitTrapped extends SecurityException {
+        private static final long serialVersionUID = 1L;
+        final int status;
+
+        ExitTrapped(int status) {
+            super("System.exit(" + status + ") trapped by ParityConverterServer");
+            this.status = status;
+        }
+    }
+
+    /**
+     * Traps System.exit and refuses every network use that could leave the machine: sklearn2pmml posts an
+     * incident report over HTTPS when a conversion fails, and a converter must never send data away.
+     * Everything else is allowed, as it would be without a security manager.
+     */
+    static final class Guard extends SecurityManager {
+        private final List<String> blocked = new ArrayList<>();
+        private volatile boolean exitAllowed;
+
+        @Override
+        public void checkExit(int status) {
+            if (!exitAllowed) {
+                throw new ExitTrapped(status);
+            }
+        }
+
+        @Override
+        public void checkConnect(String host, int port) {
+            // port -1 is a name lookup: refusing it keeps even the DNS query on the machine.
+            if (!isLoopback(host)) {
+                refuse(host + ":" + port);
+            }
+        }
+
+        @Override
+        public void checkConnect(String host, int port, Object context) {
+            checkConnect(host, port);
+        }
+
+        @Override
+        public void checkPermission(Permission perm) {
+            // java.net.http checks a URLPermission for the target before it talks to any proxy, so a
+            // proxy on loopback cannot be used to tunnel the report out.
+            if (perm instanceof java.net.URLPermission && !isLoopback(urlHost(perm.getName()))) {
+                refuse(perm.getName());
+            }
+        }
+
+        @Override
+        public void checkPermission(Permission perm, Object context) {
+            checkPermission(perm);
+        }
+
+        private void refuse(String what) {
+            synchronized (blocked) {
+                blocked.add(what);
+            }
+            throw new SecurityException("ParityConverterServer refuses network access to " + what);
+        }
+
+        List<String> drainBlocked() {
+            synchronized (blocked) {
+                List<String> copy = new ArrayList<>(blocked);
+                blocked.clear();
+                return copy;
+            }
+        }
+
+        /** The host of a URLPermission name such as "https://host:443/path" ("" when there is none). */
+        static String urlHost(String url) {
+            int start = url.indexOf("://") + 3;
+            int end = start;
+            while (end < url.length() && "/:?#".indexOf(url.charAt(end)) < 0) {
+                end++;
+            }
+            return url.startsWith("[", start) ? url.substring(start, url.indexOf(']', start) + 1)
+                    : url.substring(start, end);
+        }
+
+        /** Decides from the text alone: resolving a name here would itself be a network lookup. */
+        static boolean isLoopback(String host) {
+            String h = host.startsWith("[") ? host.substring(1, host.length() - 1) : host;
+            return h.equalsIgnoreCase("localhost") || h.startsWith("127.") || h.equals("::1")
+                    || h.equals("0:0:0:0:0:0:0:1");
+        }
+    }
+
+    public static void main(String[] args) throws Exception {
+        PrintStream protocol = new PrintStream(new FileOutputStream(FileDescriptor.out), true, "UTF-8");
+        // Everything else printed in this JVM lands in the capture buffer, so stray output can never
+        // corrupt the protocol. Swapped before Main loads: its java.util.logging ConsoleHandler binds
+        // System.err when Main's static initialiser creates it.
+        ByteArrayOutputStream capture = new ByteArrayOutputStream();
+        PrintStream captured = new PrintStream(capture, true, "UTF-8");
+        System.setOut(captured);
+        System.setErr(captured);
+
+        Guard guard = new Guard();
+        System.setSecurityManager(guard);
+        protocol.println("READY");
+
+        BufferedReader requests = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
+        String line;
+        while ((line = requests.readLine()) != null) {
+            synchronized (capture) {
+                capture.reset();
+            }
+            guard.drainBlocked();
+            String status = "OK";
+            String exit = "-";
+            try {
+                com.sklearn2pmml.Main.main(line.split("\t", -1));
+            } catch (ExitTrapped trapped) {
+                status = trapped.status == 0 ? "OK" : "FAIL";
+                exit = Integer.toString(trapped.status);
+            } catch (Throwable t) {
+                // E.g. a refused connection escaping Main's own catch, or bad arguments.
+                status = "FAIL";
+                StringWriter trace = new StringWriter();
+                t.printStackTrace(new PrintWriter(trace));
+                captured.print(trace);
+            }
+            captured.flush();
+            byte[] log;
+            synchronized (capture) {
+                log = capture.toByteArray();
+            }
+            String blocked = String.join("\n", guard.drainBlocked());
+            Base64.Encoder b64 = Base64.getEncoder();
+            protocol.println(status + "\t" + exit + "\t" + b64.encodeToString(log) + "\t"
+                    + b64.encodeToString(blocked.getBytes(StandardCharsets.UTF_8)));
+        }
+        guard.exitAllowed = true;
+        // Exit explicitly: HTTP client threads left by a refused report must not keep the JVM alive.
+        System.exit(0);
+    }
+}

@@ -1,0 +1,118 @@
+"""scikit-learn → ONNX with skl2onnx: pinned opset, ZipMap off, matrix or per-column inputs."""
+
+from __future__ import annotations
+
+import time
+import traceback
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.base import is_classifier, is_regressor
+
+from .base import Conversion, Status
+
+#: The opsets every ONNX artifact is written for; recorded in each conversion's details.
+TARGET_OPSET: dict[str, int] = {"": 18, "ai.onnx.ml": 3}
+FLOAT = "float32"
+
+
+def input_spec(X: pd.DataFrame) -> list[dict]:
+    """How the reference columns become ONNX inputs.
+
+    One float matrix ``X`` when every column is numeric (or boolean); otherwise one ``[N, 1]`` input per
+    column: float for numbers, string for everything else (categories).
+    """
+    numeric = [pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c]) for c in X.columns]
+    if all(numeric):
+        return [{"name": "X", "columns": list(X.columns), "dtype": FLOAT}]
+    return [
+        {"name": str(c), "columns": [str(c)], "dtype": FLOAT if is_num else "string"}
+        for c, is_num in zip(X.columns, numeric, strict=True)
+    ]
+
+
+def feeds(spec: list[dict], X: pd.DataFrame) -> dict[str, np.ndarray]:
+    """Arrays for each ONNX input, in the dtypes the model declares; missing strings become ''."""
+    arrays = {}
+    for entry in spec:
+        block = X[entry["columns"]]
+        if entry["dtype"] == "string":
+            arrays[entry["name"]] = block.astype(object).where(block.notna(), "").astype(str).to_numpy(object)
+        else:
+            arrays[entry["name"]] = block.to_numpy(dtype=np.float64).astype(np.float32)
+    return arrays
+
+
+def output_roles(estimator: object, output_names: list[str]) -> dict[str, str]:
+    """Which reference output each ONNX output stands for."""
+    if is_classifier(estimator):
+        scores = "predict_proba" if hasattr(estimator, "predict_proba") else "decision_function"
+        roles = {"label": "predict", "probabilities": scores}
+    elif is_regressor(estimator) or hasattr(estimator, "predict"):
+        roles = {"variable": "predict"}
+    else:
+        roles = {"variable": "transform"}
+    return {name: role for name, role in roles.items() if name in output_names}
+
+
+def convert_onnx(estimator: object, X: pd.DataFrame, out_path: Path) -> Conversion:
+    """Convert a fitted estimator to ONNX.
+
+    Parameters
+    ----------
+    estimator : fitted estimator
+    X : pandas.DataFrame
+        Reference rows: their column types decide the inputs.
+    out_path : Path
+        Where to write the ``.onnx`` file.
+
+    Returns
+    -------
+    Conversion
+        ``unsupported`` with skl2onnx's message when it has no converter for a part of the model.
+    """
+    import skl2onnx
+    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+    from skl2onnx.common.exceptions import MissingConverter, MissingShapeCalculator
+
+    start = time.perf_counter()
+    spec = input_spec(X)
+    types = [
+        (e["name"], (FloatTensorType if e["dtype"] == FLOAT else StringTensorType)([None, len(e["columns"])]))
+        for e in spec
+    ]
+    options = {id(estimator): {"zipmap": False}} if is_classifier(estimator) else None
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            model = skl2onnx.convert_sklearn(
+                estimator, initial_types=types, options=options, target_opset=TARGET_OPSET
+            )
+    except (MissingConverter, MissingShapeCalculator, NotImplementedError) as err:
+        return Conversion("onnx", Status.UNSUPPORTED, None, _first_lines(err), time.perf_counter() - start)
+    except Exception as err:
+        detail = "".join(traceback.format_exception_only(err)).strip()
+        return Conversion("onnx", Status.FAILED, None, detail, time.perf_counter() - start)
+    graph_inputs = [i.name for i in model.graph.input]
+    if len(graph_inputs) != len(spec):
+        message = f"skl2onnx made {len(graph_inputs)} inputs for {len(spec)} declared ones: {graph_inputs}"
+        return Conversion("onnx", Status.FAILED, None, message, time.perf_counter() - start)
+    for entry, name in zip(spec, graph_inputs, strict=True):
+        entry["name"] = name  # skl2onnx sanitises names such as 'a/b'
+    out_path.write_bytes(model.SerializeToString())
+    outputs = [o.name for o in model.graph.output]
+    details = {
+        "inputs": spec,
+        "outputs": output_roles(estimator, outputs),
+        "opset": {domain or "ai.onnx": version for domain, version in TARGET_OPSET.items()},
+        "precision": FLOAT,
+        "skl2onnx": skl2onnx.__version__,
+    }
+    message = f"{len(spec)} input(s), outputs {', '.join(outputs)}"
+    return Conversion("onnx", Status.CONVERTED, out_path, message, time.perf_counter() - start, details)
+
+
+def _first_lines(err: Exception, limit: int = 6) -> str:
+    return "\n".join(str(err).strip().splitlines()[:limit])

@@ -1,0 +1,407 @@
+"""The file registry: ``REGISTRY/<name>/<version>/``, written whole or not at all."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import skops.io as sio
+
+from parity.errors import InvalidInputError, RegistryError
+
+from . import loading, predictions, provenance
+
+SCHEMA = 1
+RECORD_FILE = "registration.json"
+REFERENCE_FILE = "reference.parquet"
+PREDICTIONS_FILE = "predictions.parquet"
+_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
+_OWN_PACKAGES = tuple(
+    str(Path(__file__).resolve().parents[1] / pkg) for pkg in ("registry", "parity", "flows")
+)
+
+
+@dataclass(frozen=True, order=True)
+class ModelRef:
+    """A model version in a registry."""
+
+    name: str
+    version: int
+
+    def __str__(self) -> str:
+        return f"{self.name}:{self.version}"
+
+    @classmethod
+    def parse(cls, text: str) -> tuple[str, int | None]:
+        """Split ``NAME[:VERSION]``; the version is None when absent."""
+        name, _, version = text.partition(":")
+        check_name(name)
+        if not version:
+            return name, None
+        if not version.isdigit() or int(version) < 1:
+            raise InvalidInputError(f"{text!r}: the version must be a positive integer, e.g. {name}:1.")
+        return name, int(version)
+
+
+@dataclass
+class RegisteredModel:
+    """One registered model version, loaded: the estimator, its reference data and predictions."""
+
+    ref: ModelRef
+    path: Path
+    record: dict
+    estimator: object
+    reference: pd.DataFrame
+    predictions: dict[str, np.ndarray]
+    original_sklearn_version: str | None = None
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def model_file(self) -> Path:
+        return self.path / self.record["model"]["file"]
+
+
+def check_name(name: str) -> str:
+    """Refuse model names that cannot be a folder name on every system."""
+    if not _NAME.match(name):
+        raise InvalidInputError(
+            f"model name {name!r} is not allowed: use 1-100 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit (e.g. 'churn-classifier')."
+        )
+    return name
+
+
+def _check_reference(reference: object, estimator: object) -> pd.DataFrame:
+    if not isinstance(reference, pd.DataFrame):
+        raise InvalidInputError(
+            f"reference data must be a pandas DataFrame with named columns, got {type(reference).__name__}."
+        )
+    if len(reference) == 0:
+        raise InvalidInputError("reference data has no rows: give at least one row the model can predict on.")
+    if (
+        not all(isinstance(column, str) for column in reference.columns)
+        or reference.columns.duplicated().any()
+    ):
+        raise InvalidInputError(
+            f"reference data columns must be unique strings, got {list(reference.columns)!r}."
+        )
+    expected = getattr(estimator, "feature_names_in_", None)
+    if expected is not None:
+        missing = [str(column) for column in expected if column not in reference.columns]
+        if missing:
+            raise InvalidInputError(
+                f"reference data lacks column(s) {', '.join(missing)} that the model was fitted on; "
+                f"it has {', '.join(reference.columns)}. Pass reference rows with every training column."
+            )
+        reference = reference[list(expected)]
+    return reference.reset_index(drop=True)
+
+
+class FileRegistry:
+    """A registry of models on a file system.
+
+    Parameters
+    ----------
+    root : path-like
+        The registry folder; created on first registration.
+    """
+
+    def __init__(self, root: str | os.PathLike[str]) -> None:
+        self.root = Path(root)
+
+    def __repr__(self) -> str:
+        return f"FileRegistry({str(self.root)!r})"
+
+    # -- reading ---------------------------------------------------------------------------------------
+    def refs(self, name: str | None = None) -> list[ModelRef]:
+        """Every registered version, sorted by name then version (optionally of one model)."""
+        if not self.root.is_dir():
+            return []
+        names = [name] if name else sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        found = []
+        for model in names:
+            folder = self.root / model
+            if not folder.is_dir():
+                continue
+            for version in folder.iterdir():
+                if version.name.isdigit() and (version / RECORD_FILE).is_file():
+                    found.append(ModelRef(model, int(version.name)))
+        return sorted(found)
+
+    def resolve(self, name: str, version: int | None = None) -> ModelRef:
+        """The given version, or the latest one when ``version`` is None."""
+        versions = self.refs(check_name(name))
+        if not versions:
+            known = ", ".join(sorted({ref.name for ref in self.refs()})) or "none"
+            raise RegistryError(f"no model {name!r} in {self.root} (registered: {known}).")
+        if version is None:
+            return versions[-1]
+        ref = ModelRef(name, version)
+        if ref not in versions:
+            have = ", ".join(str(r.version) for r in versions)
+            raise RegistryError(f"{name} has no version {version} in {self.root}; it has {have}.")
+        return ref
+
+    def path(self, ref: ModelRef) -> Path:
+        return self.root / ref.name / str(ref.version)
+
+    def record(self, ref: ModelRef) -> dict:
+        """The registration record (JSON) of a version."""
+        path = self.path(ref) / RECORD_FILE
+        try:
+            return json.loads(path.read_text())
+        except FileNotFoundError:
+            raise RegistryError(f"{ref}: no {RECORD_FILE} in {path.parent}; is it registered?") from None
+
+    def open(self, ref: ModelRef) -> RegisteredModel:
+        """Load a version safely with its reference data and predictions.
+
+        Raises
+        ------
+        RegistryError, UntrustedModelError, IntegrityError
+        """
+        record = self.record(ref)
+        folder = self.path(ref)
+        model = record["model"]
+        loaded = loading.load_model(
+            folder / model["file"],
+            model["format"],
+            trusted_types=record.get("trusted_types", []),
+            trusted_pickle=model.get("trusted_pickle", False),
+            expected_sha256=model["sha256"],
+        )
+        notes = list(loaded.notes)
+        trained_with = record["provenance"]["environment"].get("scikit-learn")
+        original = loaded.original_sklearn_version or trained_with
+        if original and original != provenance.environment_sklearn():
+            notes.append(
+                f"registered with scikit-learn {original}, loaded with {provenance.environment_sklearn()}"
+            )
+        else:
+            original = loaded.original_sklearn_version
+        reference = pd.read_parquet(folder / record["reference"]["file"])
+        preds = predictions.predictions_from_frame(pd.read_parquet(folder / record["predictions"]["file"]))
+        return RegisteredModel(ref, folder, record, loaded.estimator, reference, preds, original, notes)
+
+    # -- writing ---------------------------------------------------------------------------------------
+    def register(
+        self,
+        estimator: object,
+        reference: pd.DataFrame,
+        name: str,
+        *,
+        version: int | None = None,
+        tolerances: Mapping[str, Mapping[str, float]] | None = None,
+        training_data_uri: str | None = None,
+        training_data_snapshot: str | os.PathLike[str] | None = None,
+        source_files: Sequence[str | os.PathLike[str]] | None = None,
+        cv_scores: Mapping[str, float | Sequence[float]] | None = None,
+        trusted_types: Iterable[str] = (),
+        model_file: str | os.PathLike[str] | None = None,
+        trust_pickle: bool = False,
+        sha256: str | None = None,
+    ) -> ModelRef:
+        """Register a fitted estimator (or a saved model file) with its reference data and provenance.
+
+        Parameters
+        ----------
+        estimator : fitted estimator or None
+            The model, stored with skops. None when ``model_file`` is given.
+        reference : pandas.DataFrame
+            Named columns, at least one row: the rows every converted artifact is checked on.
+        name : str
+            Model name (letters, digits, '.', '_', '-').
+        version : int, optional
+            Defaults to the next integer for this name.
+        tolerances : mapping, optional
+            Overrides per output kind, e.g. ``{"probability": {"atol": 1e-3}}``.
+        training_data_uri : str, optional
+            Where the training data lives.
+        training_data_snapshot : path-like, optional
+            A snapshot file of the training data; its SHA-256 is recorded (the file is not copied).
+        source_files : sequence of path-like, optional
+            Training source code to keep; defaults to the calling module's source file.
+        cv_scores : mapping, optional
+            Cross-validation score(s) by metric name.
+        trusted_types : iterable of str
+            Types inside a skops file the registrant reviewed and trusts.
+        model_file : path-like, optional
+            A saved model (``.skops``, or ``.pkl``/``.joblib`` with ``trust_pickle`` and ``sha256``).
+        trust_pickle : bool
+            Explicit trust for a pickle/joblib ``model_file``.
+        sha256 : str, optional
+            The expected SHA-256 of a pickle/joblib ``model_file``, checked before unpickling.
+
+        Returns
+        -------
+        ModelRef
+
+        Raises
+        ------
+        InvalidInputError, UntrustedModelError, IntegrityError, RegistryError
+        """
+        check_name(name)
+        trusted = sorted(set(trusted_types))
+        staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=self._ensure_root()))
+        try:
+            model_entry, estimator = _stage_model(
+                staging, estimator, model_file, trusted, trust_pickle, sha256
+            )
+            reference = _check_reference(reference, estimator)
+            outputs = predictions.reference_predictions(estimator, reference)
+            reference.to_parquet(staging / REFERENCE_FILE, index=False)
+            predictions.predictions_to_frame(outputs).to_parquet(staging / PREDICTIONS_FILE, index=False)
+            record = {
+                "schema": SCHEMA,
+                "name": name,
+                "estimator_type": f"{type(estimator).__module__}.{type(estimator).__qualname__}",
+                "estimator_summary": _summary(estimator),
+                "registered_at": datetime.now(UTC).isoformat(timespec="seconds"),
+                "model": model_entry,
+                "trusted_types": trusted,
+                "reference": {
+                    "file": REFERENCE_FILE,
+                    "rows": len(reference),
+                    "columns": {str(c): str(t) for c, t in reference.dtypes.items()},
+                    "sha256": loading.sha256_of(staging / REFERENCE_FILE),
+                },
+                "predictions": {
+                    "file": PREDICTIONS_FILE,
+                    "outputs": {
+                        k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in outputs.items()
+                    },
+                    "classes": _classes(estimator),
+                },
+                "tolerances": {k: dict(v) for k, v in (tolerances or {}).items()},
+                "provenance": _provenance(
+                    staging, training_data_uri, training_data_snapshot, source_files, cv_scores
+                ),
+            }
+            return self._commit(staging, record, name, version)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+
+    def _ensure_root(self) -> Path:
+        self.root.mkdir(parents=True, exist_ok=True)
+        return self.root
+
+    def _commit(self, staging: Path, record: dict, name: str, version: int | None) -> ModelRef:
+        """Move the staged folder into place; a taken version is never overwritten."""
+        (self.root / name).mkdir(exist_ok=True)
+        for _attempt in range(100):
+            number = version or (max((r.version for r in self.refs(name)), default=0) + 1)
+            record["version"] = number
+            (staging / RECORD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
+            target = self.root / name / str(number)
+            try:
+                # rename() of a folder onto an existing non-empty folder fails: versions are never replaced
+                os.rename(staging, target)
+            except OSError:
+                if version is not None:
+                    raise RegistryError(
+                        f"{name}:{version} is already registered in {self.root}; versions are immutable. "
+                        "Register without a version to get the next one."
+                    ) from None
+                continue
+            return ModelRef(name, number)
+        raise RegistryError(f"could not find a free version for {name} in {self.root} after 100 tries.")
+
+
+def _stage_model(
+    staging: Path,
+    estimator: object,
+    model_file: str | os.PathLike[str] | None,
+    trusted: list[str],
+    trust_pickle: bool,
+    sha256: str | None,
+) -> tuple[dict, object]:
+    """Write or copy the model into ``staging`` and load it back the way the pipeline will."""
+    if (estimator is None) == (model_file is None):
+        raise InvalidInputError("give exactly one of a fitted estimator or model_file.")
+    if model_file is None:
+        target = staging / "model.skops"
+        sio.dump(estimator, target)
+        fmt = "skops"
+    else:
+        source = Path(model_file)
+        if not source.is_file():
+            raise InvalidInputError(f"model file {source} does not exist.")
+        fmt = loading.model_format(source)
+        target = staging / f"model{source.suffix.lower()}"
+        shutil.copyfile(source, target)
+    digest = loading.sha256_of(target)
+    loaded = loading.load_model(
+        target, fmt, trusted_types=trusted, trusted_pickle=trust_pickle, expected_sha256=sha256 or None
+    )
+    entry = {"file": target.name, "format": fmt, "sha256": digest, "trusted_pickle": bool(trust_pickle)}
+    if loaded.original_sklearn_version:
+        entry["original_sklearn_version"] = loaded.original_sklearn_version
+    return entry, loaded.estimator
+
+
+def _summary(estimator: object) -> str:
+    steps = getattr(estimator, "steps", None)
+    if steps:
+        return " > ".join(_summary(step) for _, step in steps)
+    transformers = getattr(estimator, "transformers", None)
+    if transformers:
+        return f"{type(estimator).__name__}({', '.join(_summary(t) for _, t, _ in transformers)})"
+    return type(estimator).__name__
+
+
+def _classes(estimator: object) -> list | None:
+    classes = getattr(estimator, "classes_", None)
+    return None if classes is None else np.asarray(classes).tolist()
+
+
+def _provenance(
+    staging: Path,
+    training_data_uri: str | None,
+    snapshot: str | os.PathLike[str] | None,
+    source_files: Sequence[str | os.PathLike[str]] | None,
+    cv_scores: Mapping[str, float | Sequence[float]] | None,
+) -> dict:
+    data: dict[str, object] = {"uri": training_data_uri}
+    if snapshot is not None:
+        snapshot_path = Path(snapshot)
+        if not snapshot_path.is_file():
+            raise InvalidInputError(f"training data snapshot {snapshot_path} does not exist.")
+        data.update(snapshot=str(snapshot_path.resolve()), snapshot_sha256=loading.sha256_of(snapshot_path))
+    if source_files is None:
+        caller = provenance.calling_source_file(_OWN_PACKAGES)
+        files = [caller] if caller else []
+        origin = "calling module" if caller else "none: registered from an interactive session"
+    else:
+        files = [Path(f) for f in source_files]
+        origin = "given"
+    (staging / "source").mkdir()
+    sources = []
+    for path in files:
+        if not path.is_file():
+            raise InvalidInputError(f"training source file {path} does not exist.")
+        kept = staging / "source" / path.name
+        if kept.exists():
+            raise InvalidInputError(f"two training source files are named {path.name}; rename one.")
+        shutil.copyfile(path, kept)
+        sources.append(
+            {"file": f"source/{path.name}", "origin": str(path), "sha256": loading.sha256_of(kept)}
+        )
+    scores = {
+        str(k): (list(map(float, v)) if isinstance(v, Sequence) else float(v))
+        for k, v in (cv_scores or {}).items()
+    }
+    return {
+        "training_data": data,
+        "source": {"origin": origin, "files": sources},
+        "cv_scores": scores,
+        "environment": provenance.environment(),
+    }

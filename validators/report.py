@@ -1,0 +1,76 @@
+"""Report rows: one per (format, runtime, target, output), JSON-serialisable and versioned."""
+
+from __future__ import annotations
+
+import math
+import platform
+from dataclasses import asdict, dataclass, field
+from enum import StrEnum
+
+SCHEMA = 1
+
+
+class Verdict(StrEnum):
+    PASS = "pass"
+    FAIL = "fail"
+    #: the format could not be produced: the converter does not support the estimator
+    UNSUPPORTED = "unsupported"
+    #: the runtime is not installed / not reachable here
+    UNAVAILABLE = "unavailable"
+    #: the runtime raised while evaluating
+    ERROR = "error"
+
+
+#: Verdicts that keep a model out of the archive.
+BLOCKING = frozenset({Verdict.FAIL, Verdict.ERROR, Verdict.UNSUPPORTED, Verdict.UNAVAILABLE})
+
+
+def native_target() -> str:
+    """This process's platform, as a target name (``linux/x86_64``)."""
+    return f"{platform.system().lower()}/{platform.machine()}"
+
+
+@dataclass(frozen=True)
+class Check:
+    """One cell of the verdict table."""
+
+    format: str
+    runtime: str
+    output: str
+    verdict: Verdict
+    target: str = field(default_factory=native_target)
+    kind: str = ""
+    rows: int = 0
+    max_abs: float | None = None
+    max_rel: float | None = None
+    n_outside: int = 0
+    first_outside: list[int] = field(default_factory=list)
+    tolerance: str = ""
+    explanation: str = ""
+
+    def to_json(self) -> dict:
+        data = asdict(self)
+        data["verdict"] = str(self.verdict)
+        for key in ("max_abs", "max_rel"):
+            value = data[key]
+            data[key] = None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+        return data
+
+    def cell(self) -> str:
+        """A short label naming this cell, e.g. ``onnx/onnxruntime/linux/x86_64/predict_proba``."""
+        return f"{self.format}/{self.runtime}/{self.target}/{self.output}"
+
+
+def outcome(checks: list[Check], conversions_unsupported: bool) -> str:
+    """A model's outcome: ``passed``, ``failed`` or ``unsupported``."""
+    if any(c.verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.UNAVAILABLE) for c in checks):
+        return "failed"
+    if conversions_unsupported or any(c.verdict is Verdict.UNSUPPORTED for c in checks):
+        return "unsupported"
+    if not any(c.verdict is Verdict.PASS for c in checks):
+        return "failed"
+    return "passed"
+
+
+def fmt_float(value: float | None) -> str:
+    return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3g}"
