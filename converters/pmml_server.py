@@ -69,7 +69,7 @@ class ServerReply:
     blocked_connections : tuple of str
         Network destinations the JVM tried to reach off the machine during this request, all refused.
     seconds : float
-        Wall time of the request seen from Python.
+        Wall time of the request seen from Python, including the JVM start when this request made one.
     """
 
     ok: bool
@@ -128,9 +128,10 @@ def _java_version_of(java: str) -> tuple[int, str] | None:
     match = _VERSION_LINE.search(done.stderr)
     if done.returncode or match is None:
         return None
-    parts = match["version"].split(".")
-    major = int(parts[1] if parts[0] == "1" else re.match(r"\d+", parts[0])[0])  # "1.8.0_402" is Java 8
-    return major, match.group(0) + done.stderr[match.end() :].split("\n", 1)[0]
+    major = re.match(r"(?:1\.)?(\d+)", match["version"])  # "1.8.0_402" is Java 8, "17.0.15" Java 17
+    if major is None:
+        return None
+    return int(major[1]), match.group(0) + done.stderr[match.end() :].split("\n", 1)[0]
 
 
 def sklearn2pmml_build_date() -> date:
@@ -261,7 +262,8 @@ def compile_server(java: Path, version_line: str, cache_dir: Path | None = None)
 
 def _sklearn2pmml_environment(version_line: str) -> str:
     """The SKLEARN2PMML_ENVIRONMENT text that sklearn2pmml() sets ("name: version" lines)."""
-    name, version = _VERSION_LINE.search(version_line).group("name", "version")
+    match = _VERSION_LINE.search(version_line)
+    name, version = match.group("name", "version") if match else ("java", version_line)
     pairs = {name: version, "python": sklearn2pmml._python_version(), **sklearn2pmml._package_versions()}
     return "\n".join(f"{key}: {value}" for key, value in pairs.items())
 
@@ -386,10 +388,11 @@ class WarmPmmlConverter:
         with self._lock:
             start = time.monotonic()
             process = self._ensure_started()
+            assert process.stdin is not None  # started with stdin=PIPE
             try:
                 process.stdin.write(("\t".join(args) + "\n").encode("utf-8"))
                 process.stdin.flush()
-                line = self._read_line(process, deadline=start + self.timeout_s)
+                line = self._read_line(process, deadline=time.monotonic() + self.timeout_s)
             except (_NoReply, OSError) as gone:
                 self._stop()  # its state is unknown: the next call starts a fresh JVM
                 return ServerReply(
@@ -421,11 +424,11 @@ class WarmPmmlConverter:
         self._stop()
         java, version_line = self._checked_java()
         classes = compile_server(java, version_line, self.cache_dir)
-        closed_port = None
-        if self.proxy_port is None:
+        port, closed_port = self.proxy_port, None
+        if port is None:
             closed_port = socket.socket()  # bound, never listening: connections are refused at once
             closed_port.bind(("127.0.0.1", 0))
-        port = self.proxy_port or closed_port.getsockname()[1]
+            port = closed_port.getsockname()[1]
         # Lives as long as the JVM (closed in _stop): a context manager cannot span calls.
         self._stderr = tempfile.TemporaryFile(prefix="parity-jvm-stderr-")  # noqa: SIM115
         self._process = subprocess.Popen(
@@ -478,6 +481,7 @@ class WarmPmmlConverter:
 
     def _read_line(self, process: subprocess.Popen[bytes], deadline: float) -> str:
         """Read one reply line, without blocking past ``deadline`` (a pipe read alone could hang)."""
+        assert process.stdout is not None  # started with stdout=PIPE
         while b"\n" not in self._pending:
             remaining = deadline - time.monotonic()
             if remaining <= 0:
@@ -492,6 +496,8 @@ class WarmPmmlConverter:
         return line.decode("utf-8")
 
     def _stderr_text(self) -> str:
+        if self._stderr is None:
+            return ""
         self._stderr.seek(0)
         return self._stderr.read().decode("utf-8", errors="replace")[-4000:]
 

@@ -18,8 +18,8 @@ import java.util.List;
  * <p>Protocol, one line each way. Request: the arguments of {@code com.sklearn2pmml.Main}, separated by
  * tabs. Reply: {@code STATUS \t EXIT \t LOG \t BLOCKED}, where STATUS is OK or FAIL, EXIT is the code Main
  * passed to System.exit or "-", LOG is the base64 (UTF-8) of everything printed or logged during the
- * request, and BLOCKED is the base64 of the refused "host:port" attempts, one per line. The server
- * writes READY once it can take requests; it exits when stdin closes.
+ * request, and BLOCKED is the base64 of the refused destinations ("host:port", or the URL of an HTTP
+ * request), one per line. The server writes READY once it can take requests; it exits when stdin closes.
  */
 @SuppressWarnings("removal") // SecurityManager: the one hook that can veto System.exit on Java 17-23
 public final class ParityConverterServer {
@@ -66,6 +66,10 @@ public final class ParityConverterServer {
 
         @Override
         public void checkPermission(Permission perm) {
+            // Nothing in the conversion may swap this guard for a laxer one.
+            if (perm instanceof RuntimePermission && perm.getName().equals("setSecurityManager")) {
+                throw new SecurityException("ParityConverterServer keeps its SecurityManager");
+            }
             // java.net.http checks a URLPermission for the target before it talks to any proxy, so a
             // proxy on loopback cannot be used to tunnel the report out.
             if (perm instanceof java.net.URLPermission && !isLoopback(urlHost(perm.getName()))) {
@@ -107,7 +111,8 @@ public final class ParityConverterServer {
         /** Decides from the text alone: resolving a name here would itself be a network lookup. */
         static boolean isLoopback(String host) {
             String h = host.startsWith("[") ? host.substring(1, host.length() - 1) : host;
-            return h.equalsIgnoreCase("localhost") || h.startsWith("127.") || h.equals("::1")
+            // Only literals: a name such as "127.0.0.1.example.com" would need a DNS query to resolve.
+            return h.equalsIgnoreCase("localhost") || h.matches("127(\\.\\d{1,3}){3}") || h.equals("::1")
                     || h.equals("0:0:0:0:0:0:0:1");
         }
     }
@@ -126,12 +131,11 @@ public final class ParityConverterServer {
         System.setSecurityManager(guard);
         protocol.println("READY");
 
-        BufferedReader requests = new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
+        BufferedReader requests =
+                new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
         String line;
         while ((line = requests.readLine()) != null) {
-            synchronized (capture) {
-                capture.reset();
-            }
+            capture.reset();
             guard.drainBlocked();
             String status = "OK";
             String exit = "-";
@@ -141,17 +145,15 @@ public final class ParityConverterServer {
                 status = trapped.status == 0 ? "OK" : "FAIL";
                 exit = Integer.toString(trapped.status);
             } catch (Throwable t) {
-                // E.g. a refused connection escaping Main's own catch, or bad arguments.
+                // Main's failure path posts an incident report and catches only IOException around it, so
+                // the refusal of that post escapes here before Main reaches System.exit. Also: bad arguments.
                 status = "FAIL";
                 StringWriter trace = new StringWriter();
                 t.printStackTrace(new PrintWriter(trace));
                 captured.print(trace);
             }
             captured.flush();
-            byte[] log;
-            synchronized (capture) {
-                log = capture.toByteArray();
-            }
+            byte[] log = capture.toByteArray();
             String blocked = String.join("\n", guard.drainBlocked());
             Base64.Encoder b64 = Base64.getEncoder();
             protocol.println(status + "\t" + exit + "\t" + b64.encodeToString(log) + "\t"

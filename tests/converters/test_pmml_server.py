@@ -62,8 +62,14 @@ def pickles(
 
 
 @pytest.fixture(scope="module")
-def converter(tmp_path_factory: pytest.TempPathFactory) -> WarmPmmlConverter:
-    with WarmPmmlConverter(cache_dir=tmp_path_factory.mktemp("cache")) as warm:
+def cache_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """One compile of the server for the whole module."""
+    return tmp_path_factory.mktemp("cache")
+
+
+@pytest.fixture(scope="module")
+def converter(cache_dir: Path) -> WarmPmmlConverter:
+    with WarmPmmlConverter(cache_dir=cache_dir) as warm:
         yield warm
 
 
@@ -136,9 +142,9 @@ def test_system_exit_is_trapped_with_its_code(converter, pickles, tmp_path):
 
 
 @pytest.mark.slow
-def test_failed_conversion_sends_nothing_off_the_machine(pickles, listener, tmp_path):
+def test_failed_conversion_sends_nothing_off_the_machine(cache_dir, pickles, listener, tmp_path):
     # The JVM's proxies point at our listener: a report that got past the guard would arrive here.
-    with WarmPmmlConverter(cache_dir=tmp_path / "cache", proxy_port=listener.port) as warm:
+    with WarmPmmlConverter(cache_dir=cache_dir, proxy_port=listener.port) as warm:
         failed = warm.convert(pickles["unsupported"], tmp_path / "unsupported.pmml")
 
     assert not failed.ok and UNSUPPORTED in failed.log
@@ -162,8 +168,8 @@ def test_plain_sklearn2pmml_main_does_try_to_post_an_incident(pickles, listener,
 
 
 @pytest.mark.slow
-def test_dead_jvm_is_restarted_by_the_next_call(pickles, tmp_path):
-    with WarmPmmlConverter(cache_dir=tmp_path / "cache") as warm:
+def test_dead_jvm_is_restarted_by_the_next_call(cache_dir, pickles, tmp_path):
+    with WarmPmmlConverter(cache_dir=cache_dir) as warm:
         assert warm.convert(pickles["logreg"], tmp_path / "a.pmml").ok
         first_pid = warm.pid
         os.kill(first_pid, signal.SIGKILL)
@@ -264,3 +270,26 @@ def test_build_and_expiry_dates_are_sensible():
 
     assert date(2020, 1, 1) < built <= date.today()
     assert sklearn2pmml_expiry_date() - built == timedelta(days=SKLEARN2PMML_MAX_AGE_DAYS)
+
+
+@pytest.mark.slow
+def test_a_request_past_its_timeout_stops_the_jvm(cache_dir, pickles, tmp_path):
+    with WarmPmmlConverter(cache_dir=cache_dir, timeout_s=1e-6) as warm:
+        late = warm.convert(pickles["logreg"], tmp_path / "late.pmml")
+        assert (late.ok, late.exit_code) == (False, None)
+        assert "did not answer in time" in late.log
+        assert warm.pid is None
+        warm.timeout_s = 120
+        assert warm.convert(pickles["logreg"], tmp_path / "again.pmml").ok
+
+
+@pytest.mark.parametrize("version", ["11.0.22", "24.0.1"], ids=["java-11", "java-24"])
+def test_java_outside_17_to_23_raises_environment_problem(version, pickles, tmp_path):
+    # A stand-in JAVA_HOME whose java only answers -version, as that Java would.
+    java = tmp_path / "bin" / "java"
+    java.parent.mkdir()
+    java.write_text(f"#!/bin/sh\necho 'openjdk version \"{version}\" 2025-01-21' >&2\n")
+    java.chmod(0o755)
+
+    with pytest.raises(EnvironmentProblem, match=rf"Java {version.split('.')[0]}; .*needs Java 17 to 23"):
+        WarmPmmlConverter(java_home=tmp_path).convert(pickles["logreg"], tmp_path / "x.pmml")

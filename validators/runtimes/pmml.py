@@ -337,6 +337,17 @@ class JpmmlRuntime:
 
     def _ensure_backend(self) -> Any:
         import jpype
+
+        # Worker threads (Prefect's thread pool) that touch Java are attached to the JVM as non-daemons;
+        # JPype's JVM shutdown at interpreter exit then waits for them for ever. The JVM lives inside this
+        # process and holds nothing to flush, so let it end with the process instead.
+        import jpype.config
+
+        jpype.config.destroy_jvm = False
+        return self._start_backend()
+
+    def _start_backend(self) -> Any:
+        import jpype
         from jpmml_evaluator import _classpath
 
         with JpmmlRuntime._jvm_lock:

@@ -200,6 +200,8 @@ def setup_aarch64(cache_dir: Path | None = None, *, log: Log = print) -> Aarch64
     with _lock(cache_dir.with_name(cache_dir.name + ".lock")):
         if _stamp_matches(cache_dir, pins):  # another process finished while we waited
             return env
+        for leftover in cache_dir.parent.glob(f".{cache_dir.name}.*"):  # from a setup that was killed
+            shutil.rmtree(leftover, ignore_errors=True)
         started = time.monotonic()
         work = Path(tempfile.mkdtemp(prefix=f".{cache_dir.name}.", dir=cache_dir.parent))
         try:

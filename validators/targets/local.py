@@ -104,4 +104,3 @@ def _check_args(env: object, graph_opt: str, cpu: str | None, inputs: Mapping[st
     if bad:
         raise InvalidInputError(f"inputs {bad}: object arrays cannot travel without pickling; "
                                 "pass strings as numpy unicode arrays (dtype '<U...').")  # fmt: skip
-

@@ -1,0 +1,177 @@
+"""Prefect flows: one model version (load → convert per format → validate per runtime → archive), and a sweep.
+
+The flows only wire tasks; every task calls a stage function that runs without Prefect.
+"""
+
+from __future__ import annotations
+
+import logging
+import tempfile
+import time
+from pathlib import Path
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.runtime import flow_run
+from prefect.states import Completed, Failed
+from prefect.task_runners import ThreadPoolTaskRunner
+
+import archive as archive_stage
+import converters
+from converters import Conversion
+from registry import FileRegistry, RegisteredModel
+from validators.report import Check
+from validators.validate import ModelContext, validate_conversion
+
+from .summary import artifact_key, failing_cells, markdown, one_line, table_rows
+
+DEFAULT_REGISTRY = "parity-registry"
+DEFAULT_ARCHIVE = "parity-archive"
+#: Models validated at once by a sweep: the machines we target have two cores.
+SWEEP_WORKERS = 2
+#: Plain-logging twin of the run logger, for the CLI's progress lines.
+progress = logging.getLogger("parity.progress")
+
+
+@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+def fetch(registry: str, name: str, version: int | None) -> RegisteredModel:
+    """Read one registered model version, its reference data and predictions."""
+    store = FileRegistry(registry)
+    return store.open(store.resolve(name, version))
+
+
+@task(cache_policy=NO_CACHE)
+def convert(model: RegisteredModel, fmt: str, workdir: str) -> Conversion:
+    """Convert the model to one format."""
+    return converters.convert(fmt, model.estimator, model.reference, Path(workdir) / fmt)
+
+
+@task(cache_policy=NO_CACHE)
+def validate(context: ModelContext, conversion: Conversion) -> list[Check]:
+    """Evaluate one artifact in every runtime of its format and compare with the reference."""
+    return validate_conversion(context, conversion)
+
+
+@task(retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
+def file_result(
+    archive: str, model: RegisteredModel, conversions: dict[str, Conversion], checks: list[Check]
+) -> archive_stage.Filed:
+    """Archive the bundle of a passing model, or keep a failing one in the rejected area."""
+    return archive_stage.file_model(archive_stage.Archive(archive), model, conversions, checks)
+
+
+@task(cache_policy=NO_CACHE)
+def publish(filed: archive_stage.Filed) -> None:
+    """Show the verdicts in the Prefect UI, keyed per model so its history shows."""
+    report = filed.report
+    name = report["name"]
+    create_table_artifact(
+        key=artifact_key(name),
+        table=table_rows(report),
+        description=f"{name} v{report['version']}: {report['outcome']}",
+    )
+    create_markdown_artifact(
+        key=artifact_key(name, "report"),
+        markdown=markdown(report, str(filed.path)),
+        description=one_line(report),
+    )
+
+
+def _run_name() -> str:
+    parameters = flow_run.parameters
+    version = parameters.get("version")
+    return f"{parameters['name']}-v{version}" if version else f"{parameters['name']}-latest"
+
+
+@flow(name="convert-and-validate", flow_run_name=_run_name)
+def convert_and_validate(
+    name: str, version: int | None = None, registry: str = DEFAULT_REGISTRY, archive: str = DEFAULT_ARCHIVE
+):
+    """Validate one registered model version and archive it when it passes.
+
+    Returns the model's report (a dict); the run ends Failed, naming the failing cells, when the model
+    does not pass.
+    """
+    logger = get_run_logger()
+    start = time.perf_counter()
+    model = fetch(registry, name, version)
+    context = ModelContext(model)
+    with tempfile.TemporaryDirectory(prefix=f"parity-{model.ref.name}-") as workdir:
+        conversions = {fmt: convert(model, fmt, workdir) for fmt in converters.FORMATS}
+        checks = [check for c in conversions.values() for check in validate(context, c)]
+        filed = file_result(archive, model, conversions, checks)
+    publish(filed)
+    report = dict(filed.report, seconds=round(time.perf_counter() - start, 2), bundle=str(filed.path))
+    line = one_line(report)
+    logger.info(line)
+    progress.info("%s  [%.1f s]", line, report["seconds"])
+    if report["outcome"] == "passed":
+        return Completed(message=line, data=report)
+    return Failed(
+        message=f"{model.ref}: {report['outcome']}: " + "; ".join(failing_cells(report)), data=report
+    )
+
+
+@task(cache_policy=NO_CACHE)
+def validate_one(name: str, version: int, registry: str, archive: str) -> dict:
+    """Run the one-model flow for one version; its failure is a result here, never a crash of the sweep."""
+    state = convert_and_validate(name, version, registry, archive, return_state=True)
+    try:
+        report = state.result(raise_on_failure=False)
+    except Exception as err:  # the child crashed before producing a report
+        return _crashed(name, version, state, err)
+    if isinstance(report, dict):
+        return report
+    return _crashed(name, version, state, report if isinstance(report, Exception) else None)
+
+
+def _crashed(name: str, version: int, state, err: Exception | None = None) -> dict:
+    message = str(err) if err else (state.message or state.name)
+    progress.info("%s:%s error: %s", name, version, message)
+    return {"name": name, "version": version, "outcome": "error", "checks": [], "error": message}
+
+
+def pending_versions(registry: str, archive: str) -> list[tuple[str, int]]:
+    """Registered versions without an archive bundle yet."""
+    store, shelf = FileRegistry(registry), archive_stage.Archive(archive)
+    return [(r.name, r.version) for r in store.refs() if not shelf.is_archived(r.name, r.version)]
+
+
+@flow(name="validate-registry", task_runner=ThreadPoolTaskRunner(max_workers=SWEEP_WORKERS))
+def validate_registry(
+    registry: str = DEFAULT_REGISTRY, archive: str = DEFAULT_ARCHIVE, models: list[str] | None = None
+):
+    """Validate every registered version not yet archived (or those named ``NAME[:VERSION]``).
+
+    One failing model never stops the others. Returns the list of reports; ends Failed when any model
+    failed, was unsupported or errored, with the counts in the state message.
+    """
+    todo = selected_versions(registry, archive, models)
+    futures = [validate_one.submit(name, version, registry, archive) for name, version in todo]
+    reports = [future.result() for future in futures]
+    counts = {
+        kind: sum(r["outcome"] == kind for r in reports)
+        for kind in ("passed", "failed", "unsupported", "error")
+    }
+    message = ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "nothing to validate"
+    get_run_logger().info("sweep: %s", message)
+    if counts["failed"] or counts["unsupported"] or counts["error"]:
+        bad = [f"{r['name']}:{r['version']}" for r in reports if r["outcome"] != "passed"]
+        return Failed(message=f"{message} (not passed: {', '.join(bad)})", data=reports)
+    return Completed(message=message if todo else "nothing to validate", data=reports)
+
+
+def selected_versions(registry: str, archive: str, models: list[str] | None) -> list[tuple[str, int]]:
+    """What a sweep validates: the named models' versions, or every version not yet archived."""
+    if not models:
+        return pending_versions(registry, archive)
+    from registry import ModelRef
+
+    store = FileRegistry(registry)
+    chosen = []
+    for text in models:
+        name, version = ModelRef.parse(text)
+        ref = store.resolve(name, version)
+        chosen.append((ref.name, ref.version))
+    return chosen
