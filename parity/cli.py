@@ -1,0 +1,313 @@
+"""The ``parity`` command line: doctor, register, models, run, demo, targets."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from .errors import EnvironmentProblem, InvalidInputError, ParityError
+
+DEFAULT_REGISTRY = "parity-registry"
+DEFAULT_ARCHIVE = "parity-archive"
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+
+def _print_table(rows: list[dict], columns: Sequence[str]) -> None:
+    if not rows:
+        return
+    widths = {c: max(len(c), *(len(str(r.get(c, ""))) for r in rows)) for c in columns}
+    print("  ".join(c.ljust(widths[c]) for c in columns))
+    print("  ".join("-" * widths[c] for c in columns))
+    for row in rows:
+        print("  ".join(str(row.get(c, "")).ljust(widths[c]) for c in columns))
+
+
+# -- doctor ----------------------------------------------------------------------------------------------
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import run_checks
+
+    findings = run_checks()
+    for f in findings:
+        mark = "ok  " if f.ok and not f.warn else ("warn" if f.ok else "FAIL")
+        print(f"[{mark}] {f.name}: {f.detail}")
+        if f.fix:
+            print(f"       fix: {f.fix}")
+    bad = [f.name for f in findings if not f.ok]
+    print("the pipeline can run" if not bad else f"the pipeline cannot run: fix {', '.join(bad)}")
+    return EXIT_OK if not bad else EXIT_USAGE
+
+
+def preflight() -> None:
+    """Refuse to start a run the toolchain cannot finish (exit 2), with doctor's words."""
+    from .doctor import check_java, check_sklearn, check_sklearn2pmml_expiry
+
+    problems = [f for f in (check_java(), check_sklearn(), check_sklearn2pmml_expiry()) if not f.ok]
+    if problems:
+        raise EnvironmentProblem(
+            "; ".join(f"{f.name}: {f.detail}. {f.fix}" for f in problems) + " (see `parity doctor`)"
+        )
+
+
+# -- register / models -----------------------------------------------------------------------------------
+def read_table(path: Path):
+    """A reference data file: parquet or CSV."""
+    import pandas as pd
+
+    if not path.is_file():
+        raise InvalidInputError(f"reference data file {path} does not exist.")
+    suffix = path.suffix.lower()
+    if suffix in (".parquet", ".pq"):
+        return pd.read_parquet(path)
+    if suffix == ".csv":
+        return pd.read_csv(path)
+    raise InvalidInputError(f"{path}: reference data must be .parquet or .csv, got {suffix or 'no suffix'}.")
+
+
+def _pairs(items: list[str], what: str, example: str) -> dict[str, str]:
+    result = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key or not value:
+            raise InvalidInputError(f"{what} {item!r} must look like {example}.")
+        result[key] = value
+    return result
+
+
+def parse_cv_scores(items: list[str]) -> dict[str, float | list[float]]:
+    """``accuracy=0.91`` or ``accuracy=0.9,0.92,0.95`` → ``{"accuracy": ...}``."""
+    scores: dict[str, float | list[float]] = {}
+    for key, value in _pairs(items, "--cv-score", "NAME=VALUE[,VALUE...]").items():
+        try:
+            numbers = [float(v) for v in value.split(",")]
+        except ValueError:
+            raise InvalidInputError(f"--cv-score {key}={value}: scores must be numbers.") from None
+        scores[key] = numbers[0] if len(numbers) == 1 else numbers
+    return scores
+
+
+def parse_tolerances(items: list[str]) -> dict[str, dict[str, float]]:
+    """``probability=atol:1e-3,rtol:1e-2`` → ``{"probability": {"atol": 0.001, "rtol": 0.01}}``."""
+    result: dict[str, dict[str, float]] = {}
+    for key, value in _pairs(items, "--tolerance", "KIND=atol:X[,rtol:Y]").items():
+        band = {}
+        for part in value.split(","):
+            name, _, number = part.partition(":")
+            if name not in ("atol", "rtol"):
+                raise InvalidInputError(f"--tolerance {key}: use atol:X and/or rtol:Y, got {part!r}.")
+            try:
+                band[name] = float(number)
+            except ValueError:
+                raise InvalidInputError(f"--tolerance {key}: {number!r} is not a number.") from None
+        result[key] = band
+    return result
+
+
+def cmd_register(args: argparse.Namespace) -> int:
+    from registry import FileRegistry
+
+    reference = read_table(Path(args.reference))
+    ref = FileRegistry(args.registry).register(
+        None,
+        reference,
+        args.name,
+        version=args.version,
+        model_file=args.model_file,
+        trust_pickle=args.trust_pickle,
+        sha256=args.sha256,
+        trusted_types=args.trusted_type,
+        training_data_uri=args.training_data,
+        training_data_snapshot=args.training_snapshot,
+        source_files=args.source or [],
+        cv_scores=parse_cv_scores(args.cv_score),
+        tolerances=parse_tolerances(args.tolerance),
+    )
+    print(f"registered {ref} in {args.registry}")
+    return EXIT_OK
+
+
+def cmd_models(args: argparse.Namespace) -> int:
+    from archive import Archive
+    from registry import FileRegistry
+
+    registry, shelf = FileRegistry(args.registry), Archive(args.archive)
+    rows = []
+    for ref in registry.refs():
+        record = registry.record(ref)
+        rejected = len(shelf.rejected(ref.name, ref.version))
+        state = "archived" if shelf.is_archived(ref.name, ref.version) else ("rejected" if rejected else "no")
+        rows.append(
+            {
+                "name": ref.name,
+                "version": ref.version,
+                "estimator": record["estimator_summary"],
+                "registered_at": record["registered_at"],
+                "archived": state + (f" ({rejected} rejected)" if rejected and state == "archived" else ""),
+            }
+        )
+    if not rows:
+        print(f"no models registered in {args.registry}")
+    _print_table(rows, ["name", "version", "estimator", "registered_at", "archived"])
+    return EXIT_OK
+
+
+# -- run / demo ------------------------------------------------------------------------------------------
+VERDICT_COLUMNS = (
+    "model",
+    "format",
+    "runtime",
+    "target",
+    "output",
+    "rows",
+    "max_abs",
+    "n_outside",
+    "verdict",
+)
+
+
+def _quiet_prefect_console(verbose: bool) -> None:
+    """Prefect's console handlers print every task transition; keep the terminal for Parity's progress."""
+    if verbose:
+        return
+    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
+        for handler in logging.getLogger(name).handlers:
+            if type(handler).__name__ == "PrefectConsoleHandler":
+                handler.setLevel(logging.WARNING)
+
+
+def run_pipeline(registry: str, archive: str, models: list[str] | None, verbose: bool = False) -> int:
+    """Validate the registry with Prefect (a temporary local server when none is configured)."""
+    from .prefect_env import configure
+
+    configure()
+    preflight()
+    from flows.summary import table_rows
+    from flows.validate import validate_registry
+
+    _quiet_prefect_console(verbose)
+    progress = logging.getLogger("parity.progress")
+    progress.setLevel(logging.INFO)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("  %(message)s"))
+    progress.addHandler(handler)
+    print(f"validating {registry} -> {archive}", file=sys.stderr)
+    try:
+        state = validate_registry(str(registry), str(archive), models or None, return_state=True)
+    finally:
+        progress.removeHandler(handler)
+    reports = state.result(raise_on_failure=False)
+    if isinstance(reports, BaseException):
+        raise reports
+    rows = []
+    for report in reports:
+        for row in table_rows(report):
+            rows.append({"model": f"{report['name']}:{report['version']}", **row})
+    _print_table(rows, VERDICT_COLUMNS)
+    print()
+    for report in reports:
+        where = report.get("bundle") or report.get("error", "")
+        print(f"{report['name']}:{report['version']}: {report['outcome']} -> {where}")
+    print(state.message or "")
+    if not reports:
+        return EXIT_OK
+    return EXIT_OK if all(r["outcome"] == "passed" for r in reports) else EXIT_FAILED
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    return run_pipeline(args.registry, args.archive, args.model, args.verbose)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import build_demo_registry
+
+    build_demo_registry(Path(args.registry))
+    return run_pipeline(args.registry, args.archive, None, args.verbose)
+
+
+# -- parser ----------------------------------------------------------------------------------------------
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="parity",
+        description="Prove that scikit-learn models converted to ONNX and PMML predict what the originals predict.",
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    def places(sub: argparse.ArgumentParser, archive: bool = True) -> None:
+        sub.add_argument(
+            "--registry", default=DEFAULT_REGISTRY, help="registry folder (default: %(default)s)"
+        )
+        if archive:
+            sub.add_argument(
+                "--archive", default=DEFAULT_ARCHIVE, help="archive folder (default: %(default)s)"
+            )
+
+    sub = commands.add_parser("doctor", help="check the toolchain and say how to fix what is missing")
+    sub.set_defaults(func=cmd_doctor)
+
+    sub = commands.add_parser("register", help="register a saved model with its reference data")
+    sub.add_argument(
+        "model_file", help="model file: .skops, or .pkl/.joblib with --trust-pickle and --sha256"
+    )
+    sub.add_argument(
+        "--reference", required=True, help="reference rows (.parquet or .csv) with named columns"
+    )
+    sub.add_argument("--name", required=True, help="model name")
+    sub.add_argument("--version", type=int, help="version number (default: the next one)")
+    sub.add_argument(
+        "--trust-pickle", action="store_true", help="accept a pickle/joblib file (needs --sha256)"
+    )
+    sub.add_argument("--sha256", help="expected SHA-256 of a pickle/joblib file, checked before unpickling")
+    sub.add_argument(
+        "--trusted-type",
+        action="append",
+        default=[],
+        metavar="TYPE",
+        help="a reviewed type the skops file may hold",
+    )
+    sub.add_argument("--training-data", metavar="URI", help="where the training data lives")
+    sub.add_argument(
+        "--training-snapshot", metavar="FILE", help="a snapshot of the training data; its SHA-256 is recorded"
+    )
+    sub.add_argument(
+        "--source", action="append", metavar="FILE", help="training source file to keep (repeatable)"
+    )
+    sub.add_argument(
+        "--cv-score", action="append", default=[], metavar="NAME=V[,V...]", help="cross-validation score(s)"
+    )
+    sub.add_argument(
+        "--tolerance", action="append", default=[], metavar="KIND=atol:X,rtol:Y", help="tolerance override"
+    )
+    places(sub, archive=False)
+    sub.set_defaults(func=cmd_register)
+
+    sub = commands.add_parser("models", help="list the registry")
+    places(sub)
+    sub.set_defaults(func=cmd_models)
+
+    sub = commands.add_parser("run", help="convert, validate and archive every model not archived yet")
+    places(sub)
+    sub.add_argument("--model", action="append", metavar="NAME[:VERSION]", help="only these (repeatable)")
+    sub.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
+    sub.set_defaults(func=cmd_run)
+
+    sub = commands.add_parser("demo", help="build a demo registry from bundled data sets, then run")
+    places(sub)
+    sub.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
+    sub.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``parity`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args)
+    except ParityError as err:
+        print(f"parity: error: {err}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,174 @@
+"""``parity doctor``: check the toolchain and say what is missing and how to fix it."""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import re
+import sys
+from dataclasses import dataclass
+from datetime import date
+from zipfile import ZipFile
+
+#: Days before the sklearn2pmml build expires from which doctor warns.
+EXPIRY_WARNING_DAYS = 60
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One check: ``ok`` False means the pipeline cannot run; ``warn`` marks something to act on soon."""
+
+    name: str
+    ok: bool
+    detail: str
+    fix: str = ""
+    warn: bool = False
+
+
+def max_sklearn_for_sklearn2pmml() -> str | None:
+    """The newest scikit-learn version the installed sklearn2pmml converter accepts.
+
+    JPMML-SkLearn compares pickles' ``_sklearn_version`` against a constant in ``sklearn/Step.class``;
+    read it from the class file's constant pool instead of hard-coding it here.
+    """
+    from sklearn2pmml.resources import _package_classpath
+
+    for jar in _package_classpath():
+        with ZipFile(jar) as archive:
+            if "sklearn/Step.class" in archive.namelist():
+                raw = archive.read("sklearn/Step.class")
+                # CONSTANT_Utf8 entries: tag 1, a two-byte length, then the text
+                found = re.findall(rb"\x01\x00[\x05-\x08](\d+\.\d+\.\d+)", raw)
+                return found[0].decode() if found else None
+    return None
+
+
+def _version_tuple(text: str) -> tuple[int, ...]:
+    return tuple(int(part) for part in re.findall(r"\d+", text)[:3])
+
+
+def check_python() -> Finding:
+    ok = sys.version_info >= (3, 11)
+    return Finding(
+        "python", ok, sys.version.split()[0], "" if ok else "Use Python 3.11 or newer (Prefect 3.9 needs it)."
+    )
+
+
+def check_java() -> Finding:
+    from converters.pmml_server import (
+        FIRST_JAVA_WITHOUT_SECURITY_MANAGER,
+        JAVA_INSTALL_HINT,
+        MIN_JAVA,
+        java_version,
+    )
+
+    found = java_version()
+    if found is None:
+        return Finding("java", False, "not found on PATH or JAVA_HOME", JAVA_INSTALL_HINT)
+    major, line = found
+    ok = MIN_JAVA <= major < FIRST_JAVA_WITHOUT_SECURITY_MANAGER
+    fix = (
+        ""
+        if ok
+        else f"Parity needs Java {MIN_JAVA}-{FIRST_JAVA_WITHOUT_SECURITY_MANAGER - 1}. {JAVA_INSTALL_HINT}"
+    )
+    return Finding("java", ok, line, fix)
+
+
+def check_sklearn() -> Finding:
+    installed = importlib.metadata.version("scikit-learn")
+    newest = max_sklearn_for_sklearn2pmml()
+    if newest is None:
+        return Finding("scikit-learn", True, f"{installed} (could not read the converter's limit)", warn=True)
+    ok = _version_tuple(installed) <= _version_tuple(newest)
+    detail = f"{installed}; sklearn2pmml {importlib.metadata.version('sklearn2pmml')} accepts up to {newest}"
+    return Finding(
+        "scikit-learn", ok, detail, "" if ok else f"pip install 'scikit-learn=={newest}' (or `make setup`)."
+    )
+
+
+def check_sklearn2pmml_expiry(today: date | None = None) -> Finding:
+    from converters.pmml_server import sklearn2pmml_build_date, sklearn2pmml_expiry_date
+
+    today = today or date.today()
+    expiry = sklearn2pmml_expiry_date()
+    left = (expiry - today).days
+    detail = f"built {sklearn2pmml_build_date()}, refuses to run from {expiry} ({left} days left)"
+    if left <= 0:
+        return Finding("sklearn2pmml", False, detail, "Upgrade sklearn2pmml (and the pinned set with it).")
+    warn = left <= EXPIRY_WARNING_DAYS
+    return Finding(
+        "sklearn2pmml",
+        True,
+        detail,
+        "Plan an upgrade of sklearn2pmml before it expires." if warn else "",
+        warn,
+    )
+
+
+def check_onnxruntime() -> Finding:
+    try:
+        import onnxruntime
+    except ImportError as err:
+        return Finding("onnxruntime", False, str(err), "Run `make setup` to install the pinned set.")
+    providers = onnxruntime.get_available_providers()
+    ok = "CPUExecutionProvider" in providers
+    return Finding(
+        "onnxruntime",
+        ok,
+        f"{onnxruntime.__version__}, providers: {', '.join(providers)}",
+        "" if ok else "Reinstall onnxruntime.",
+    )
+
+
+def check_prefect_api() -> Finding:
+    url = os.environ.get("PREFECT_API_URL")
+    if not url:
+        return Finding("prefect api", True, "none configured: `parity run` uses a temporary local server")
+    import httpx
+
+    try:
+        response = httpx.get(url.rstrip("/") + "/health", timeout=5)
+        ok = response.status_code == 200
+        detail = f"{url} answered {response.status_code}"
+    except httpx.HTTPError as err:
+        ok, detail = False, f"{url} unreachable: {err}"
+    fix = (
+        "" if ok else "Start the server (`prefect server start`) or unset PREFECT_API_URL to run without one."
+    )
+    return Finding("prefect api", ok, detail, fix)
+
+
+def check_aarch64() -> Finding:
+    from validators.targets import aarch64_status
+
+    problem = aarch64_status()
+    return Finding(
+        "aarch64 target", True, problem or "ready (qemu, sysroot, wheels, JRE)", "", warn=bool(problem)
+    )
+
+
+#: Every check doctor runs, in order.
+CHECKS = (
+    check_python,
+    check_java,
+    check_sklearn,
+    check_sklearn2pmml_expiry,
+    check_onnxruntime,
+    check_prefect_api,
+    check_aarch64,
+)
+
+
+def run_checks() -> list[Finding]:
+    """Run :data:`CHECKS`; a check that crashes is reported as a failed finding."""
+    findings = []
+    for check in CHECKS:
+        try:
+            findings.append(check())
+        except Exception as err:
+            name = check.__name__.removeprefix("check_")
+            findings.append(
+                Finding(name, False, f"check crashed: {type(err).__name__}: {err}", "Run `make setup`.")
+            )
+    return findings
