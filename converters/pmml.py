@@ -19,7 +19,9 @@ from .pmml_server import WarmPmmlConverter, dump_for_java
 VERIFY_ROWS = 100
 
 # sklearn2pmml's words when it has no converter for a class (as opposed to a broken conversion).
-_UNSUPPORTED = re.compile(r"is not supported|not supported by|UnsupportedOperationException", re.IGNORECASE)
+_UNSUPPORTED = re.compile(
+    r"is not (a )?supported|not supported by|UnsupportedOperationException", re.IGNORECASE
+)
 
 
 def target_field(X: pd.DataFrame) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -168,13 +169,12 @@ VERDICT_COLUMNS = (
 
 
 def _quiet_prefect_console(verbose: bool) -> None:
-    """Prefect's console handlers print every task transition; keep the terminal for Parity's progress."""
-    if verbose:
-        return
-    for name in ("prefect", "prefect.flow_runs", "prefect.task_runs"):
-        for handler in logging.getLogger(name).handlers:
-            if type(handler).__name__ == "PrefectConsoleHandler":
-                handler.setLevel(logging.WARNING)
+    """Prefect's console handler prints every task transition; keep the terminal for Parity's progress.
+
+    Its logs still reach the Prefect API (and so the UI) at their usual level.
+    """
+    if not verbose:
+        os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 
 def run_pipeline(registry: str, archive: str, models: list[str] | None, verbose: bool = False) -> int:
@@ -182,13 +182,14 @@ def run_pipeline(registry: str, archive: str, models: list[str] | None, verbose:
     from .prefect_env import configure
 
     configure()
+    _quiet_prefect_console(verbose)
     preflight()
     from flows.summary import table_rows
     from flows.validate import validate_registry
 
-    _quiet_prefect_console(verbose)
     progress = logging.getLogger("parity.progress")
     progress.setLevel(logging.INFO)
+    progress.propagate = False
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("  %(message)s"))
     progress.addHandler(handler)

@@ -1,0 +1,43 @@
+# Two commands for a fresh machine: `make demo` and `make test`. Both set everything up first.
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.parity-installed
+
+.PHONY: setup demo test test-fast lint lock clean java
+
+setup: $(STAMP) java
+
+# The venv is rebuilt whenever the pinned set or the project's metadata changes.
+$(STAMP): requirements.lock pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	touch $(STAMP)
+
+# sklearn2pmml, pypmml and jpmml_evaluator need Java 17 (the warm converter refuses 24+).
+java:
+	@command -v java >/dev/null 2>&1 || { \
+	  echo "Java not found: installing openjdk-17-jre-headless"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; }
+
+demo: setup
+	$(BIN)/parity demo
+
+test: setup
+	$(BIN)/parity targets setup aarch64
+	$(BIN)/python -m pytest
+
+test-fast: setup
+	$(BIN)/python -m pytest -m "not slow and not prefect_server and not aarch64"
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+	$(BIN)/mypy
+
+lock:
+	$(BIN)/python -m pip freeze --exclude-editable | grep -v -i '^py-spy' > requirements.lock
+
+clean:
+	rm -rf $(VENV) parity-registry parity-archive
