@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import copy
-import hashlib
 import os
 import re
 import select
@@ -36,6 +35,7 @@ import sklearn2pmml
 from sklearn2pmml.resources import _package_classpath
 
 from parity.errors import EnvironmentProblem, InvalidInputError
+from parity.java import compile_java
 
 SERVER_SOURCE = Path(__file__).with_name("java") / "ParityConverterServer.java"
 SERVER_CLASS = "ParityConverterServer"
@@ -236,28 +236,7 @@ def compile_server(java: Path, version_line: str, cache_dir: Path | None = None)
     EnvironmentProblem
         When compilation fails.
     """
-    source = SERVER_SOURCE.read_bytes()
-    key = hashlib.sha256(source + b"\0" + version_line.encode()).hexdigest()
-    target = (cache_dir or _cache_root()) / "java" / key
-    if (target / f"{SERVER_CLASS}.class").is_file():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    staging = Path(tempfile.mkdtemp(prefix=f".{key[:12]}-", dir=target.parent))
-    javac = java.resolve().with_name("javac")
-    compiler = [str(javac)] if javac.is_file() else [str(java), "-m", "jdk.compiler/com.sun.tools.javac.Main"]
-    command = [*compiler, "-nowarn", "-cp", os.pathsep.join(_package_classpath()), "-d", str(staging)]
-    done = subprocess.run([*command, str(SERVER_SOURCE)], capture_output=True, text=True, check=False)
-    if done.returncode:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise EnvironmentProblem(
-            f"{SERVER_SOURCE.name}: compiling with {compiler[0]} failed (exit {done.returncode}):\n"
-            f"{done.stdout}{done.stderr}Install a full JDK (`apt-get install -y openjdk-17-jdk-headless`)."
-        )
-    try:
-        staging.rename(target)  # atomic: a concurrent compile of the same key simply loses the race
-    except OSError:
-        shutil.rmtree(staging, ignore_errors=True)
-    return target
+    return compile_java(SERVER_SOURCE, _package_classpath(), java, version_line, cache_dir or _cache_root())
 
 
 def _sklearn2pmml_environment(version_line: str) -> str:

@@ -1,4 +1,4 @@
-"""The ``parity`` command line: doctor, register, models, run, demo, targets."""
+"""The ``parity`` command line: doctor, register, models, run, demo, targets, deploy, serve, audit."""
 
 from __future__ import annotations
 
@@ -227,6 +227,45 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return run_pipeline(args.registry, args.archive, None, args.verbose)
 
 
+# -- deploy / serve / audit ------------------------------------------------------------------------------
+def cmd_deploy(args: argparse.Namespace) -> int:
+    from .prefect_env import configure
+
+    configure()
+    from deployments.deploy import WORK_POOLS, deploy
+
+    output = deploy(args.registry, args.archive)
+    print(output.strip())
+    print(f"work pools: {', '.join(WORK_POOLS)}; start a worker with `prefect worker start --pool parity-x86-64`")
+    return EXIT_OK
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from .prefect_env import configure
+
+    configure()
+    from deployments.deploy import serve
+
+    serve(args.registry, args.archive, limit=args.limit)
+    return EXIT_OK
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    from .prefect_env import configure
+
+    configure()
+    _quiet_prefect_console(args.verbose)
+    from flows.audit import AUDIT_COLUMNS, audit_archive, audit_rows
+
+    state = audit_archive(str(args.archive), replay=not args.no_replay, return_state=True)
+    audits = state.result(raise_on_failure=False)
+    if isinstance(audits, BaseException):
+        raise audits
+    _print_table(audit_rows(audits), AUDIT_COLUMNS)
+    print(state.message or "")
+    return EXIT_OK if all(a["status"] == "ok" for a in audits) else EXIT_FAILED
+
+
 # -- parser ----------------------------------------------------------------------------------------------
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -297,6 +336,27 @@ def build_parser() -> argparse.ArgumentParser:
     places(sub)
     sub.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
     sub.set_defaults(func=cmd_demo)
+
+    sub = commands.add_parser(
+        "deploy", help="create the work pools and register the deployments of deployments/prefect.yaml"
+    )
+    places(sub)
+    sub.set_defaults(func=cmd_deploy)
+
+    sub = commands.add_parser(
+        "serve", help="serve the same schedules and triggers from this process (no work pools)"
+    )
+    places(sub)
+    sub.add_argument("--limit", type=int, help="most flow runs at once (default: no limit)")
+    sub.set_defaults(func=cmd_serve)
+
+    sub = commands.add_parser(
+        "audit", help="re-check every archive bundle's checksums and replay it in today's runtimes"
+    )
+    sub.add_argument("--archive", default=DEFAULT_ARCHIVE, help="archive folder (default: %(default)s)")
+    sub.add_argument("--no-replay", action="store_true", help="check the checksums only")
+    sub.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
+    sub.set_defaults(func=cmd_audit)
     return parser
 
 

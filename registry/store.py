@@ -18,7 +18,7 @@ import skops.io as sio
 
 from parity.errors import InvalidInputError, RegistryError
 
-from . import loading, predictions, provenance
+from . import events, loading, predictions, provenance
 
 SCHEMA = 1
 RECORD_FILE = "registration.json"
@@ -248,6 +248,11 @@ class FileRegistry:
         Raises
         ------
         InvalidInputError, UntrustedModelError, IntegrityError, RegistryError
+
+        Notes
+        -----
+        When a Prefect API is configured, the new version is announced as the ``parity.model.registered``
+        event (see :mod:`registry.events`); failing to send it only logs a warning.
         """
         check_name(name)
         trusted = sorted(set(trusted_types))
@@ -286,9 +291,11 @@ class FileRegistry:
                     staging, training_data_uri, training_data_snapshot, source_files, cv_scores
                 ),
             }
-            return self._commit(staging, record, name, version)
+            ref = self._commit(staging, record, name, version)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        events.emit_registered(ref.name, ref.version, self.root)  # never raises: logs a warning instead
+        return ref
 
     def _ensure_root(self) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)

@@ -47,6 +47,10 @@ class Check:
     first_outside: list[int] = field(default_factory=list)
     tolerance: str = ""
     explanation: str = ""
+    #: whether this cell's target must pass for the model to pass
+    required: bool = True
+    #: where the outputs really came from (the runner's own description) and the target's settings
+    where: dict = field(default_factory=dict)
 
     def to_json(self) -> dict:
         data = asdict(self)
@@ -62,7 +66,8 @@ class Check:
 
 
 def outcome(checks: list[Check], conversions_unsupported: bool) -> str:
-    """A model's outcome: ``passed``, ``failed`` or ``unsupported``."""
+    """A model's outcome: ``passed``, ``failed`` or ``unsupported``; optional targets never block."""
+    checks = [c for c in checks if c.required]
     if any(c.verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.UNAVAILABLE) for c in checks):
         return "failed"
     if conversions_unsupported or any(c.verdict is Verdict.UNSUPPORTED for c in checks):

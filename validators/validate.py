@@ -1,8 +1,8 @@
-"""Validate converted artifacts of one registered model in every runtime of a format."""
+"""Validate converted artifacts of one registered model: every runtime of a format, on every target."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 import pandas as pd
@@ -15,7 +15,9 @@ from registry.predictions import reference_predictions
 
 from .compare import compare
 from .outputs import onnx_outputs, pmml_outputs
-from .report import Check, Verdict, native_target
+from .report import Check, Verdict
+from .targets.remote import REMOTE_RUNTIMES, describe_process, ran_on, remote_unavailable, run_remote
+from .targets.table import Target, load_targets
 from .tolerances import Exact, kind_of, tolerance_for
 
 #: Rows a runtime is fed at a time, so memory stays flat whatever the reference set's size.
@@ -79,8 +81,18 @@ def run_runtime(runtime: object, conversion: Conversion, X: pd.DataFrame) -> dic
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
+@dataclass(frozen=True)
+class Run:
+    """Outputs of one runtime on one target, mapped to reference outputs, for cross-target comparison."""
+
+    target: str
+    runtime: str
+    index: np.ndarray
+    outputs: dict[str, np.ndarray]
+
+
 def validate_runtime(
-    context: ModelContext, conversion: Conversion, runtime: object, target: str
+    context: ModelContext, conversion: Conversion, runtime: object, target: str, *, required: bool = True
 ) -> list[Check]:
     """Compare one runtime's outputs of one artifact with the reference, one row per output.
 
@@ -93,39 +105,55 @@ def validate_runtime(
         An entry of :data:`validators.RUNTIMES` of the conversion's format.
     target : str
         Where the runtime runs (for the report).
+    required : bool
+        Whether the target's verdicts block the model.
 
     Returns
     -------
     list of Check
     """
+    return _run_in_process(context, conversion, runtime, target, required)[0]
+
+
+def _run_in_process(
+    context: ModelContext, conversion: Conversion, runtime: object, target: str, required: bool
+) -> tuple[list[Check], Run | None]:
     name = runtime.name
+    row = {"target": target, "required": required}
     reason = runtime.unavailable_reason()
     if reason:
-        return [Check(conversion.format, name, "*", Verdict.UNAVAILABLE, target=target, explanation=reason)]
+        return [Check(conversion.format, name, "*", Verdict.UNAVAILABLE, explanation=reason, **row)], None
     model = context.model
     index = sample_index(len(model.reference), getattr(runtime, "sample_rows", None))
     try:
         outputs = run_runtime(runtime, conversion, model.reference.iloc[index])
     except Exception as err:
         message = f"{type(err).__name__}: {str(err).strip()[:500]}"
-        return [Check(conversion.format, name, "*", Verdict.ERROR, target=target, explanation=message)]
+        return [Check(conversion.format, name, "*", Verdict.ERROR, explanation=message, **row)], None
+    run = Run(target, name, index, outputs)
+    return _output_checks(context, conversion, run, required), run
+
+
+def _output_checks(
+    context: ModelContext, conversion: Conversion, run: Run, required: bool, where: dict | None = None
+) -> list[Check]:
     checks = [
-        _check_output(context, conversion, name, target, output, actual, index)
-        for output, actual in outputs.items()
-        if output in model.predictions
+        _check_output(context, conversion, run.runtime, run.target, output, actual, run.index)
+        for output, actual in run.outputs.items()
+        if output in context.model.predictions
     ]
     if not checks:
         checks.append(
             Check(
                 conversion.format,
-                name,
+                run.runtime,
                 "*",
                 Verdict.FAIL,
-                target=target,
+                target=run.target,
                 explanation="no output matched the reference outputs",
             )
         )
-    return checks
+    return [replace(c, required=required, where=where or {}) for c in checks]
 
 
 def _check_output(
@@ -221,32 +249,173 @@ def verification_check(runtime: object, conversion: Conversion, target: str) -> 
 
 
 def validate_conversion(
-    context: ModelContext, conversion: Conversion, runtime_names: list[str] | None = None
+    context: ModelContext,
+    conversion: Conversion,
+    runtime_names: list[str] | None = None,
+    targets: dict[str, Target] | None = None,
 ) -> list[Check]:
-    """Every runtime of the conversion's format (or those named), plus JPMML's embedded verification.
+    """Every runtime of the conversion's format on every target, plus embedded verification and
+    cross-target comparisons.
 
     Parameters
     ----------
     context : ModelContext
     conversion : Conversion
     runtime_names : list of str, optional
-        Restrict to these entries of :data:`validators.RUNTIMES`.
+        Restrict the in-process runtimes to these entries of :data:`validators.RUNTIMES`.
+    targets : dict of str to Target, optional
+        Default: :func:`validators.targets.table.load_targets`.
 
     Returns
     -------
     list of Check
         A single conversion row when the conversion produced no artifact.
     """
-    from . import runtimes_for
-
     if not conversion.ok:
         return [conversion_check(conversion)]
-    target = native_target()
+    targets = load_targets() if targets is None else targets
+    primary = next((t for t in targets.values() if t.reach == "process"), None)
     checks: list[Check] = []
-    for runtime in runtimes_for(conversion.format):
-        if runtime_names is not None and runtime.name not in runtime_names:
-            continue
-        checks.extend(validate_runtime(context, conversion, runtime, target))
+    runs: list[Run] = []
+    for target in targets.values():
+        if target.reach == "process":
+            found, made = _on_this_process(context, conversion, target, target is primary, runtime_names)
+        else:
+            found, made = _on_remote(context, conversion, target)
+        checks.extend(found)
+        runs.extend(made)
+    return checks + cross_target_checks(context, conversion, runs, targets)
+
+
+def _on_this_process(
+    context, conversion, target: Target, primary: bool, runtime_names
+) -> tuple[list[Check], list[Run]]:
+    """The primary process target runs every runtime; others only the runtime their settings change."""
+    from . import runtimes_for
+    from .runtimes.onnx import OnnxruntimeRuntime
+
+    runtimes = runtimes_for(conversion.format) if primary else []
+    runtimes = [r for r in runtimes if runtime_names is None or r.name in runtime_names]
+    if conversion.format == "onnx" and (not primary or any(r.name == "onnxruntime" for r in runtimes)):
+        tuned = OnnxruntimeRuntime(target.threads, target.graph_optimization)
+        runtimes = [tuned if r.name == "onnxruntime" else r for r in runtimes] if primary else [tuned]
+    where = describe_process() | target.settings()
+    checks: list[Check] = []
+    runs: list[Run] = []
+    for runtime in runtimes:
+        found, run = _run_in_process(context, conversion, runtime, target.name, target.required)
+        checks.extend(replace(c, where=where) for c in found)
+        runs.extend([run] if run else [])
         if hasattr(runtime, "verify") and runtime.unavailable_reason() is None:
-            checks.append(verification_check(runtime, conversion, target))
+            checks.append(
+                replace(
+                    verification_check(runtime, conversion, target.name),
+                    required=target.required,
+                    where=where,
+                )
+            )
+    return checks, runs
+
+
+def _on_remote(
+    context: ModelContext, conversion: Conversion, target: Target
+) -> tuple[list[Check], list[Run]]:
+    """Run the format's runner on an emulated or work-pool target and check what came back."""
+    fmt, runtime = conversion.format, REMOTE_RUNTIMES[conversion.format]
+    row = {"target": target.name, "required": target.required}
+    reason = remote_unavailable(target)
+    if reason:
+        note = reason if target.required else f"skipped (optional target): {reason}"
+        return [Check(fmt, runtime, "*", Verdict.UNAVAILABLE, explanation=note, **row)], []
+    index = sample_index(len(context.model.reference), target.rows_limit())
+    try:
+        result = run_remote(target, conversion, context.model.reference.iloc[index])
+    except Exception as err:
+        message = f"{type(err).__name__}: {str(err).strip()[:800]}"
+        return [Check(fmt, runtime, "*", Verdict.ERROR, explanation=message, **row)], []
+    where = result.where | target.settings()
+    if ran_on(result.where) != target.platform:
+        message = f"the runner ran on {ran_on(result.where)}, not on {target.platform}: its outputs prove nothing here"
+        return [Check(fmt, runtime, "*", Verdict.FAIL, explanation=message, where=where, **row)], []
+    if fmt == "onnx":
+        outputs = onnx_outputs(result.outputs, conversion)
+    else:
+        outputs = pmml_outputs(result.outputs, conversion)
+    run = Run(target.name, runtime, index, outputs)
+    checks = _output_checks(context, conversion, run, target.required, where)
+    if fmt == "pmml":
+        verified = str(result.where.get("verification", "missing"))
+        checks.append(
+            Check(
+                "pmml",
+                runtime,
+                "embedded-verification",
+                Verdict.PASS if verified == "ok" else Verdict.FAIL,
+                kind="verification",
+                rows=conversion.details.get("verification_rows", 0),
+                explanation="embedded rows replayed" if verified == "ok" else verified,
+                where=where,
+                **row,
+            )
+        )
+    return checks, [run]
+
+
+#: Which in-process runtime a remote runner's outputs are compared with, per format.
+_SAME_ENGINE = {"onnx": "onnxruntime", "pmml": "jpmml_evaluator"}
+
+
+def cross_target_checks(
+    context: ModelContext, conversion: Conversion, runs: list[Run], targets: dict[str, Target]
+) -> list[Check]:
+    """Each target's outputs against the first target's, for the same engine, on the rows both ran.
+
+    Architecture and thread-count differences are findings: a disagreement beyond tolerance fails the
+    cell and names the target.
+    """
+    engine = _SAME_ENGINE[conversion.format]
+    base = next((r for r in runs if r.runtime == engine), None)
+    if base is None:
+        return []
+    checks = []
+    for run in runs:
+        if (
+            run is base
+            or run.target == base.target
+            or run.runtime not in (engine, REMOTE_RUNTIMES[conversion.format])
+        ):
+            continue
+        common, mine, theirs = np.intersect1d(run.index, base.index, return_indices=True)
+        for output, actual in run.outputs.items():
+            if output not in base.outputs or output not in context.model.predictions:
+                continue
+            kind = kind_of(output, context.classifier)
+            tolerance = tolerance_for(
+                conversion.details.get("precision", "float64"), kind, context.model.record.get("tolerances")
+            )
+            diff = compare(base.outputs[output][theirs], actual[mine], tolerance)
+            verdict = Verdict.PASS if diff.n_outside == 0 else Verdict.FAIL
+            who = f"{run.target}/{run.runtime} vs {base.target}/{base.runtime}"
+            explanation = (
+                f"{who}: {'agree' if diff.n_outside == 0 else 'DISAGREE'} within {tolerance.describe()}"
+                f"{'' if diff.n_outside == 0 else f' on {diff.n_outside} row(s): {run.target} differs'}"
+            )
+            checks.append(
+                Check(
+                    conversion.format,
+                    run.runtime,
+                    output,
+                    verdict,
+                    target=run.target,
+                    kind=f"{kind} vs {base.target}",
+                    rows=len(common),
+                    max_abs=diff.max_abs,
+                    max_rel=diff.max_rel,
+                    n_outside=diff.n_outside,
+                    first_outside=[int(common[i]) for i in diff.first_outside()],
+                    tolerance=tolerance.describe(),
+                    explanation=explanation,
+                    required=targets[run.target].required,
+                )
+            )
     return checks

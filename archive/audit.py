@@ -1,0 +1,184 @@
+"""Audit archived bundles: are the files still what the manifest says, and do today's runtimes still agree?
+
+Two findings per bundle, reported separately because they call for different actions:
+
+- **corrupt**: a file is missing, extra, or its SHA-256 differs from the manifest (restore the bundle from a
+  backup; never re-validate over it);
+- **drift**: replaying the bundle's stored reference inputs through today's runtimes gives a different cell
+  than the archived report (a verdict changed, or the figures moved: an output changed after an upgrade).
+
+A corrupt bundle is not replayed: its artifacts cannot be trusted to mean anything.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+from .bundle import MANIFEST, REJECTED, Archive
+
+#: Figures of a report row that must come out identical when the same artifact is replayed.
+FIGURES = ("max_abs", "max_rel", "n_outside")
+
+
+@dataclass(frozen=True)
+class BundleAudit:
+    """What an audit found in one bundle."""
+
+    name: str
+    version: int
+    path: str
+    corrupt: list[str] = field(default_factory=list)
+    drift: list[str] = field(default_factory=list)
+    replayed: int = 0
+    error: str | None = None
+
+    @property
+    def status(self) -> str:
+        """``corrupt``, ``error``, ``drift`` or ``ok``, worst first."""
+        if self.corrupt:
+            return "corrupt"
+        if self.error:
+            return "error"
+        return "drift" if self.drift else "ok"
+
+    def to_json(self) -> dict:
+        return {**asdict(self), "status": self.status}
+
+
+def archived_versions(archive: Archive) -> list[tuple[str, int]]:
+    """Every ``(name, version)`` with a bundle in the archive, sorted (the rejected area excluded)."""
+    if not archive.root.is_dir():
+        return []
+    found = []
+    for model in archive.root.iterdir():
+        if not model.is_dir() or model.name in (REJECTED,) or model.name.startswith("."):
+            continue
+        found.extend(
+            (model.name, int(v.name))
+            for v in model.iterdir()
+            if v.name.isdigit() and (v / MANIFEST).is_file()
+        )
+    return sorted(found)
+
+
+def replay(folder: Path) -> list:
+    """Evaluate a bundle's artifacts on its stored reference rows in today's runtimes.
+
+    Parameters
+    ----------
+    folder : Path
+        An intact bundle.
+
+    Returns
+    -------
+    list of validators.report.Check
+        Today's report rows, made exactly as validation made the archived ones.
+    """
+    from converters import FORMATS, Conversion, Status
+    from registry import ModelRef, RegisteredModel, load_model
+    from registry.predictions import predictions_from_frame
+    from validators.validate import ModelContext, validate_conversion
+
+    metadata = json.loads((folder / "metadata.json").read_text())
+    report = json.loads((folder / "report.json").read_text())
+    loaded = load_model(folder / "model.skops", "skops", trusted_types=metadata.get("trusted_types", []))
+    model = RegisteredModel(
+        ModelRef(metadata["name"], metadata["version"]),
+        folder,
+        metadata,
+        loaded.estimator,
+        pd.read_parquet(folder / "reference.parquet"),
+        predictions_from_frame(pd.read_parquet(folder / "predictions.parquet")),
+    )
+    context = ModelContext(model)
+    checks = []
+    for fmt, archived in report["conversions"].items():
+        if archived["status"] != str(Status.CONVERTED) or fmt not in FORMATS:
+            continue
+        conversion = Conversion(
+            fmt,
+            Status.CONVERTED,
+            folder / FORMATS[fmt].filename,
+            archived["message"],
+            archived["seconds"],
+            archived["details"],
+        )
+        checks.extend(validate_conversion(context, conversion))
+    return checks
+
+
+def _cell(check: dict) -> str:
+    return f"{check['format']}/{check['runtime']}/{check['target']}/{check['output']}"
+
+
+def compare_reports(archived: list[dict], today: list[dict]) -> list[str]:
+    """Cells of today's replay that differ from the archived report, described for people.
+
+    Parameters
+    ----------
+    archived, today : list of dict
+        Report rows (``Check.to_json()``). Archived cells of targets that today's replay did not cover
+        (another architecture) are not compared.
+
+    Returns
+    -------
+    list of str
+        One line per changed cell; empty when every replayed cell is identical.
+    """
+    before = {_cell(c): c for c in archived}
+    targets = {c["target"] for c in today}
+    changes = []
+    for check in today:
+        cell, old = _cell(check), before.pop(_cell(check), None)
+        if old is None:
+            if check["verdict"] != "pass":
+                changes.append(f"{cell}: new cell with verdict {check['verdict']}")
+            continue
+        if old["verdict"] != check["verdict"]:
+            changes.append(f"{cell}: verdict {old['verdict']} → {check['verdict']}")
+        moved = [f"{k} {old.get(k)} → {check.get(k)}" for k in FIGURES if old.get(k) != check.get(k)]
+        if moved:
+            changes.append(f"{cell}: output changed ({', '.join(moved)})")
+    changes.extend(
+        f"{cell}: archived with verdict {old['verdict']}, no longer produced"
+        for cell, old in sorted(before.items())
+        if old["target"] in targets and old["kind"] != "conversion"
+    )
+    return changes
+
+
+def audit_bundle(archive: Archive, name: str, version: int, replay_outputs: bool = True) -> BundleAudit:
+    """Check one bundle's checksums, then replay it in today's runtimes and compare with its report.
+
+    Parameters
+    ----------
+    archive : Archive
+    name, version : the archived model version
+    replay_outputs : bool
+        False checks the checksums only.
+
+    Returns
+    -------
+    BundleAudit
+        Never raises for a damaged or unreadable bundle: that is what the audit reports.
+    """
+    folder = archive.bundle_path(name, version)
+    try:
+        corrupt = archive.check(folder)
+    except (OSError, ValueError, KeyError) as err:
+        return BundleAudit(name, version, str(folder), corrupt=[f"{MANIFEST}: unreadable ({err})"])
+    if corrupt or not replay_outputs:
+        return BundleAudit(name, version, str(folder), corrupt=corrupt)
+    try:
+        today = [c.to_json() for c in replay(folder)]
+        archived = json.loads((folder / "report.json").read_text())["checks"]
+    except Exception as err:
+        message = f"replay failed: {type(err).__name__}: {str(err).strip()[:500]}"
+        return BundleAudit(name, version, str(folder), error=message)
+    return BundleAudit(
+        name, version, str(folder), drift=compare_reports(archived, today), replayed=len(today)
+    )

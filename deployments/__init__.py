@@ -1,0 +1,1 @@
+"""Prefect deployments of Parity: schedules, triggers and work pools (see prefect.yaml)."""

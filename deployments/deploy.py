@@ -1,0 +1,237 @@
+"""Register Parity's deployments (``parity deploy``) or serve them from one process (``parity serve``).
+
+``deployments/prefect.yaml`` is the one description of the deployments: ``deploy`` hands it to
+``prefect deploy`` after creating the work pools; ``serve`` builds the same schedules and triggers from it
+for Prefect's ``serve`` (no work pools, no workers).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from parity.errors import EnvironmentProblem, InvalidInputError
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+PREFECT_FILE = PROJECT_ROOT / "deployments" / "prefect.yaml"
+#: Work pools, by name: shared with the per-architecture target runs. All are process pools.
+WORK_POOLS: dict[str, str] = {
+    "parity-x86-64": "Parity runs on linux/x86_64 machines (the default pool of every Parity deployment).",
+    "parity-aarch64": "Parity target runs on linux/aarch64 machines (or under qemu emulation).",
+}
+WORK_POOL_TYPE = "process"
+#: Deployments of prefect.yaml that ``parity serve`` serves (target runs need their architecture's pool).
+SERVED = ("on-registration", "nightly-sweep", "weekly-audit")
+#: Seconds ``prefect deploy`` may take (it imports each flow's module).
+DEPLOY_TIMEOUT_SECONDS = 600
+_ENV_PLACEHOLDER = re.compile(r"{{\s*\$(\w+)\s*}}")
+
+
+def deployment_env(registry: str | os.PathLike[str], archive: str | os.PathLike[str]) -> dict[str, str]:
+    """``PARITY_REGISTRY`` / ``PARITY_ARCHIVE`` as absolute paths, as prefect.yaml reads them."""
+    return {
+        "PARITY_REGISTRY": str(Path(registry).resolve()),
+        "PARITY_ARCHIVE": str(Path(archive).resolve()),
+    }
+
+
+def load_spec(prefect_file: Path = PREFECT_FILE) -> dict[str, Any]:
+    """The parsed prefect.yaml."""
+    import yaml
+
+    return yaml.safe_load(prefect_file.read_text())
+
+
+def render(value: Any, env: dict[str, str]) -> Any:
+    """Replace ``{{ $VAR }}`` placeholders the way ``prefect deploy`` does; leave ``{{ event.* }}`` alone.
+
+    Raises
+    ------
+    InvalidInputError
+        A placeholder names a variable that ``env`` lacks.
+    """
+    if isinstance(value, dict):
+        return {k: render(v, env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [render(v, env) for v in value]
+    if not isinstance(value, str):
+        return value
+
+    def substitute(match: re.Match[str]) -> str:
+        if match[1] not in env:
+            raise InvalidInputError(
+                f"prefect.yaml uses {{{{ ${match[1]} }}}} but it is not set; set it (e.g. with "
+                "`parity deploy --registry DIR --archive DIR`) before deploying."
+            )
+        return env[match[1]]
+
+    return _ENV_PLACEHOLDER.sub(substitute, value)
+
+
+async def _ensure_work_pools(pools: dict[str, str]) -> list[str]:
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import WorkPoolCreate
+    from prefect.exceptions import ObjectNotFound
+
+    created = []
+    async with get_client() as client:
+        for name, description in pools.items():
+            try:
+                await client.read_work_pool(name)
+            except ObjectNotFound:
+                await client.create_work_pool(
+                    WorkPoolCreate(name=name, type=WORK_POOL_TYPE, description=description)
+                )
+                created.append(name)
+    return created
+
+
+def ensure_work_pools(pools: dict[str, str] | None = None) -> list[str]:
+    """Create the work pools Parity's deployments need, leaving existing ones alone.
+
+    Parameters
+    ----------
+    pools : dict, optional
+        Name → description; defaults to :data:`WORK_POOLS`.
+
+    Returns
+    -------
+    list of str
+        The pools this call created.
+    """
+    return asyncio.run(_ensure_work_pools(pools or WORK_POOLS))
+
+
+def deploy(
+    registry: str | os.PathLike[str],
+    archive: str | os.PathLike[str],
+    prefect_file: Path = PREFECT_FILE,
+) -> str:
+    """Create the work pools, then register every deployment of ``prefect_file`` with the Prefect API.
+
+    Parameters
+    ----------
+    registry, archive : path-like
+        Where the deployed flows find models and file bundles; stored as absolute paths.
+    prefect_file : Path
+        The deployments file (default: ``deployments/prefect.yaml``).
+
+    Returns
+    -------
+    str
+        What ``prefect deploy`` printed.
+
+    Raises
+    ------
+    EnvironmentProblem
+        No Prefect API is configured, or ``prefect deploy`` failed (its output is in the message).
+    """
+    from registry.events import prefect_api_url
+
+    api_url = prefect_api_url()
+    if api_url is None:
+        raise EnvironmentProblem(
+            "no Prefect API is configured, so there is nowhere to deploy to. Start a server "
+            "(`prefect server start`) and run `prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api`."
+        )
+    ensure_work_pools()
+    command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file"]
+    try:
+        done = subprocess.run(
+            [*command, str(prefect_file)],
+            cwd=PROJECT_ROOT,
+            env={**os.environ, "PREFECT_API_URL": api_url, **deployment_env(registry, archive)},
+            capture_output=True,
+            text=True,
+            timeout=DEPLOY_TIMEOUT_SECONDS,
+        )
+    except subprocess.TimeoutExpired as err:
+        raise EnvironmentProblem(f"`prefect deploy` took over {DEPLOY_TIMEOUT_SECONDS} s.") from err
+    if done.returncode != 0:
+        raise EnvironmentProblem(
+            f"`prefect deploy` failed (exit {done.returncode}); it said:\n{done.stdout}\n{done.stderr}"
+        )
+    return done.stdout
+
+
+def runner_deployments(
+    registry: str | os.PathLike[str],
+    archive: str | os.PathLike[str],
+    names: tuple[str, ...] = SERVED,
+    prefect_file: Path = PREFECT_FILE,
+) -> list:
+    """The deployments of ``prefect_file`` named ``names``, as ``RunnerDeployment`` objects for ``serve``.
+
+    Parameters
+    ----------
+    registry, archive : path-like
+    names : tuple of str
+        Deployment names in prefect.yaml.
+    prefect_file : Path
+
+    Returns
+    -------
+    list of prefect.deployments.runner.RunnerDeployment
+        With the file's parameters, cron schedules (with their parameters) and event triggers.
+    """
+    from prefect.events import DeploymentEventTrigger
+    from prefect.flows import load_flow_from_entrypoint
+    from prefect.schedules import Cron
+
+    env = deployment_env(registry, archive)
+    specs = {d["name"]: d for d in load_spec(prefect_file)["deployments"]}
+    missing = [n for n in names if n not in specs]
+    if missing:
+        raise InvalidInputError(
+            f"{prefect_file} has no deployment {', '.join(missing)}; it has {', '.join(specs)}."
+        )
+    built = []
+    for name in names:
+        spec = render(specs[name], env)
+        flow = load_flow_from_entrypoint(str(PROJECT_ROOT / spec["entrypoint"]))
+        schedules = [
+            Cron(
+                s["cron"],
+                timezone=s.get("timezone"),
+                parameters=s.get("parameters", {}),
+                active=s.get("active", True),
+            )
+            for s in spec.get("schedules", [])
+        ]
+        triggers = [
+            DeploymentEventTrigger(**{k: v for k, v in t.items() if k != "type"})
+            for t in spec.get("triggers", [])
+        ]
+        built.append(
+            flow.to_deployment(
+                name=name,
+                parameters=spec.get("parameters", {}),
+                schedules=schedules,
+                triggers=triggers,
+                description=spec.get("description"),
+                tags=spec.get("tags"),
+            )
+        )
+    return built
+
+
+def serve(
+    registry: str | os.PathLike[str], archive: str | os.PathLike[str], limit: int | None = None
+) -> None:
+    """Serve :data:`SERVED` from this process until interrupted: same schedules and triggers, no work pools.
+
+    Parameters
+    ----------
+    registry, archive : path-like
+    limit : int, optional
+        Most flow runs at once.
+    """
+    from prefect import serve as prefect_serve
+
+    os.chdir(PROJECT_ROOT)  # served runs resolve their entrypoints from the working directory
+    prefect_serve(*runner_deployments(registry, archive), limit=limit)

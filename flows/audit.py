@@ -1,0 +1,101 @@
+"""Prefect flow: audit the archive (checksums, then a replay in today's runtimes), report and announce.
+
+Ends Completed when every bundle is intact and unchanged; Failed otherwise, the message naming each
+corrupt, drifted or unreadable bundle. Emits ``parity.archive.corrupt`` / ``parity.archive.drift`` per bad
+bundle on the model version's resource (``parity.model.<name>.<version>``).
+"""
+
+from __future__ import annotations
+
+from prefect import flow, get_run_logger, task
+from prefect.artifacts import create_markdown_artifact, create_table_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+from prefect.states import Completed, Failed
+
+from archive import Archive
+from archive.audit import archived_versions, audit_bundle
+from registry.events import EVENT_SCHEMA, model_resource
+
+DEFAULT_ARCHIVE = "parity-archive"
+CORRUPT = "parity.archive.corrupt"
+DRIFT = "parity.archive.drift"
+AUDIT_KEY = "parity-archive-audit"
+AUDIT_COLUMNS = ("model", "status", "replayed", "findings", "bundle")
+
+
+@task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
+def list_bundles(archive: str) -> list[tuple[str, int]]:
+    """Every archived model version."""
+    return archived_versions(Archive(archive))
+
+
+@task(cache_policy=NO_CACHE)
+def audit_one(archive: str, name: str, version: int, replay: bool) -> dict:
+    """Check one bundle's checksums and replay its reference rows in today's runtimes."""
+    return audit_bundle(Archive(archive), name, version, replay_outputs=replay).to_json()
+
+
+def audit_event(audit: dict) -> tuple[str, dict] | None:
+    """The event announcing a bad bundle (corruption wins over drift), or None for a sound one."""
+    if audit["status"] not in ("corrupt", "drift"):
+        return None
+    event = CORRUPT if audit["status"] == "corrupt" else DRIFT
+    payload = {
+        "schema": EVENT_SCHEMA,
+        "name": audit["name"],
+        "version": audit["version"],
+        "bundle": audit["path"],
+        "findings": audit["corrupt"] or audit["drift"],
+    }
+    return event, payload
+
+
+def audit_rows(audits: list[dict]) -> list[dict]:
+    """One table row per bundle."""
+    return [
+        {
+            "model": f"{a['name']}:{a['version']}",
+            "status": a["status"],
+            "replayed": a["replayed"],
+            "findings": "; ".join(a["corrupt"] or a["drift"] or ([a["error"]] if a["error"] else [])),
+            "bundle": a["path"],
+        }
+        for a in audits
+    ]
+
+
+@task(cache_policy=NO_CACHE)
+def publish_audit(audits: list[dict]) -> None:
+    """Show the audit in the Prefect UI and emit one event per corrupt or drifted bundle."""
+    rows = audit_rows(audits)
+    bad = [row for row in rows if row["status"] != "ok"]
+    create_table_artifact(
+        key=AUDIT_KEY, table=rows, description=f"{len(bad)} of {len(rows)} bundles need action"
+    )
+    lines = [f"# Archive audit: {len(bad)} of {len(rows)} bundles need action", ""]
+    lines += [f"- **{row['model']}** {row['status']}: {row['findings']} (`{row['bundle']}`)" for row in bad]
+    create_markdown_artifact(key=f"{AUDIT_KEY}-report", markdown="\n".join(lines))
+    for audit in audits:
+        announced = audit_event(audit)
+        if announced:
+            event, payload = announced
+            emit_event(event=event, resource=model_resource(audit["name"], audit["version"]), payload=payload)
+
+
+@flow(name="audit-archive")
+def audit_archive(archive: str = DEFAULT_ARCHIVE, replay: bool = True):
+    """Audit every bundle of the archive: checksums, then (``replay``) today's runtimes against the report.
+
+    Returns the list of per-bundle audits (dicts); ends Failed, naming the bad bundles, when any bundle is
+    corrupt, drifted or could not be replayed.
+    """
+    audits = [audit_one(archive, name, version, replay) for name, version in list_bundles(archive)]
+    publish_audit(audits)
+    counts = {s: sum(a["status"] == s for a in audits) for s in ("ok", "drift", "corrupt", "error")}
+    message = f"{len(audits)} bundles: " + ", ".join(f"{n} {s}" for s, n in counts.items())
+    get_run_logger().info("audit: %s", message)
+    bad = [f"{a['name']}:{a['version']} {a['status']}" for a in audits if a["status"] != "ok"]
+    if bad:
+        return Failed(message=f"{message} ({', '.join(bad)})", data=audits)
+    return Completed(message=message, data=audits)

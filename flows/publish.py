@@ -1,0 +1,178 @@
+"""What the Prefect UI shows of a model version, and the events automations hang on.
+
+Per model version: a table artifact (one row per format × runtime × target × output), a markdown report
+(summary, worst rows, provenance, where the bundle is) and a link artifact to the bundle, all keyed from
+the model name (``parity-<slug>``, ``parity-<slug>-report``, ``parity-<slug>-bundle``) so the UI's
+artifact page shows each model's history. Then one event, ``parity.model.validated`` or
+``parity.model.rejected``, on the resource ``parity.model.<name>.<version>``.
+
+A sweep shows a progress artifact (:func:`start_progress`, :func:`update_progress`).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from uuid import UUID
+
+from prefect import task
+from prefect.artifacts import (
+    create_link_artifact,
+    create_markdown_artifact,
+    create_progress_artifact,
+    create_table_artifact,
+    update_progress_artifact,
+)
+from prefect.cache_policies import NO_CACHE
+from prefect.events import emit_event
+
+import archive as archive_stage
+from registry.events import EVENT_SCHEMA, model_resource
+from validators.report import fmt_float
+
+from .summary import artifact_key, failing_cells, markdown, one_line, table_rows
+
+VALIDATED = "parity.model.validated"
+REJECTED = "parity.model.rejected"
+SWEEP_PROGRESS_KEY = "parity-sweep-progress"
+#: Rows of the verdict table repeated under "Worst rows" in the markdown report.
+WORST_ROWS = 5
+
+
+def worst_checks(report: dict, limit: int = WORST_ROWS) -> list[dict]:
+    """The checks furthest from passing: non-passing verdicts first, then by relative and absolute error."""
+
+    def badness(check: dict) -> tuple[int, float, float]:
+        def figure(key: str) -> float:
+            value = check.get(key)
+            return -1.0 if value is None or math.isnan(value) else float(value)
+
+        return (check["verdict"] != "pass", figure("max_rel"), figure("max_abs"))
+
+    return sorted(report["checks"], key=badness, reverse=True)[:limit]
+
+
+def provenance_lines(folder: Path) -> list[str]:
+    """Markdown lines from a bundle's ``metadata.json`` (training data, source, scores, tools)."""
+    path = folder / "metadata.json"
+    if not path.is_file():
+        return [f"- no metadata.json in `{folder}`"]
+    metadata = json.loads(path.read_text())
+    provenance = metadata.get("provenance", {})
+    data = provenance.get("training_data", {})
+    sources = [entry["origin"] for entry in provenance.get("source", {}).get("files", [])]
+    tools = metadata.get("tools", {})
+    return [
+        f"- registered at: {metadata.get('registered_at', '?')}, validated at: {metadata.get('validated_at', '?')}",
+        f"- training data: {data.get('uri') or 'not recorded'}"
+        + (f" (snapshot SHA-256 `{data['snapshot_sha256'][:12]}…`)" if data.get("snapshot_sha256") else ""),
+        f"- training source: {', '.join(f'`{s}`' for s in sources) or 'not recorded'}",
+        f"- cross-validation: {json.dumps(provenance.get('cv_scores', {})) or '{}'}",
+        f"- model SHA-256: `{metadata.get('registered_model', {}).get('sha256', '?')}`",
+        "- tools: " + ", ".join(f"{k} {v}" for k, v in sorted(tools.items())),
+    ]
+
+
+def report_markdown(filed: archive_stage.Filed) -> str:
+    """The markdown report of one model version: summary, worst rows, provenance, bundle location.
+
+    Parameters
+    ----------
+    filed : archive.Filed
+        Where the version's result went, with its report.
+
+    Returns
+    -------
+    str
+    """
+    report = filed.report
+    where = "archive bundle" if filed.outcome == "passed" else "rejected attempt (not archived)"
+    lines = [markdown(report, str(filed.path)), "", "## Worst rows", ""]
+    lines += ["| cell | verdict | max_abs | max_rel | n_outside |", "|---|---|---|---|---|"]
+    for c in worst_checks(report):
+        cell = f"{c['format']}/{c['runtime']}/{c['target']}/{c['output']}"
+        lines.append(
+            f"| {cell} | {c['verdict']} | {fmt_float(c['max_abs'])} | {fmt_float(c['max_rel'])} | {c['n_outside']} |"
+        )
+    lines += ["", "## Provenance", "", *provenance_lines(Path(filed.path))]
+    lines += ["", "## Where it is", "", f"- {where}: `{filed.path}`"]
+    if filed.outcome == "passed":
+        lines.append("- written by this run" if filed.written else "- already archived: left untouched")
+    return "\n".join(lines)
+
+
+def outcome_event(filed: archive_stage.Filed) -> tuple[str, dict]:
+    """The event name and payload announcing one model version's verdict."""
+    report = filed.report
+    payload = {
+        "schema": EVENT_SCHEMA,
+        "name": report["name"],
+        "version": report["version"],
+        "outcome": report["outcome"],
+        "location": str(filed.path),
+        "archived": filed.outcome == "passed",
+        "written": filed.written,
+        "failing_cells": failing_cells(report),
+        "summary": one_line(report),
+    }
+    return (VALIDATED if filed.outcome == "passed" else REJECTED), payload
+
+
+@task(cache_policy=NO_CACHE)
+def publish(filed: archive_stage.Filed) -> None:
+    """Show the verdicts, report and bundle link in the Prefect UI, and emit the outcome event."""
+    report = filed.report
+    name, version = report["name"], report["version"]
+    create_table_artifact(
+        key=artifact_key(name),
+        table=table_rows(report),
+        description=f"{name} v{version}: {report['outcome']}",
+    )
+    create_markdown_artifact(
+        key=artifact_key(name, "report"), markdown=report_markdown(filed), description=one_line(report)
+    )
+    create_link_artifact(
+        key=artifact_key(name, "bundle"),
+        link=Path(filed.path).resolve().as_uri(),
+        link_text=f"{name} v{version}: {'archive bundle' if filed.outcome == 'passed' else 'rejected attempt'}",
+        description=f"{name} v{version}: {filed.path}",
+    )
+    event, payload = outcome_event(filed)
+    emit_event(event=event, resource=model_resource(name, version), payload=payload)
+
+
+def start_progress(total: int) -> UUID:
+    """Create the sweep's progress artifact at 0 %.
+
+    Parameters
+    ----------
+    total : int
+        Model versions the sweep will validate.
+
+    Returns
+    -------
+    UUID
+        The artifact's id, for :func:`update_progress`.
+    """
+    return create_progress_artifact(
+        progress=0.0 if total else 100.0,
+        key=SWEEP_PROGRESS_KEY,
+        description=f"0 of {total} model versions validated",
+    )
+
+
+def update_progress(artifact_id: UUID, done: int, total: int) -> None:
+    """Move the sweep's progress artifact to ``done`` of ``total`` model versions.
+
+    Parameters
+    ----------
+    artifact_id : UUID
+        From :func:`start_progress`.
+    done, total : int
+    """
+    update_progress_artifact(
+        artifact_id=artifact_id,
+        progress=100.0 * done / total if total else 100.0,
+        description=f"{done} of {total} model versions validated",
+    )

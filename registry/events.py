@@ -1,0 +1,162 @@
+"""Prefect events about registered models: what training code (or the registry) tells the orchestrator.
+
+The event a registration emits, and that the event-triggered deployment listens for::
+
+    event    = "parity.model.registered"
+    resource = {"prefect.resource.id": "parity.model.<name>.<version>",
+                "prefect.resource.name": "<name>:<version>",
+                "parity.model.name": "<name>", "parity.model.version": "<version>"}
+    payload  = {"schema": 1, "name": "<name>", "version": <int>, "registry": "<absolute registry path>"}
+
+Training code that registers models by other means can emit the same event with :func:`emit_registered`
+(or ``prefect.events.emit_event`` with the fields above). Nothing is sent unless a Prefect API is
+configured (``PREFECT_API_URL``): a registration never starts a temporary server just to announce itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+EVENT_SCHEMA = 1
+REGISTERED = "parity.model.registered"
+#: How long a registration waits for the Prefect server to take its event before giving up with a warning.
+EMIT_TIMEOUT_SECONDS = 15.0
+
+logger = logging.getLogger("parity.events")
+
+
+def model_resource(name: str, version: int) -> dict[str, str]:
+    """The Prefect resource of one model version (labels are strings, as Prefect requires)."""
+    return {
+        "prefect.resource.id": f"parity.model.{name}.{version}",
+        "prefect.resource.name": f"{name}:{version}",
+        "parity.model.name": name,
+        "parity.model.version": str(version),
+    }
+
+
+def registered_payload(name: str, version: int, registry: str | os.PathLike[str]) -> dict[str, Any]:
+    """The payload of ``parity.model.registered``: what the triggered flow needs to find the model."""
+    return {
+        "schema": EVENT_SCHEMA,
+        "name": name,
+        "version": int(version),
+        "registry": str(Path(registry).resolve()),
+    }
+
+
+def prefect_api_url() -> str | None:
+    """The configured Prefect API, or None (then Parity emits nothing)."""
+    from prefect.settings import get_current_settings
+
+    return get_current_settings().api.url or None
+
+
+def send_event(
+    event: str,
+    resource: Mapping[str, str],
+    payload: Mapping[str, Any],
+    timeout: float = EMIT_TIMEOUT_SECONDS,
+) -> str:
+    """Send one event to the configured Prefect API and wait until it is sent.
+
+    Unlike ``prefect.events.emit_event``, which queues the event for a background worker, this returns
+    only once the server took the event, so a short-lived process (``parity register``) cannot exit
+    before it is out.
+
+    Parameters
+    ----------
+    event : str
+        The event name, e.g. ``parity.model.registered``.
+    resource : mapping
+        The Prefect resource (``prefect.resource.id`` and labels).
+    payload : mapping
+        JSON-serialisable event data.
+    timeout : float
+        Seconds to wait for the server.
+
+    Returns
+    -------
+    str
+        The event's id.
+
+    Raises
+    ------
+    TimeoutError
+        The server did not take the event within ``timeout`` seconds.
+    Exception
+        Whatever the Prefect events client raised (no API configured, connection refused...).
+    """
+    from prefect.events import Event
+    from prefect.events.clients import get_events_client
+
+    message = Event(event=event, resource=dict(resource), payload=dict(payload))
+
+    async def _send() -> None:
+        async with get_events_client(reconnection_attempts=1) as client:
+            await client.emit(message)
+
+    outcome: dict[str, BaseException] = {}
+
+    def _run() -> None:  # a thread of its own: the caller may already be inside an event loop
+        try:
+            asyncio.run(_send())
+        except BaseException as err:
+            outcome["error"] = err
+
+    thread = threading.Thread(target=_run, name="parity-event", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if thread.is_alive():
+        raise TimeoutError(f"the Prefect API did not take event {event} within {timeout:.0f} s.")
+    if "error" in outcome:
+        raise outcome["error"]
+    return str(message.id)
+
+
+def emit_registered(name: str, version: int, registry: str | os.PathLike[str]) -> str | None:
+    """Announce a registered model version as ``parity.model.registered``, when a Prefect API is configured.
+
+    Never raises: a registration is complete whether or not anyone heard about it, so a failure to send is
+    logged as a warning naming the command that re-sends it.
+
+    Parameters
+    ----------
+    name, version : the registered model version
+    registry : path-like
+        The registry holding it (sent as an absolute path: the triggered flow reads it from there).
+
+    Returns
+    -------
+    str or None
+        The event id, or None when nothing was sent (no API configured, or sending failed).
+    """
+    try:
+        if prefect_api_url() is None:
+            return None
+        return send_event(
+            REGISTERED, model_resource(name, version), registered_payload(name, version, registry)
+        )
+    except Exception as err:
+        logger.warning(
+            "%s:%s is registered, but the %s event was not sent (%s: %s). Validate it with "
+            "`parity run --model %s:%s`, or re-send the event from Python with "
+            "registry.events.emit_registered(%r, %s, %r).",
+            name,
+            version,
+            REGISTERED,
+            type(err).__name__,
+            err,
+            name,
+            version,
+            name,
+            version,
+            str(registry),
+        )
+        return None

@@ -1,0 +1,246 @@
+"""Deployments the way teams run them: a real server, `parity deploy`, a process worker, events from
+other processes, runs created by the schedules, and what the UI reads back through the client."""
+
+from __future__ import annotations
+
+import json
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+import skops.io as sio
+from prefect_processes import PrefectServer, client_call, stop, wait_for
+from sklearn.linear_model import LogisticRegression
+
+from archive import MANIFEST, REJECTED
+from flows.summary import artifact_key
+
+pytestmark = [pytest.mark.prefect_server, pytest.mark.slow]
+
+MODEL = "iris-logreg"
+TRIGGERED = "convert-and-validate/on-registration"
+SWEEP = "validate-registry/nightly-sweep"
+AUDIT = "audit-archive/weekly-audit"
+RUN_TIMEOUT = 240
+
+
+@pytest.fixture(scope="module")
+def places(tmp_path_factory) -> dict[str, Path]:
+    root = tmp_path_factory.mktemp("deployed")
+    return {"registry": root / "registry", "archive": root / "archive", "inputs": root / "inputs"}
+
+
+@pytest.fixture(scope="module")
+def deployed(prefect_api: PrefectServer, places) -> PrefectServer:
+    """`parity deploy` (work pools + prefect.yaml), then one process worker on parity-x86-64."""
+    from parity.cli import main
+
+    assert main(["deploy", "--registry", str(places["registry"]), "--archive", str(places["archive"])]) == 0
+    prefect_api.spawn(
+        "worker",
+        *(sys.executable, "-m", "prefect", "worker", "start", "--pool", "parity-x86-64", "--type", "process"),
+    )
+    return prefect_api
+
+
+async def _deployment(client, name: str):
+    return await client.read_deployment_by_name(name)
+
+
+async def _runs(client, deployment_id):
+    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
+
+    return await client.read_flow_runs(
+        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
+    )
+
+
+def _runs_of(name: str) -> list:
+    deployment = client_call(_deployment, name)
+    return client_call(_runs, deployment.id)
+
+
+def _finished(runs: list, count: int) -> list | None:
+    done = [r for r in runs if r.state is not None and r.state.is_final()]
+    return done if len(done) >= count else None
+
+
+async def _artifacts(client, key: str):
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    return await client.read_artifacts(artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])))
+
+
+async def _events(client, name: str, since: datetime):
+    from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
+
+    page = await client.read_events(
+        filter=EventFilter(
+            event=EventNameFilter(name=[name]),
+            occurred=EventOccurredFilter(since=since, until=datetime.now(UTC) + timedelta(minutes=1)),
+        )
+    )
+    return page.events
+
+
+def test_deploy_creates_pools_and_deployments(deployed):
+    from deployments.deploy import WORK_POOLS
+
+    async def pools(client):
+        return [await client.read_work_pool(name) for name in WORK_POOLS]
+
+    assert {p.type for p in client_call(pools)} == {"process"}
+    for name in (TRIGGERED, SWEEP, AUDIT):
+        assert client_call(_deployment, name).work_pool_name == "parity-x86-64"
+
+
+def test_scheduled_deployments_carry_their_parameters(deployed, places):
+    sweep, audit = client_call(_deployment, SWEEP), client_call(_deployment, AUDIT)
+    assert [s.parameters for s in sweep.schedules] == [
+        {"registry": str(places["registry"].resolve()), "archive": str(places["archive"].resolve())}
+    ]
+    assert [s.parameters for s in audit.schedules] == [
+        {"archive": str(places["archive"].resolve()), "replay": True}
+    ]
+
+
+@pytest.fixture(scope="module")
+def triggered(deployed, places, iris):
+    """Register a model with `parity register` in another process (it emits the event), then emit the
+    same event again from a third process, as training code would; wait for both triggered runs."""
+    X, y = iris
+    inputs = places["inputs"]
+    inputs.mkdir()
+    sio.dump(LogisticRegression(max_iter=500).fit(X, y), inputs / "model.skops")
+    X.to_parquet(inputs / "reference.parquet")
+    since = datetime.now(UTC) - timedelta(seconds=5)
+    register = [sys.executable, "-m", "parity.cli", "register", str(inputs / "model.skops")]
+    register += ["--reference", str(inputs / "reference.parquet"), "--name", MODEL]
+    deployed.run(*register, "--registry", str(places["registry"]))
+    again = (
+        "import sys; from registry.events import emit_registered; "
+        f"sys.exit(0 if emit_registered({MODEL!r}, 1, {str(places['registry'])!r}) else 1)"
+    )
+    deployed.run(sys.executable, "-c", again)
+    runs = wait_for(
+        lambda: _finished(_runs_of(TRIGGERED), 2),
+        RUN_TIMEOUT,
+        f"two triggered runs of {TRIGGERED}; worker log:\n{deployed.log('worker')[-3000:]}",
+        every=3,
+    )
+    return runs, since
+
+
+def test_registration_events_trigger_runs_with_the_event_parameters(triggered, places):
+    runs, _ = triggered
+    assert all(r.state.is_completed() for r in runs), [(r.name, r.state.message) for r in runs]
+    for run in runs:
+        assert run.parameters["name"] == MODEL and run.parameters["version"] == 1
+        assert run.parameters["registry"] == str(places["registry"].resolve())
+        assert run.parameters["archive"] == str(places["archive"].resolve())
+        assert run.name == f"{MODEL}-v1"
+
+
+def test_two_events_for_one_version_make_one_bundle(triggered, places):
+    archive = places["archive"]
+    assert [p.name for p in (archive / MODEL).iterdir()] == ["1"]
+    assert (archive / MODEL / "1" / MANIFEST).is_file()
+    assert not (archive / REJECTED).exists()
+    assert list((archive / ".staging").iterdir()) == []
+
+
+def test_ui_artifacts_of_the_model_are_readable(triggered, places):
+    table = client_call(_artifacts, artifact_key(MODEL))
+    assert table and table[0].type == "table"
+    rows = json.loads(table[0].data) if isinstance(table[0].data, str) else table[0].data
+    assert {row["verdict"] for row in rows} == {"pass"}
+    assert {"format", "runtime", "target", "output", "max_abs", "verdict"} <= set(rows[0])
+    report = client_call(_artifacts, artifact_key(MODEL, "report"))
+    assert report and "## Worst rows" in report[0].data and "## Provenance" in report[0].data
+    link = client_call(_artifacts, artifact_key(MODEL, "bundle"))
+    assert link and link[0].type == "link"
+    assert (places["archive"] / MODEL / "1").resolve().as_uri() in link[0].data
+
+
+def test_outgoing_validated_events_name_the_model(triggered):
+    _, since = triggered
+    events = wait_for(
+        lambda: client_call(_events, "parity.model.validated", since), 30, "parity.model.validated events"
+    )
+    assert {e.resource.id for e in events} == {f"parity.model.{MODEL}.1"}
+    assert {e.payload["outcome"] for e in events} == {"passed"}
+    assert sorted(e.payload["written"] for e in events) == [False, True]
+    registered = client_call(_events, "parity.model.registered", since)
+    assert len(registered) == 2
+    assert registered[0].payload["registry"].endswith("registry")
+
+
+def _start_scheduled_run(deployment: str):
+    """Take a run the scheduler created for ``deployment`` and move its start time to now."""
+    from prefect.states import Scheduled
+
+    scheduled = wait_for(
+        lambda: [r for r in _runs_of(deployment) if r.state and r.state.is_scheduled()],
+        60,
+        f"the scheduler to create runs of {deployment}",
+    )
+    run = scheduled[0]
+
+    async def now(client):
+        await client.set_flow_run_state(run.id, Scheduled(scheduled_time=datetime.now(UTC)), force=True)
+
+    client_call(now)
+    return run
+
+
+def test_runs_created_by_the_schedules_succeed(triggered, places):
+    runs = {name: _start_scheduled_run(name) for name in (SWEEP, AUDIT)}
+    assert runs[SWEEP].parameters == {
+        "registry": str(places["registry"].resolve()),
+        "archive": str(places["archive"].resolve()),
+    }
+
+    async def read(client, run_id):
+        return await client.read_flow_run(run_id)
+
+    for name, run in runs.items():
+        done = wait_for(
+            lambda run=run: (r := client_call(read, run.id)).state.is_final() and r,
+            RUN_TIMEOUT,
+            f"the scheduled run of {name}",
+            every=3,
+        )
+        assert done.state.is_completed(), (name, done.state.message)
+    (audited,) = client_call(_artifacts, "parity-archive-audit")
+    rows = json.loads(audited.data) if isinstance(audited.data, str) else audited.data
+    assert [(row["model"], row["status"]) for row in rows] == [(f"{MODEL}:1", "ok")]
+
+
+def test_parity_serve_serves_the_same_schedules_and_triggers(deployed, places, tmp_path):
+    """`parity serve` replaces the worker: same deployments, without a work pool, kept by the serve process."""
+    for process in deployed.processes[1:]:
+        stop(process)  # the worker: from now on only the serve process runs flows
+    served_archive = tmp_path / "served-archive"
+    serve = deployed.spawn(
+        "serve",
+        *(sys.executable, "-m", "parity.cli", "serve", "--registry", str(places["registry"])),
+        *("--archive", str(served_archive)),
+    )
+
+    def served():
+        deployment = client_call(_deployment, SWEEP)
+        return deployment.work_pool_name is None and deployment.schedules and deployment
+
+    deployment = wait_for(served, 120, f"`parity serve` to take over {SWEEP}:\n{deployed.log('serve')}")
+    assert deployment.schedules[0].parameters["archive"] == str(served_archive.resolve())
+
+    async def automations(client):
+        triggered_deployment = await client.read_deployment_by_name(TRIGGERED)
+        return await client.read_resource_related_automations(f"prefect.deployment.{triggered_deployment.id}")
+
+    (automation,) = client_call(automations)
+    assert automation.trigger.expect == {"parity.model.registered"}
+    assert automation.actions[0].parameters["name"] == "{{ event.payload.name }}"
+    assert serve.poll() is None
+    stop(serve)

@@ -1,0 +1,170 @@
+"""What the Prefect UI shows of a model version and of a sweep, and the outcome events, read back."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import pytest
+from prefect import flow
+
+from archive import Filed
+from flows.publish import (
+    REJECTED,
+    SWEEP_PROGRESS_KEY,
+    VALIDATED,
+    outcome_event,
+    publish,
+    report_markdown,
+    start_progress,
+    update_progress,
+    worst_checks,
+)
+from flows.summary import artifact_key
+
+NAME = "Churn_Model.v2"
+
+
+def _check(output: str, verdict: str = "pass", max_abs: float = 1e-8, max_rel: float = 1e-7) -> dict:
+    return {
+        "format": "onnx",
+        "runtime": "onnxruntime",
+        "target": "linux/x86_64",
+        "output": output,
+        "verdict": verdict,
+        "kind": "probability",
+        "rows": 150,
+        "max_abs": max_abs,
+        "max_rel": max_rel,
+        "n_outside": 0 if verdict == "pass" else 3,
+        "explanation": "" if verdict == "pass" else "3 row(s) outside the band",
+    }
+
+
+def _filed(folder: Path, outcome: str = "passed") -> Filed:
+    checks = [_check("label", max_abs=0.0, max_rel=0.0), _check("probabilities", max_abs=2e-7, max_rel=3e-6)]
+    if outcome != "passed":
+        checks.append(_check("decision", "fail", max_abs=0.5, max_rel=0.1))
+    report = {
+        "name": NAME,
+        "version": 3,
+        "outcome": outcome,
+        "estimator": "LogisticRegression",
+        "reference_rows": 150,
+        "notes": [],
+        "conversions": {"onnx": {"status": "converted", "seconds": 0.1, "message": "ok"}},
+        "checks": checks,
+    }
+    folder.mkdir(parents=True, exist_ok=True)
+    metadata = {
+        "registered_at": "2026-11-01T00:00:00+00:00",
+        "validated_at": "2026-11-02T00:00:00+00:00",
+        "provenance": {
+            "training_data": {"uri": "s3://data/churn.parquet"},
+            "source": {"files": [{"origin": "/src/train.py"}]},
+            "cv_scores": {"acc": 0.93},
+        },
+        "registered_model": {"sha256": "ab" * 32},
+        "tools": {"skl2onnx": "1.20.0"},
+    }
+    (folder / "metadata.json").write_text(json.dumps(metadata))
+    return Filed(outcome, folder, True, report)
+
+
+def test_worst_checks_put_failures_first_then_the_largest_errors(tmp_path):
+    report = _filed(tmp_path, "failed").report
+    assert [c["output"] for c in worst_checks(report)] == ["decision", "probabilities", "label"]
+
+
+def test_markdown_report_has_summary_worst_rows_provenance_and_location(tmp_path):
+    text = report_markdown(_filed(tmp_path / "bundle"))
+    assert text.startswith(f"# {NAME} v3: PASSED")
+    for part in (
+        "## Worst rows",
+        "## Provenance",
+        "s3://data/churn.parquet",
+        "`/src/train.py`",
+        "## Where it is",
+    ):
+        assert part in text
+    assert f"archive bundle: `{tmp_path / 'bundle'}`" in text
+
+
+def test_outcome_event_of_a_failure_is_rejected_with_the_failing_cells(tmp_path):
+    event, payload = outcome_event(_filed(tmp_path, "failed"))
+    assert event == REJECTED
+    assert payload["failing_cells"] == ["onnx/onnxruntime/linux/x86_64/decision: fail"]
+    assert payload["archived"] is False and payload["version"] == 3
+
+
+async def _read(kind: str, key: str):
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+
+    async with get_client() as client:
+        if kind == "artifact":
+            return await client.read_artifacts(
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+            )
+        from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
+
+        since = datetime.now(UTC) - timedelta(minutes=5)
+        page = await client.read_events(
+            filter=EventFilter(
+                event=EventNameFilter(name=[key]),
+                occurred=EventOccurredFilter(since=since, until=datetime.now(UTC) + timedelta(minutes=1)),
+            )
+        )
+        return [e for e in page.events if e.resource.id == f"parity.model.{NAME}.3"]
+
+
+def _eventually(kind: str, key: str, timeout: float = 30) -> list:
+    deadline = time.monotonic() + timeout
+    while not (found := asyncio.run(_read(kind, key))) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    return found
+
+
+@flow
+def _show(filed: Filed) -> None:
+    publish(filed)
+
+
+@pytest.mark.slow
+@pytest.mark.prefect_server
+@pytest.mark.parametrize(("outcome", "event"), [("passed", VALIDATED), ("failed", REJECTED)])
+def test_publish_shows_table_report_link_and_emits_the_outcome(prefect_server, tmp_path, outcome, event):
+    filed = _filed(tmp_path / "bundle", outcome)
+    _show(filed)
+    slug = artifact_key(NAME)
+    assert slug == "parity-churn-model-v2"
+    (table,) = asyncio.run(_read("artifact", slug))[:1]
+    rows = json.loads(table.data) if isinstance(table.data, str) else table.data
+    assert [r["output"] for r in rows] == [c["output"] for c in filed.report["checks"]]
+    assert {"format", "runtime", "target", "output", "max_abs", "max_rel", "verdict"} <= set(rows[0])
+    (report,) = asyncio.run(_read("artifact", f"{slug}-report"))[:1]
+    assert "## Worst rows" in report.data
+    (link,) = asyncio.run(_read("artifact", f"{slug}-bundle"))[:1]
+    assert link.type == "link" and (tmp_path / "bundle").resolve().as_uri() in link.data
+    events = _eventually("event", event)
+    assert any(e.payload["outcome"] == outcome and e.payload["location"] == str(filed.path) for e in events)
+
+
+@flow
+def _sweep(total: int) -> None:
+    artifact_id = start_progress(total)
+    for done in range(1, total + 1):
+        update_progress(artifact_id, done, total)
+
+
+@pytest.mark.slow
+@pytest.mark.prefect_server
+def test_sweep_progress_artifact_reaches_100_percent(prefect_server):
+    _sweep(3)
+    (progress,) = asyncio.run(_read("artifact", SWEEP_PROGRESS_KEY))[:1]
+    assert progress.type == "progress"
+    assert float(progress.data) == pytest.approx(100.0)
+    assert progress.description == "3 of 3 model versions validated"
