@@ -38,13 +38,20 @@ def onnx_inputs(X: pd.DataFrame):
     if all(numeric):
         types = [("X", FloatTensorType([None, X.shape[1]]))]
         return types, lambda F: {"X": F.to_numpy(np.float64).astype(np.float32)}
-    types = [(c, FloatTensorType([None, 1]) if n else StringTensorType([None, 1])) for c, n in zip(X.columns, numeric)]
+    types = [
+        (c, FloatTensorType([None, 1]) if n else StringTensorType([None, 1]))
+        for c, n in zip(X.columns, numeric)
+    ]
 
     def feeds(F):
         out = {}
         for c, n in zip(F.columns, numeric):
             block = F[[c]]
-            out[c] = block.to_numpy(np.float64).astype(np.float32) if n else block.astype(object).where(block.notna(), "").astype(str).to_numpy(object)
+            out[c] = (
+                block.to_numpy(np.float64).astype(np.float32)
+                if n
+                else block.astype(object).where(block.notna(), "").astype(str).to_numpy(object)
+            )
         return out
 
     return types, feeds
@@ -91,7 +98,9 @@ def one_model(registry, ref, workdir: Path, times: dict) -> dict:
         options = {id(est): {"zipmap": False}} if classifier else None
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            onx = skl2onnx.convert_sklearn(est, initial_types=types, options=options, target_opset={"": 18, "ai.onnx.ml": 3})
+            onx = skl2onnx.convert_sklearn(
+                est, initial_types=types, options=options, target_opset={"": 18, "ai.onnx.ml": 3}
+            )
         onnx_path.write_bytes(onx.SerializeToString())
 
     timed("onnx conversion (skl2onnx)", to_onnx)
@@ -123,8 +132,13 @@ def one_model(registry, ref, workdir: Path, times: dict) -> dict:
         out = ReferenceEvaluator(str(onnx_path)).run(None, feeds(X.iloc[index]))
         return check(preds["predict"][index], out[0])
 
-    for name, fn in [("jpmml_evaluator", jpmml), ("jpmml_evaluator verify", jpmml_verify), ("pypmml", pypmml),
-                     ("onnxruntime", onnxruntime), ("onnx-reference", reference)]:
+    for name, fn in [
+        ("jpmml_evaluator", jpmml),
+        ("jpmml_evaluator verify", jpmml_verify),
+        ("pypmml", pypmml),
+        ("onnxruntime", onnxruntime),
+        ("onnx-reference", reference),
+    ]:
         ok[name] = timed(f"runtime: {name}", fn)
     return ok
 

@@ -37,7 +37,16 @@ def timed(fn, *args, **kwargs):
 def import_times() -> dict[str, float]:
     """One-time import costs, paid by every fresh process (measured before anything else imports them)."""
     figures = {}
-    for module in ("sklearn2pmml", "skl2onnx", "onnxruntime", "onnx.reference", "pypmml", "jpmml_evaluator", "prefect", "flows.validate"):
+    for module in (
+        "sklearn2pmml",
+        "skl2onnx",
+        "onnxruntime",
+        "onnx.reference",
+        "pypmml",
+        "jpmml_evaluator",
+        "prefect",
+        "flows.validate",
+    ):
         seconds, _ = timed(__import__, module)
         figures[module] = round(seconds, 3)
     return figures
@@ -49,7 +58,12 @@ def runtime_figures(runtime, conversion, X, validate_mod) -> dict:
     rows = X.iloc[index]
     cold, _ = timed(validate_mod.run_runtime, runtime, conversion, rows)
     warm, _ = timed(validate_mod.run_runtime, runtime, conversion, rows)
-    figures = {"rows": len(rows), "cold_s": round(cold, 3), "warm_s": round(warm, 3), "rows_per_s": round(len(rows) / warm)}
+    figures = {
+        "rows": len(rows),
+        "cold_s": round(cold, 3),
+        "warm_s": round(warm, 3),
+        "rows_per_s": round(len(rows) / warm),
+    }
     if hasattr(runtime, "verify"):
         figures["verify_s"] = round(timed(runtime.verify, conversion.path)[0], 3)
     return figures
@@ -62,9 +76,16 @@ def stage_model(name, registry, rows, scratch) -> dict:
 
     ref = registry.resolve(name)
     load_s, model = timed(registry.open, ref)
-    onnx_s, onnx = timed(converters.convert, "onnx", model.estimator, model.reference, scratch / name / "onnx")
-    first_s, pmml = timed(converters.convert, "pmml", model.estimator, model.reference, scratch / name / "pmml")
-    warm = [timed(converters.convert, "pmml", model.estimator, model.reference, scratch / name / f"pmml{i}")[0] for i in range(PMML_WARM_REPEATS)]
+    onnx_s, onnx = timed(
+        converters.convert, "onnx", model.estimator, model.reference, scratch / name / "onnx"
+    )
+    first_s, pmml = timed(
+        converters.convert, "pmml", model.estimator, model.reference, scratch / name / "pmml"
+    )
+    warm = [
+        timed(converters.convert, "pmml", model.estimator, model.reference, scratch / name / f"pmml{i}")[0]
+        for i in range(PMML_WARM_REPEATS)
+    ]
     assert onnx.ok and pmml.ok, (onnx.message, pmml.message)
     X = _common.tile_rows(model.reference, rows)
     conversions = {"onnx": onnx, "pmml": pmml}
@@ -74,7 +95,12 @@ def stage_model(name, registry, rows, scratch) -> dict:
     on_reference = {}
     for runtime in validators.RUNTIMES.values():
         index = validate_mod.sample_index(len(model.reference), getattr(runtime, "sample_rows", None))
-        on_reference[runtime.name] = round(timed(validate_mod.run_runtime, runtime, conversions[runtime.format], model.reference.iloc[index])[0], 3)
+        on_reference[runtime.name] = round(
+            timed(
+                validate_mod.run_runtime, runtime, conversions[runtime.format], model.reference.iloc[index]
+            )[0],
+            3,
+        )
     return {
         "model": name,
         "estimator": type(model.estimator).__name__,
@@ -102,9 +128,14 @@ def flows_figures(names, registry_root: Path, scratch: Path) -> dict:
     per_model = {}
     for name in names:
         archive = scratch / f"archive-{name}"
-        seconds, state = timed(convert_and_validate, name, None, str(registry_root), str(archive), return_state=True)
+        seconds, state = timed(
+            convert_and_validate, name, None, str(registry_root), str(archive), return_state=True
+        )
         report = state.result(raise_on_failure=False)
-        per_model[name] = {"seconds": round(seconds, 2), "outcome": report.get("outcome") if isinstance(report, dict) else str(report)}
+        per_model[name] = {
+            "seconds": round(seconds, 2),
+            "outcome": report.get("outcome") if isinstance(report, dict) else str(report),
+        }
     return {"ephemeral_server_first_flow_s": round(startup_s, 2), "per_model": per_model}
 
 
@@ -120,7 +151,9 @@ def table(results: list[dict], flows: dict, runtime_names: list[str]) -> str:
         }
         for name in runtime_names:
             f = r["runtimes"][name]
-            row[f"{name} cold/warm s (rows/s)"] = f"{f['cold_s']:.3g} / {f['warm_s']:.3g} ({f['rows_per_s']:,} r/s, {f['rows']} rows)"
+            row[f"{name} cold/warm s (rows/s)"] = (
+                f"{f['cold_s']:.3g} / {f['warm_s']:.3g} ({f['rows_per_s']:,} r/s, {f['rows']} rows)"
+            )
         row["runtimes on ref rows"] = round(sum(r["runtimes_on_reference_rows_s"].values()), 3)
         row["one-model flow"] = flows["per_model"][r["model"]]["seconds"]
         rows.append(row)
@@ -129,7 +162,9 @@ def table(results: list[dict], flows: dict, runtime_names: list[str]) -> str:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="Seconds of each Parity stage per demo model.")
-    parser.add_argument("--rows", type=int, default=10_000, help="rows each runtime evaluates (default 10000)")
+    parser.add_argument(
+        "--rows", type=int, default=10_000, help="rows each runtime evaluates (default 10000)"
+    )
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args()
     scratch = _common.scratch_dir("parity-bench-stages-")
@@ -162,8 +197,12 @@ def main() -> int:
         print(f"## Parity stages, seconds ({args.rows} rows per runtime; {data['machine']['cpus']} CPUs)\n")
         print(table(results, flows, runtime_names))
         print(f"\nimports (s): {imports}")
-        print(f"Prefect ephemeral server start-up (first, trivial flow): {flows['ephemeral_server_first_flow_s']} s")
-        print("pmml conv first: first conversion of that model in the warm JVM (the first model's also starts the JVM)")
+        print(
+            f"Prefect ephemeral server start-up (first, trivial flow): {flows['ephemeral_server_first_flow_s']} s"
+        )
+        print(
+            "pmml conv first: first conversion of that model in the warm JVM (the first model's also starts the JVM)"
+        )
         _common.write_json(args.out, data)
         return 0
     finally:

@@ -60,16 +60,29 @@ def parity_run(label: str, registry: Path, scratch: Path, env: dict) -> dict:
     result = _common.run_measured(command, scratch / f"{label}.log", env=env)
     text = Path(result["log"]).read_text(errors="replace")
     result["summary_line"] = next((line for line in reversed(text.splitlines()) if line.strip()), "")
-    print(f"  {label}: {result['seconds']} s, peak {result['peak_rss_mib']} MiB, exit {result['exit_code']}: {result['summary_line']}", file=sys.stderr)
+    print(
+        f"  {label}: {result['seconds']} s, peak {result['peak_rss_mib']} MiB, exit {result['exit_code']}: {result['summary_line']}",
+        file=sys.stderr,
+    )
     return result
 
 
 def naive_run(label: str, registry: Path, scratch: Path) -> dict:
     out = scratch / f"{label}.json"
-    command = [str(_common.PYTHON), str(Path(__file__).with_name("naive.py")), "--registry", str(registry), "--out", str(out)]
+    command = [
+        str(_common.PYTHON),
+        str(Path(__file__).with_name("naive.py")),
+        "--registry",
+        str(registry),
+        "--out",
+        str(out),
+    ]
     result = _common.run_measured(command, scratch / f"{label}.log")
     result["detail"] = json.loads(out.read_text()) if out.is_file() else None
-    print(f"  {label}: {result['seconds']} s, peak {result['peak_rss_mib']} MiB, exit {result['exit_code']}", file=sys.stderr)
+    print(
+        f"  {label}: {result['seconds']} s, peak {result['peak_rss_mib']} MiB, exit {result['exit_code']}",
+        file=sys.stderr,
+    )
     return result
 
 
@@ -90,12 +103,17 @@ def pmml_speedup(registry_root: Path, scratch: Path) -> dict:
     for model, pipeline in zip(models, pipelines):
         sklearn2pmml.sklearn2pmml(pipeline, str(out / f"{model.ref.name}-plain.pmml"))
     plain = time.perf_counter() - start
-    pipelines = [make_pipeline(m.estimator, m.reference)[0] for m in models]  # sklearn2pmml() escapes in place
+    pipelines = [
+        make_pipeline(m.estimator, m.reference)[0] for m in models
+    ]  # sklearn2pmml() escapes in place
     passes = []
     with WarmPmmlConverter() as converter:
         for attempt in range(2):
             start = time.perf_counter()
-            replies = [converter.convert_pipeline(p, out / f"{m.ref.name}-warm{attempt}.pmml") for m, p in zip(models, pipelines)]
+            replies = [
+                converter.convert_pipeline(p, out / f"{m.ref.name}-warm{attempt}.pmml")
+                for m, p in zip(models, pipelines)
+            ]
             passes.append(time.perf_counter() - start)
             assert all(r.ok for r in replies), [r.log for r in replies if not r.ok]
     return {
@@ -124,7 +142,8 @@ def figures(runs: dict, pmml: dict) -> dict:
     out["targets_met"] = {
         "ratio_le_0.3 (4 models)": out["ratio_parity_over_naive_4"] <= TARGET_RATIO,
         "ratio_le_0.3 excluding fixed cost (4 models)": out["ratio_excluding_fixed_cost_4"] <= TARGET_RATIO,
-        "peak_le_1GiB (4 and 12 models)": max(out["peak_rss_parity_4_mib"], out["peak_rss_parity_12_mib"]) <= TARGET_PEAK_GIB * 1024,
+        "peak_le_1GiB (4 and 12 models)": max(out["peak_rss_parity_4_mib"], out["peak_rss_parity_12_mib"])
+        <= TARGET_PEAK_GIB * 1024,
         "pmml_speedup_ge_10x (one parity run: first pass)": pmml["speedup_first_pass"] >= TARGET_PMML_SPEEDUP,
         "pmml_speedup_ge_10x (warm converter)": pmml["speedup_warm"] >= TARGET_PMML_SPEEDUP,
     }
@@ -134,19 +153,33 @@ def figures(runs: dict, pmml: dict) -> dict:
 def print_tables(runs: dict, pmml: dict, summary: dict) -> None:
     rows = []
     for label, r in runs.items():
-        rows.append({"run": label, "wall s": r["seconds"], "peak RSS MiB (tree)": r["peak_rss_mib"], "exit": r["exit_code"],
-                     "at peak": ", ".join(f"{k} {v:.0f}" for k, v in r["at_peak_mib"].items())})
+        rows.append(
+            {
+                "run": label,
+                "wall s": r["seconds"],
+                "peak RSS MiB (tree)": r["peak_rss_mib"],
+                "exit": r["exit_code"],
+                "at peak": ", ".join(f"{k} {v:.0f}" for k, v in r["at_peak_mib"].items()),
+            }
+        )
     print("## Wall time and peak memory, side by side\n")
     print(_common.markdown_table(rows, list(rows[0])))
     print("\n## Figures\n")
     fig = [{"figure": k, "value": v} for k, v in summary.items() if k != "targets_met"]
-    fig += [{"figure": f"target: {k}", "value": "met" if v else "NOT met"} for k, v in summary["targets_met"].items()]
+    fig += [
+        {"figure": f"target: {k}", "value": "met" if v else "NOT met"}
+        for k, v in summary["targets_met"].items()
+    ]
     fig += [{"figure": f"pmml: {k}", "value": v} for k, v in pmml.items()]
     print(_common.markdown_table(fig, ["figure", "value"]))
     naive = runs.get("naive-4", {}).get("detail")
     if naive:
         print("\n## Where the naive script's time goes (4 models, s)\n")
-        print(_common.markdown_table([{"stage": k, "s": v} for k, v in naive["stage_seconds"].items()], ["stage", "s"]))
+        print(
+            _common.markdown_table(
+                [{"stage": k, "s": v} for k, v in naive["stage_seconds"].items()], ["stage", "s"]
+            )
+        )
 
 
 def main() -> int:
@@ -174,7 +207,13 @@ def main() -> int:
         pmml = pmml_speedup(demo, scratch)
         summary = figures(runs, pmml)
         print_tables(runs, pmml, summary)
-        data = {"benchmark": "sweep", "machine": _common.machine(), "summary": summary, "runs": runs, "pmml": pmml}
+        data = {
+            "benchmark": "sweep",
+            "machine": _common.machine(),
+            "summary": summary,
+            "runs": runs,
+            "pmml": pmml,
+        }
         _common.write_json(args.out, data)
         return 0
     finally:

@@ -78,6 +78,7 @@ def convert_onnx(estimator: object, X: pd.DataFrame, out_path: Path) -> Conversi
     from skl2onnx.common.exceptions import MissingConverter, MissingShapeCalculator
 
     start = time.perf_counter()
+    out_path.unlink(missing_ok=True)
     spec = input_spec(X)
     types = [
         (e["name"], (FloatTensorType if e["dtype"] == FLOAT else StringTensorType)([None, len(e["columns"])]))
@@ -106,7 +107,9 @@ def convert_onnx(estimator: object, X: pd.DataFrame, out_path: Path) -> Conversi
     details = {
         "inputs": spec,
         "outputs": output_roles(estimator, outputs),
-        "opset": {domain or "ai.onnx": version for domain, version in TARGET_OPSET.items()},
+        # skl2onnx treats the target as a ceiling: record what the file declares, and the ceiling
+        "opset": {entry.domain or "ai.onnx": entry.version for entry in model.opset_import},
+        "target_opset": {domain or "ai.onnx": version for domain, version in TARGET_OPSET.items()},
         "precision": FLOAT,
         "skl2onnx": skl2onnx.__version__,
     }

@@ -75,6 +75,13 @@ def convert_pmml(
     import sklearn2pmml
 
     start = time.perf_counter()
+    out_path.unlink(missing_ok=True)  # a failed conversion must not leave an earlier artifact looking current
+    if not hasattr(estimator, "predict"):
+        message = (
+            f"{type(estimator).__name__} has no predict: Parity validates PMML through its target and "
+            "probability fields, which a transformer-only PMML does not have."
+        )
+        return Conversion("pmml", Status.UNSUPPORTED, None, message, _since(start))
     try:
         pipeline, embedded = make_pipeline(estimator, X, verify_rows)
     except Exception as err:

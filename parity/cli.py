@@ -236,7 +236,9 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
     output = deploy(args.registry, args.archive)
     print(output.strip())
-    print(f"work pools: {', '.join(WORK_POOLS)}; start a worker with `prefect worker start --pool parity-x86-64`")
+    print(
+        f"work pools: {', '.join(WORK_POOLS)}; start a worker with `prefect worker start --pool parity-x86-64`"
+    )
     return EXIT_OK
 
 

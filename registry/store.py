@@ -255,6 +255,7 @@ class FileRegistry:
         event (see :mod:`registry.events`); failing to send it only logs a warning.
         """
         check_name(name)
+        _check_tolerances(tolerances)
         trusted = sorted(set(trusted_types))
         staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=self._ensure_root()))
         try:
@@ -321,6 +322,15 @@ class FileRegistry:
                 continue
             return ModelRef(name, number)
         raise RegistryError(f"could not find a free version for {name} in {self.root} after 100 tries.")
+
+
+def _check_tolerances(tolerances: Mapping[str, Mapping[str, float]] | None) -> None:
+    from validators.tolerances import check_overrides
+
+    try:
+        check_overrides(tolerances)
+    except ValueError as err:
+        raise InvalidInputError(str(err)) from err
 
 
 def _stage_model(

@@ -81,6 +81,37 @@ def kind_of(output: str, is_classifier: bool) -> OutputKind:
     return OUTPUT_KINDS[output]
 
 
+PRECISIONS = ("float32", "float64")
+#: Override key for comparisons of one engine's outputs across targets (architectures, thread counts).
+CROSS_TARGET = "cross-target"
+
+
+def check_overrides(overrides: Mapping[str, Mapping[str, float]] | None) -> None:
+    """Refuse override keys that would silently change nothing (a typo must not pass unnoticed).
+
+    Raises
+    ------
+    ValueError
+        For an unknown outer key, or an inner key other than ``atol``/``rtol``, or a negative number.
+    """
+    kinds = [str(k) for k in OutputKind if k is not OutputKind.LABEL]
+    allowed = {*kinds, *(f"{p}:{k}" for p in PRECISIONS for k in kinds), CROSS_TARGET}
+    for key, band in (overrides or {}).items():
+        if key not in allowed:
+            raise ValueError(
+                f"tolerance override {key!r} is not a known output kind; use one of {', '.join(sorted(allowed))} "
+                "(labels are always exact)."
+            )
+        unknown = set(band) - {"atol", "rtol"}
+        if unknown:
+            raise ValueError(
+                f"tolerance override {key!r} has unknown key(s) {', '.join(sorted(unknown))}; "
+                "use atol and/or rtol, e.g. {'probability': {'atol': 1e-3}}."
+            )
+        if any(float(v) < 0 for v in band.values()):
+            raise ValueError(f"tolerance override {key!r}: atol and rtol must be >= 0, got {dict(band)}.")
+
+
 def tolerance_for(
     precision: str, kind: OutputKind, overrides: Mapping[str, Mapping[str, float]] | None = None
 ) -> Tolerance:
@@ -100,19 +131,30 @@ def tolerance_for(
     ValueError
         For an override with keys other than ``atol``, ``rtol``.
     """
+    check_overrides(overrides)
     tolerance = TOLERANCES[(precision, kind)]
     if isinstance(tolerance, Exact):
         return tolerance
     for key in (str(kind), f"{precision}:{kind}"):
         change = dict((overrides or {}).get(key, {}))
-        unknown = set(change) - {"atol", "rtol"}
-        if unknown:
-            raise ValueError(
-                f"tolerance override {key!r} has unknown key(s) {', '.join(sorted(unknown))}; "
-                "use atol and/or rtol, e.g. {'probability': {'atol': 1e-3}}."
-            )
         tolerance = replace(tolerance, **{k: float(v) for k, v in change.items()})
     return tolerance
+
+
+def cross_target_tolerance(
+    precision: str, kind: OutputKind, overrides: Mapping[str, Mapping[str, float]] | None = None
+) -> Tolerance:
+    """The band two targets' outputs of one engine must agree within.
+
+    By default the same band as against the reference; a model may demand tighter agreement across
+    architectures and thread counts with the ``"cross-target"`` override (e.g. ``{"atol": 0, "rtol": 0}``
+    for bit-identical outputs).
+    """
+    tolerance = tolerance_for(precision, kind, overrides)
+    change = dict((overrides or {}).get(CROSS_TARGET, {}))
+    if isinstance(tolerance, Exact) or not change:
+        return tolerance
+    return replace(tolerance, **{k: float(v) for k, v in change.items()})
 
 
 def scale_of(expected: np.ndarray) -> float:

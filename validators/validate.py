@@ -18,7 +18,7 @@ from .outputs import onnx_outputs, pmml_outputs
 from .report import Check, Verdict
 from .targets.remote import REMOTE_RUNTIMES, describe_process, ran_on, remote_unavailable, run_remote
 from .targets.table import Target, load_targets
-from .tolerances import Exact, kind_of, tolerance_for
+from .tolerances import Exact, cross_target_tolerance, kind_of, tolerance_for
 
 #: Rows a runtime is fed at a time, so memory stays flat whatever the reference set's size.
 CHUNK_ROWS = 10_000
@@ -390,7 +390,7 @@ def cross_target_checks(
             if output not in base.outputs or output not in context.model.predictions:
                 continue
             kind = kind_of(output, context.classifier)
-            tolerance = tolerance_for(
+            tolerance = cross_target_tolerance(
                 conversion.details.get("precision", "float64"), kind, context.model.record.get("tolerances")
             )
             diff = compare(base.outputs[output][theirs], actual[mine], tolerance)

@@ -70,16 +70,13 @@ MODELS: dict[str, tuple[str, Callable[[], object]]] = {
 }
 
 #: Pairs that do not convert, and how they end. Every pair not listed must convert.
-EXPECTED_STATUS: dict[str, Status] = {}
+EXPECTED_STATUS: dict[str, Status] = {
+    # a transformer-only PMML has no target or probability fields for Parity to compare
+    "pmml-StandardScaler": Status.UNSUPPORTED,
+}
 
 #: Pairs that should convert and do not, because of a bug in Parity (strict: the fix must remove the entry).
-XFAIL: dict[str, str] = {
-    "pmml-StandardScaler": (
-        "BUG: converters/pmml.py make_pipeline() always calls PMMLPipeline.verify(), which needs predict(); "
-        "a transformer fails with Parity's own AttributeError although sklearn2pmml converts it "
-        "(verify_rows=0 works). Skip verification when the estimator has no predict."
-    ),
-}
+XFAIL: dict[str, str] = {}
 
 CASES = [
     pytest.param(
@@ -138,7 +135,8 @@ def _check_onnx(conversion: Conversion, estimator: object, X: pd.DataFrame) -> N
     assert [c for entry in details["inputs"] for c in entry["columns"]] == list(X.columns)
     assert details["outputs"] == _roles(estimator)
     assert set(details["outputs"]) <= {o.name for o in model.graph.output}
-    assert details["opset"] == {"ai.onnx": TARGET_OPSET[""], "ai.onnx.ml": TARGET_OPSET["ai.onnx.ml"]}
+    assert details["target_opset"] == {"ai.onnx": TARGET_OPSET[""], "ai.onnx.ml": TARGET_OPSET["ai.onnx.ml"]}
+    assert details["opset"] == {o.domain or "ai.onnx": o.version for o in model.opset_import}
     # The pinned opsets are a ceiling: skl2onnx never writes a newer operator set than the target.
     for opset in model.opset_import:
         assert opset.version <= TARGET_OPSET[opset.domain if opset.domain == "ai.onnx.ml" else ""]
@@ -201,14 +199,6 @@ def test_pmml_verification_rows_are_bounded_by_the_reference(fitted, tmp_path: P
     assert verification_rows(conversion.path) == 30
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: converters/onnx.py convert_onnx() records TARGET_OPSET as details['opset'], but skl2onnx only "
-        "uses it as a ceiling: the file declares ai.onnx.ml 1 (and ai.onnx 11 for the mixed pipeline). "
-        "Record the model's own opset_import instead."
-    ),
-)
 @pytest.mark.parametrize("name", ["LogisticRegression", "MixedTypesPipeline"])
 def test_onnx_details_record_the_opsets_the_file_declares(name: str, fitted, tmp_path: Path):
     estimator, X = fitted(name)
@@ -367,14 +357,6 @@ def test_failed_pmml_conversion_in_the_jvm_leaves_no_file(iris, tmp_path: Path):
 
 
 @pytest.mark.slow
-@pytest.mark.xfail(
-    strict=True,
-    reason=(
-        "BUG: converters/pmml.py convert_pmml() returns FAILED when make_pipeline() raises without "
-        "unlinking out_path, so an earlier artifact survives next to the failed conversion; call "
-        "out_path.unlink(missing_ok=True) on that path too."
-    ),
-)
 def test_failed_pmml_preparation_leaves_no_file(iris, tmp_path: Path):
     X, y = iris
     estimator = LogisticRegression(max_iter=1000).fit(X, y)
