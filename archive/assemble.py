@@ -42,8 +42,19 @@ def build_report(model: RegisteredModel, conversions: dict[str, Conversion], che
         "original_sklearn_version": model.original_sklearn_version,
         "notes": list(model.notes),
         "conversions": {fmt: c.to_json() for fmt, c in conversions.items()},
+        "targets": targets_section(checks),
         "checks": [c.to_json() for c in checks],
     }
+
+
+def targets_section(checks: list[Check]) -> dict:
+    """Per target: whether it is required, and per runtime where its outputs really came from."""
+    section: dict[str, dict] = {}
+    for check in checks:
+        entry = section.setdefault(check.target, {"required": check.required, "where": {}})
+        if check.where:
+            entry["where"].setdefault(f"{check.format}/{check.runtime}", check.where)
+    return section
 
 
 def build_metadata(model: RegisteredModel, report: dict) -> dict:

@@ -9,7 +9,7 @@
 (c) PMML conversion of the demo batch: one ``sklearn2pmml.sklearn2pmml()`` per model (a JVM each) against
     ``converters.pmml_server.WarmPmmlConverter`` (one JVM; first pass includes its start, second is warm).
 
-Run: ``.venv/bin/python benchmarks/sweep.py [--no-naive-12] [--out FILE.json]``.
+Run: ``.venv/bin/python benchmarks/sweep.py [--naive-12] [--out FILE.json]``.
 """
 
 from __future__ import annotations
@@ -137,6 +137,8 @@ def figures(runs: dict, pmml: dict) -> dict:
         out[f"ratio_excluding_fixed_cost_{n}"] = round((parity["seconds"] - empty) / naive["seconds"], 2)
     out["peak_rss_parity_4_mib"] = runs["parity-4"]["peak_rss_mib"]
     out["peak_rss_parity_12_mib"] = runs["parity-12"]["peak_rss_mib"]
+    out["peak_pss_parity_4_mib"] = runs["parity-4"]["peak_pss_mib"]
+    out["peak_pss_parity_12_mib"] = runs["parity-12"]["peak_pss_mib"]
     out["pmml_speedup_first_pass"] = pmml["speedup_first_pass"]
     out["pmml_speedup_warm"] = pmml["speedup_warm"]
     out["targets_met"] = {
@@ -184,7 +186,7 @@ def print_tables(runs: dict, pmml: dict, summary: dict) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="parity run vs the plain sequential way, side by side.")
-    parser.add_argument("--no-naive-12", action="store_true", help="skip the naive baseline on 12 models")
+    parser.add_argument("--naive-12", action="store_true", help="also run the naive baseline on 12 models (+1-2 min)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (logs, archives)")
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args()
@@ -201,7 +203,7 @@ def main() -> int:
         runs["parity-empty-warm-db"] = parity_run("parity-empty-warm-db", empty, scratch, env)
         runs["parity-4"] = parity_run("parity-4", demo, scratch, env)
         runs["parity-12"] = parity_run("parity-12", many, scratch, env)
-        if not args.no_naive_12:
+        if args.naive_12:
             runs["naive-12"] = naive_run("naive-12", many, scratch)
         print("  PMML conversion: sklearn2pmml() per model vs warm JVM", file=sys.stderr)
         pmml = pmml_speedup(demo, scratch)

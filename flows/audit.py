@@ -15,6 +15,7 @@ from prefect.states import Completed, Failed
 
 from archive import Archive
 from archive.audit import archived_versions, audit_bundle
+from parity.errors import ParityError
 from registry.events import EVENT_SCHEMA, model_resource
 
 DEFAULT_ARCHIVE = "parity-archive"
@@ -22,6 +23,20 @@ CORRUPT = "parity.archive.corrupt"
 DRIFT = "parity.archive.drift"
 AUDIT_KEY = "parity-archive-audit"
 AUDIT_COLUMNS = ("model", "status", "replayed", "findings", "bundle")
+
+
+class ArchiveAuditFailed(ParityError, RuntimeError):
+    """Bundles need action; ``audits`` holds every bundle's audit (dicts), sound ones included.
+
+    A Failed state's data must be an exception for Prefect's engine to end a deployed run cleanly.
+    """
+
+    def __init__(self, message: str, audits: list[dict]) -> None:
+        super().__init__(message)
+        self.audits = audits
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.audits))
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
@@ -49,6 +64,16 @@ def audit_event(audit: dict) -> tuple[str, dict] | None:
         "findings": audit["corrupt"] or audit["drift"],
     }
     return event, payload
+
+
+def audits_of(state) -> list[dict]:
+    """The per-bundle audits of a finished ``audit_archive`` state, whether it Completed or Failed."""
+    result = state.result(raise_on_failure=False)
+    if isinstance(result, ArchiveAuditFailed):
+        return result.audits
+    if isinstance(result, BaseException):
+        raise result
+    return result
 
 
 def audit_rows(audits: list[dict]) -> list[dict]:
@@ -88,7 +113,8 @@ def audit_archive(archive: str = DEFAULT_ARCHIVE, replay: bool = True):
     """Audit every bundle of the archive: checksums, then (``replay``) today's runtimes against the report.
 
     Returns the list of per-bundle audits (dicts); ends Failed, naming the bad bundles, when any bundle is
-    corrupt, drifted or could not be replayed.
+    corrupt, drifted or could not be replayed (the state's data is then an :class:`ArchiveAuditFailed`
+    holding the same list).
     """
     audits = [audit_one(archive, name, version, replay) for name, version in list_bundles(archive)]
     publish_audit(audits)
@@ -97,5 +123,6 @@ def audit_archive(archive: str = DEFAULT_ARCHIVE, replay: bool = True):
     get_run_logger().info("audit: %s", message)
     bad = [f"{a['name']}:{a['version']} {a['status']}" for a in audits if a["status"] != "ok"]
     if bad:
-        return Failed(message=f"{message} ({', '.join(bad)})", data=audits)
+        text = f"{message} ({', '.join(bad)})"
+        return Failed(message=text, data=ArchiveAuditFailed(text, audits))
     return Completed(message=message, data=audits)

@@ -216,7 +216,46 @@ def run_pipeline(registry: str, archive: str, models: list[str] | None, verbose:
     return EXIT_OK if all(r["outcome"] == "passed" for r in reports) else EXIT_FAILED
 
 
+def _use_targets(path: str | None) -> None:
+    """Point this run at a targets table; read it now so a bad file is a usage error before any work."""
+    from validators.targets.table import load_targets
+
+    if path:
+        os.environ["PARITY_TARGETS"] = str(Path(path).resolve())
+    load_targets()
+
+
+def cmd_targets(args: argparse.Namespace) -> int:
+    from validators.targets.remote import remote_unavailable
+    from validators.targets.table import load_targets
+
+    if args.action == "setup":
+        from validators.targets.aarch64 import setup_aarch64
+
+        env = setup_aarch64()
+        print(f"aarch64 target ready in {env.cache_dir} (emulated CPU {env.cpu})")
+        return EXIT_OK
+    if args.targets:
+        os.environ["PARITY_TARGETS"] = str(Path(args.targets).resolve())
+    rows = []
+    for target in load_targets().values():
+        problem = remote_unavailable(target)
+        rows.append(
+            {
+                "name": target.name,
+                "platform": target.platform,
+                "reach": target.reach + (f" ({target.deployment})" if target.deployment else ""),
+                "required": "yes" if target.required else "no",
+                "settings": ", ".join(f"{k}={v}" for k, v in target.settings().items()),
+                "ready": "yes" if problem is None else f"no: {problem}",
+            }
+        )
+    _print_table(rows, ["name", "platform", "reach", "required", "settings", "ready"])
+    return EXIT_OK
+
+
 def cmd_run(args: argparse.Namespace) -> int:
+    _use_targets(args.targets)
     return run_pipeline(args.registry, args.archive, args.model, args.verbose)
 
 
@@ -257,12 +296,10 @@ def cmd_audit(args: argparse.Namespace) -> int:
 
     configure()
     _quiet_prefect_console(args.verbose)
-    from flows.audit import AUDIT_COLUMNS, audit_archive, audit_rows
+    from flows.audit import AUDIT_COLUMNS, audit_archive, audit_rows, audits_of
 
     state = audit_archive(str(args.archive), replay=not args.no_replay, return_state=True)
-    audits = state.result(raise_on_failure=False)
-    if isinstance(audits, BaseException):
-        raise audits
+    audits = audits_of(state)
     _print_table(audit_rows(audits), AUDIT_COLUMNS)
     print(state.message or "")
     return EXIT_OK if all(a["status"] == "ok" for a in audits) else EXIT_FAILED
@@ -331,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     sub = commands.add_parser("run", help="convert, validate and archive every model not archived yet")
     places(sub)
     sub.add_argument("--model", action="append", metavar="NAME[:VERSION]", help="only these (repeatable)")
+    sub.add_argument(
+        "--targets", metavar="FILE", help="targets table (default: $PARITY_TARGETS or the built-in)"
+    )
     sub.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
     sub.set_defaults(func=cmd_run)
 
@@ -359,6 +399,15 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_argument("--no-replay", action="store_true", help="check the checksums only")
     sub.add_argument("--verbose", action="store_true", help="show Prefect's own log lines")
     sub.set_defaults(func=cmd_audit)
+
+    sub = commands.add_parser("targets", help="list the targets and whether each is ready; set one up")
+    sub.add_argument(
+        "--targets", metavar="FILE", help="targets table (default: $PARITY_TARGETS or the built-in)"
+    )
+    actions = sub.add_subparsers(dest="action", metavar="ACTION")
+    setup = actions.add_parser("setup", help="provision an emulated target on this machine (idempotent)")
+    setup.add_argument("platform", choices=["aarch64"], help="what to provision")
+    sub.set_defaults(func=cmd_targets)
     return parser
 
 

@@ -160,7 +160,7 @@ def _wait_for_events(name: str, since: datetime, timeout: float = 30) -> list:
 @pytest.mark.slow
 @pytest.mark.prefect_server
 def test_audit_flow_fails_naming_the_corrupt_bundle_and_emits_the_event(prefect_server, shelf, tmp_path):
-    from flows.audit import audit_archive
+    from flows.audit import audit_archive, audits_of
 
     copy = _copy(shelf, tmp_path)
     since = datetime.now(UTC) - timedelta(seconds=5)
@@ -169,7 +169,7 @@ def test_audit_flow_fails_naming_the_corrupt_bundle_and_emits_the_event(prefect_
     state = audit_archive(str(copy.root), replay=False, return_state=True)
     assert state.is_failed()
     assert f"{MODEL}:1 corrupt" in state.message
-    (audit,) = state.result(raise_on_failure=False)
+    (audit,) = audits_of(state)
     assert audit["corrupt"] == ["report.json: SHA-256 differs from the manifest"]
     events = _wait_for_events("parity.archive.corrupt", since)
     assert [e.resource.id for e in events] == [f"parity.model.{MODEL}.1"]

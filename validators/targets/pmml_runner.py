@@ -64,31 +64,38 @@ def run_pmml_in(
     EnvironmentProblem
         When the runner fails; the message carries its standard error.
     """
-    from converters.pmml_server import find_java
-
-    classpath = os.pathsep.join(runner_classpath())
     with tempfile.TemporaryDirectory(prefix="parity-pmml-run-") as scratch:
         inputs, outputs = Path(scratch) / "in.bin", Path(scratch) / "out.bin"
         write_columns(inputs, X)
-        args = [
-            f"-Xmx{MAX_HEAP}",
-            "-XX:TieredStopAtLevel=1",
-            "-cp",
-            classpath,
-            "PmmlRunner",
-            str(pmml),
-            str(inputs),
-            str(outputs),
-        ]
-        if env is None:
-            command, environment = [str(find_java()), *args], None
-        else:
-            command, environment = env.java_command(args, cpu=cpu), env.java_env()
-        done = subprocess.run(
-            command, capture_output=True, text=True, env=environment, timeout=TIMEOUT_S, check=False
-        )
-        if done.returncode or not outputs.is_file():
-            raise EnvironmentProblem(
-                f"the PMML runner failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}"
-            )
+        run_pmml_files(env, pmml, inputs, outputs, cpu)
         return read_output(outputs)
+
+
+def run_pmml_files(
+    env: Aarch64Env | None, pmml: Path, inputs: Path, outputs: Path, cpu: str | None = None
+) -> None:
+    """Run the PMML runner on files: ``inputs`` (binary columns) → ``outputs``. See :func:`run_pmml_in`."""
+    from converters.pmml_server import find_java
+
+    classpath = os.pathsep.join(runner_classpath())
+    args = [
+        f"-Xmx{MAX_HEAP}",
+        "-XX:TieredStopAtLevel=1",
+        "-cp",
+        classpath,
+        "PmmlRunner",
+        str(pmml),
+        str(inputs),
+        str(outputs),
+    ]
+    if env is None:
+        command, environment = [str(find_java()), *args], None
+    else:
+        command, environment = env.java_command(args, cpu=cpu), env.java_env()
+    done = subprocess.run(
+        command, capture_output=True, text=True, env=environment, timeout=TIMEOUT_S, check=False
+    )
+    if done.returncode or not outputs.is_file():
+        raise EnvironmentProblem(
+            f"the PMML runner failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}"
+        )
