@@ -115,6 +115,17 @@ def _cell(check: dict) -> str:
     return f"{check['format']}/{check['runtime']}/{check['target']}/{check['output']}"
 
 
+def _numbered(checks: list[dict]) -> dict[tuple[str, int], dict]:
+    """Rows by cell and occurrence: a cell can hold a target's own row and its cross-target comparison."""
+    seen: dict[str, int] = {}
+    numbered = {}
+    for check in checks:
+        cell = _cell(check)
+        seen[cell] = seen.get(cell, -1) + 1
+        numbered[(cell, seen[cell])] = check
+    return numbered
+
+
 def compare_reports(archived: list[dict], today: list[dict]) -> list[str]:
     """Cells of today's replay that differ from the archived report, described for people.
 
@@ -129,11 +140,11 @@ def compare_reports(archived: list[dict], today: list[dict]) -> list[str]:
     list of str
         One line per changed cell; empty when every replayed cell is identical.
     """
-    before = {_cell(c): c for c in archived}
+    before = _numbered(archived)
     targets = {c["target"] for c in today}
     changes = []
-    for check in today:
-        cell, old = _cell(check), before.pop(_cell(check), None)
+    for (cell, _), check in _numbered(today).items():
+        old = before.pop((cell, _), None)
         if old is None:
             if check["verdict"] != "pass":
                 changes.append(f"{cell}: new cell with verdict {check['verdict']}")
@@ -145,7 +156,7 @@ def compare_reports(archived: list[dict], today: list[dict]) -> list[str]:
             changes.append(f"{cell}: output changed ({', '.join(moved)})")
     changes.extend(
         f"{cell}: archived with verdict {old['verdict']}, no longer produced"
-        for cell, old in sorted(before.items())
+        for (cell, _), old in sorted(before.items())
         if old["target"] in targets and old["kind"] != "conversion"
     )
     return changes

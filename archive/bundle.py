@@ -105,11 +105,15 @@ class Archive:
 
     def write_rejected(self, name: str, version: int, files: dict[str, Path | bytes], identity: dict) -> Path:
         """Keep a failed attempt's report and artifacts, each attempt in its own folder."""
-        attempt = datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
+        attempt = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:8]}"
         final = self.root / REJECTED / name / str(version) / attempt
         staged = self._stage(files, identity)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.rename(staged, final)
+        try:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.rename(staged, final)
+        except BaseException:
+            shutil.rmtree(staged, ignore_errors=True)
+            raise
         return final
 
     def rejected(self, name: str, version: int) -> list[Path]:

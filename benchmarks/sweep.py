@@ -186,7 +186,9 @@ def print_tables(runs: dict, pmml: dict, summary: dict) -> None:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description="parity run vs the plain sequential way, side by side.")
-    parser.add_argument("--naive-12", action="store_true", help="also run the naive baseline on 12 models (+1-2 min)")
+    parser.add_argument(
+        "--naive-12", action="store_true", help="also run the naive baseline on 12 models (+1-2 min)"
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (logs, archives)")
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args()

@@ -72,7 +72,7 @@ class RegisteredModel:
 
 def check_name(name: str) -> str:
     """Refuse model names that cannot be a folder name on every system."""
-    if not _NAME.match(name):
+    if not isinstance(name, str) or not _NAME.fullmatch(name):
         raise InvalidInputError(
             f"model name {name!r} is not allowed: use 1-100 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit (e.g. 'churn-classifier')."
@@ -181,13 +181,11 @@ class FileRegistry:
         )
         notes = list(loaded.notes)
         trained_with = record["provenance"]["environment"].get("scikit-learn")
-        original = loaded.original_sklearn_version or trained_with
-        if original and original != provenance.environment_sklearn():
-            notes.append(
-                f"registered with scikit-learn {original}, loaded with {provenance.environment_sklearn()}"
-            )
-        else:
-            original = loaded.original_sklearn_version
+        here = provenance.environment_sklearn()
+        original = loaded.original_sklearn_version
+        if trained_with and trained_with != here:
+            notes.append(f"registered under scikit-learn {trained_with}, validated under {here}")
+            original = original or trained_with
         reference = pd.read_parquet(folder / record["reference"]["file"])
         preds = predictions.predictions_from_frame(pd.read_parquet(folder / record["predictions"]["file"]))
         return RegisteredModel(ref, folder, record, loaded.estimator, reference, preds, original, notes)
@@ -255,6 +253,10 @@ class FileRegistry:
         event (see :mod:`registry.events`); failing to send it only logs a warning.
         """
         check_name(name)
+        if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
+            raise InvalidInputError(
+                f"version {version!r}: the version must be a positive integer, e.g. {name}:1."
+            )
         _check_tolerances(tolerances)
         trusted = sorted(set(trusted_types))
         staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=self._ensure_root()))
@@ -277,7 +279,7 @@ class FileRegistry:
                 "reference": {
                     "file": REFERENCE_FILE,
                     "rows": len(reference),
-                    "columns": {str(c): str(t) for c, t in reference.dtypes.items()},
+                    "columns": [{"name": str(c), "dtype": str(t)} for c, t in reference.dtypes.items()],
                     "sha256": loading.sha256_of(staging / REFERENCE_FILE),
                 },
                 "predictions": {
@@ -306,7 +308,9 @@ class FileRegistry:
         """Move the staged folder into place; a taken version is never overwritten."""
         (self.root / name).mkdir(exist_ok=True)
         for _attempt in range(100):
-            number = version or (max((r.version for r in self.refs(name)), default=0) + 1)
+            number = (
+                version if version is not None else max((r.version for r in self.refs(name)), default=0) + 1
+            )
             record["version"] = number
             (staging / RECORD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
             target = self.root / name / str(number)
@@ -365,6 +369,14 @@ def _stage_model(
     return entry, loaded.estimator
 
 
+def _scores(name: object, value: object) -> float | list[float]:
+    """One CV score or a list of them (a list, tuple or numpy array, as cross_val_score returns)."""
+    try:
+        return list(map(float, np.ravel(value))) if np.ndim(value) else float(value)
+    except (TypeError, ValueError):
+        raise InvalidInputError(f"cv_scores[{name!r}] must be a number or numbers, got {value!r}.") from None
+
+
 def _summary(estimator: object) -> str:
     steps = getattr(estimator, "steps", None)
     if steps:
@@ -412,10 +424,7 @@ def _provenance(
         sources.append(
             {"file": f"source/{path.name}", "origin": str(path), "sha256": loading.sha256_of(kept)}
         )
-    scores = {
-        str(k): (list(map(float, v)) if isinstance(v, Sequence) else float(v))
-        for k, v in (cv_scores or {}).items()
-    }
+    scores = {str(k): _scores(k, v) for k, v in (cv_scores or {}).items()}
     return {
         "training_data": data,
         "source": {"origin": origin, "files": sources},

@@ -249,11 +249,6 @@ def test_doctor_without_java_says_how_to_install_it(tmp_path):
     assert done.stdout.rstrip().endswith("the pipeline cannot run: fix java")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: doctor's aarch64 hint (validators/targets/aarch64.py SETUP_COMMAND) and cli.py's docstring "
-    "name `parity targets setup aarch64`, but build_parser() registers no `targets` command.",
-)
 def test_targets_command_that_doctor_advertises_exists(capsys):
     with pytest.raises(SystemExit) as exited:
         main(["targets", "--help"])

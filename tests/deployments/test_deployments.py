@@ -79,7 +79,8 @@ async def _events(client, name: str, since: datetime):
         filter=EventFilter(
             event=EventNameFilter(name=[name]),
             occurred=EventOccurredFilter(since=since, until=datetime.now(UTC) + timedelta(minutes=1)),
-        )
+        ),
+        limit=50,
     )
     return page.events
 
@@ -230,10 +231,11 @@ def test_parity_serve_serves_the_same_schedules_and_triggers(deployed, places, t
 
     def served():
         deployment = client_call(_deployment, SWEEP)
-        return deployment.work_pool_name is None and deployment.schedules and deployment
+        archive = deployment.schedules[0].parameters["archive"] if deployment.schedules else None
+        return archive == str(served_archive.resolve()) and deployment
 
     deployment = wait_for(served, 120, f"`parity serve` to take over {SWEEP}:\n{deployed.log('serve')}")
-    assert deployment.schedules[0].parameters["archive"] == str(served_archive.resolve())
+    assert deployment.schedules[0].parameters["registry"] == str(places["registry"].resolve())
 
     async def automations(client):
         triggered_deployment = await client.read_deployment_by_name(TRIGGERED)

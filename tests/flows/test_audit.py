@@ -143,7 +143,8 @@ async def _events(name: str, since: datetime):
             filter=EventFilter(
                 event=EventNameFilter(name=[name]),
                 occurred=EventOccurredFilter(since=since, until=datetime.now(UTC) + timedelta(minutes=1)),
-            )
+            ),
+            limit=50,
         )
     return page.events
 

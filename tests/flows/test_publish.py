@@ -116,7 +116,8 @@ async def _read(kind: str, key: str):
             filter=EventFilter(
                 event=EventNameFilter(name=[key]),
                 occurred=EventOccurredFilter(since=since, until=datetime.now(UTC) + timedelta(minutes=1)),
-            )
+            ),
+            limit=50,
         )
         return [e for e in page.events if e.resource.id == f"parity.model.{NAME}.3"]
 

@@ -144,11 +144,6 @@ def test_register_explicit_version_taken_is_refused(registry, logreg, iris):
 
 
 @pytest.mark.parametrize("version", [0, -1], ids=["zero", "negative"])
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: FileRegistry.register does not validate `version`: 0 silently becomes the next version "
-    "(`version or ...` in _commit) and -1 is written to a folder '-1' that refs()/resolve() never list.",
-)
 def test_register_refuses_a_version_below_one(registry, logreg, iris, version):
     with pytest.raises(InvalidInputError, match="positive integer"):
         registry.register(logreg, iris[0], "iris-lr", version=version)
@@ -290,11 +285,6 @@ def test_two_source_files_with_one_name_are_refused(registry, logreg, iris, tmp_
         registry.register(logreg, iris[0], "m", source_files=files)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: store._provenance converts cv_scores with isinstance(v, Sequence); a numpy array (what "
-    "cross_val_score returns) is no Sequence, so float(array) raises TypeError instead of recording it.",
-)
 def test_cv_scores_from_cross_val_score_array(registry, logreg, iris):
     ref = registry.register(logreg, iris[0], "m", cv_scores={"cv3": np.array([0.9, 0.95, 1.0])})
     assert registry.record(ref)["provenance"]["cv_scores"] == {"cv3": [0.9, 0.95, 1.0]}
@@ -314,11 +304,6 @@ def test_bad_names_are_refused(registry, logreg, iris, name):
     assert not registry.root.exists() or list(registry.root.iterdir()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: store._NAME ends with '$', which also matches before a trailing newline, so "
-    "check_name('model\\n') passes and a folder name with a newline is created (use re.fullmatch or \\Z).",
-)
 def test_name_with_trailing_newline_is_refused():
     with pytest.raises(InvalidInputError, match="is not allowed"):
         check_name("model\n")

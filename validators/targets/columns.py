@@ -77,4 +77,10 @@ def read_output(path: Path) -> tuple[pd.DataFrame, dict]:
                 offset += 1
                 values.append(utf() if present else None)
             columns[name] = np.array(values, dtype=object)
-    return pd.DataFrame(columns), where
+    frame = pd.DataFrame(
+        {
+            name: pd.Series(values, dtype=object if values.dtype == object else values.dtype)
+            for name, values in columns.items()
+        }
+    )
+    return frame, where

@@ -73,7 +73,6 @@ def run_on_pool(target: Target, conversion: Conversion, X: pd.DataFrame):
     from prefect.deployments import run_deployment
     from prefect.futures import PrefectFlowRunFuture
 
-
     job = shared_dir() / "jobs" / uuid.uuid4().hex
     write_job(job, conversion, X)
     parameters = {
