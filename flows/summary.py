@@ -70,6 +70,13 @@ def markdown(report: dict, where: str) -> str:
     lines += ["", "| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
     for row in table_rows(report):
         lines.append("| " + " | ".join(str(row[c]) for c in TABLE_COLUMNS) + " |")
+    targets = report.get("targets", {})
+    if targets:
+        lines += ["", "## Where the outputs came from", ""]
+        for name, entry in targets.items():
+            lines.append(f"- **{name}** ({'required' if entry['required'] else 'optional'})")
+            for runtime, where in entry["where"].items():
+                lines.append(f"  - {runtime}: {describe_where(where)}")
     explained = [
         (c, c["explanation"])
         for c in report["checks"]
@@ -79,3 +86,18 @@ def markdown(report: dict, where: str) -> str:
         lines += ["", "## Explanations", ""]
         lines += [f"- **{c['format']}/{c['runtime']}/{c['output']}**: {text}" for c, text in explained]
     return "\n".join(lines)
+
+
+def describe_where(where: dict) -> str:
+    """One line from a runner's own description of where it ran, plus the target's settings."""
+    cpuinfo = where.get("cpuinfo", "")
+    if isinstance(cpuinfo, dict):
+        parts = [str(cpuinfo[k]) for k in ("model name", "CPU implementer", "CPU part") if k in cpuinfo]
+    else:
+        parts = [
+            p.strip()
+            for p in str(cpuinfo).split(";")
+            if p.strip() and not p.strip().startswith(("flags", "Features"))
+        ]
+    settings = ", ".join(f"{k}={where[k]}" for k in ("threads", "graph_optimization", "cpu") if k in where)
+    return f"machine {where.get('machine', '?')}; {' '.join(parts) or 'cpu unknown'}; {settings}"

@@ -103,11 +103,13 @@ def test_outcome_event_of_a_failure_is_rejected_with_the_failing_cells(tmp_path)
 async def _read(kind: str, key: str):
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterKey
+    from prefect.client.schemas.sorting import ArtifactSort
 
     async with get_client() as client:
         if kind == "artifact":
             return await client.read_artifacts(
-                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key]))
+                artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])),
+                sort=ArtifactSort.CREATED_DESC,
             )
         from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
 
@@ -149,7 +151,7 @@ def test_publish_shows_table_report_link_and_emits_the_outcome(prefect_server, t
     (report,) = asyncio.run(_read("artifact", f"{slug}-report"))[:1]
     assert "## Worst rows" in report.data
     (link,) = asyncio.run(_read("artifact", f"{slug}-bundle"))[:1]
-    assert link.type == "link" and (tmp_path / "bundle").resolve().as_uri() in link.data
+    assert link.type == "markdown" and (tmp_path / "bundle").resolve().as_uri() in link.data
     events = _eventually("event", event)
     assert any(e.payload["outcome"] == outcome and e.payload["location"] == str(filed.path) for e in events)
 

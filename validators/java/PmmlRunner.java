@@ -1,6 +1,11 @@
 // Parity's PMML runner: the JVM half of "one runner everywhere" (validators/runner.py is the ONNX half).
 //
 // usage: java -cp <jpmml-evaluator jars>:<this class> PmmlRunner MODEL.pmml INPUT.bin OUTPUT.bin
+//        java -cp ... PmmlRunner --serve     (then one "MODEL<TAB>INPUT<TAB>OUTPUT" line per job on stdin;
+//                                            one "ok" or "error <message>" line per job on stdout)
+//
+// Serving keeps one JVM warm across models: under qemu a cold JVM spends most of its time loading and
+// compiling JPMML's classes, so later jobs in a warm one cost a fraction of the first.
 //
 // It replays the PMML's embedded verification rows, evaluates the input rows and writes the target and
 // output fields, plus a description of where it ran (os.arch, CPU from /proc/cpuinfo, Java version).
@@ -35,10 +40,36 @@ public class PmmlRunner {
     static final byte DOUBLE = 0, STRING = 1;
 
     public static void main(String[] args) throws Exception {
+        if (args.length == 1 && args[0].equals("--serve")) {
+            serve();
+            return;
+        }
         if (args.length != 3) {
-            System.err.println("usage: PmmlRunner MODEL.pmml INPUT.bin OUTPUT.bin");
+            System.err.println("usage: PmmlRunner MODEL.pmml INPUT.bin OUTPUT.bin | PmmlRunner --serve");
             System.exit(2);
         }
+        run(args);
+    }
+
+    static void serve() throws IOException {
+        java.io.BufferedReader in = new java.io.BufferedReader(new java.io.InputStreamReader(System.in, "UTF-8"));
+        String line;
+        while ((line = in.readLine()) != null) {
+            String[] job = line.split("\t");
+            String reply;
+            try {
+                if (job.length != 3) throw new IllegalArgumentException("expected MODEL<TAB>INPUT<TAB>OUTPUT, got " + job.length + " fields");
+                run(job);
+                reply = "ok";
+            } catch (Exception e) {
+                reply = "error " + String.valueOf(e).replace('\n', ' ').replace('\r', ' ');
+            }
+            System.out.println(reply);
+            System.out.flush();
+        }
+    }
+
+    static void run(String[] args) throws Exception {
         long start = System.nanoTime();
         Evaluator evaluator = new LoadingModelEvaluatorBuilder().load(new File(args[0])).build();
         String verification;
@@ -123,7 +154,7 @@ public class PmmlRunner {
         info.put("os", System.getProperty("os.name") + " " + System.getProperty("os.version"));
         info.put("java", System.getProperty("java.vendor") + " " + System.getProperty("java.runtime.version"));
         info.put("processors", String.valueOf(Runtime.getRuntime().availableProcessors()));
-        info.put("cpu", cpuModel());
+        info.put("cpuinfo", cpuModel());
         info.put("verification", verification);
         info.put("seconds", String.valueOf(seconds));
         StringBuilder json = new StringBuilder("{");

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import select
 import subprocess
 import tempfile
+import threading
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import pandas as pd
 
-from parity.errors import EnvironmentProblem
+from parity.errors import EnvironmentProblem, InvalidInputError
 from parity.java import compile_java
 
 from .columns import read_output, write_columns
@@ -71,31 +74,86 @@ def run_pmml_in(
         return read_output(outputs)
 
 
+class _WarmRunner:
+    """One ``PmmlRunner --serve`` JVM kept for the life of this process; restarted if it dies."""
+
+    def __init__(self, command: list[str], environment: dict[str, str] | None) -> None:
+        self.command, self.environment = command, environment
+        self.process: subprocess.Popen[str] | None = None
+        self.lock = threading.Lock()
+
+    def run(self, pmml: Path, inputs: Path, outputs: Path) -> None:
+        job = "\t".join(str(p) for p in (pmml, inputs, outputs))
+        if any(c in job.replace("\t", "") for c in "\t\r\n"):
+            raise InvalidInputError(f"PMML runner paths must not hold tabs or line breaks: {job!r}")
+        with self.lock:
+            process = self._started()
+            try:
+                process.stdin.write(job + "\n")
+                process.stdin.flush()
+                ready, _, _ = select.select([process.stdout], [], [], TIMEOUT_S)
+                reply = process.stdout.readline().strip() if ready else ""
+            except OSError as err:
+                reply = f"error {err}"
+            if reply != "ok":
+                if not reply:  # dead or hung: start afresh next time
+                    self.stop()
+                    reply = "error no reply (the runner's JVM died or hung)"
+                raise EnvironmentProblem(
+                    f"the PMML runner failed on {pmml.name}: {reply.removeprefix('error ')}"
+                )
+
+    def _started(self) -> subprocess.Popen[str]:
+        if self.process is None or self.process.poll() is not None:
+            self.process = subprocess.Popen(
+                self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                text=True, env=self.environment,
+            )  # fmt: skip
+        return self.process
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.kill()
+            self.process.wait()
+        self.process = None
+
+
+_RUNNERS: dict[tuple, _WarmRunner] = {}
+_RUNNERS_LOCK = threading.Lock()
+
+
+@atexit.register
+def _stop_runners() -> None:
+    for runner in _RUNNERS.values():
+        runner.stop()
+
+
+def _runner_for(env: Aarch64Env | None, cpu: str | None) -> _WarmRunner:
+    from converters.pmml_server import find_java
+
+    key = ("native",) if env is None else (str(env.cache_dir), cpu or env.cpu)
+    with _RUNNERS_LOCK:
+        if key not in _RUNNERS:
+            args = [
+                f"-Xmx{MAX_HEAP}",
+                "-XX:TieredStopAtLevel=1",
+                "-cp",
+                os.pathsep.join(runner_classpath()),
+                "PmmlRunner",
+                "--serve",
+            ]
+            if env is None:
+                _RUNNERS[key] = _WarmRunner([str(find_java()), *args], None)
+            else:
+                _RUNNERS[key] = _WarmRunner(env.java_command(args, cpu=cpu), env.java_env())
+        return _RUNNERS[key]
+
+
 def run_pmml_files(
     env: Aarch64Env | None, pmml: Path, inputs: Path, outputs: Path, cpu: str | None = None
 ) -> None:
-    """Run the PMML runner on files: ``inputs`` (binary columns) → ``outputs``. See :func:`run_pmml_in`."""
-    from converters.pmml_server import find_java
+    """Run the PMML runner on files: ``inputs`` (binary columns) → ``outputs``. See :func:`run_pmml_in`.
 
-    classpath = os.pathsep.join(runner_classpath())
-    args = [
-        f"-Xmx{MAX_HEAP}",
-        "-XX:TieredStopAtLevel=1",
-        "-cp",
-        classpath,
-        "PmmlRunner",
-        str(pmml),
-        str(inputs),
-        str(outputs),
-    ]
-    if env is None:
-        command, environment = [str(find_java()), *args], None
-    else:
-        command, environment = env.java_command(args, cpu=cpu), env.java_env()
-    done = subprocess.run(
-        command, capture_output=True, text=True, env=environment, timeout=TIMEOUT_S, check=False
-    )
-    if done.returncode or not outputs.is_file():
-        raise EnvironmentProblem(
-            f"the PMML runner failed (exit {done.returncode}): {done.stderr.strip()[-2000:]}"
-        )
+    The runner's JVM (one per target) stays warm for the next model.
+    """
+    _runner_for(env, cpu).run(pmml.resolve(), inputs.resolve(), outputs.resolve())
