@@ -34,6 +34,28 @@ def isolated_prefect_home(scratch: Path) -> None:
     configure()
 
 
+HOST_ONLY_TARGETS = """# Written by Parity's benchmarks: this machine only, one onnxruntime thread (the naive baseline's work).
+[[target]]
+name = "{name}"
+platform = "{platform}"
+reach = "process"
+required = true
+threads = 1
+"""
+
+
+def targets_file(scratch: Path, choice: str | None) -> Path | None:
+    """The targets table a benchmark runs with: "host" (this machine only), "default" (Parity's), or a file."""
+    if choice == "default":
+        return None
+    if choice and choice != "host":
+        return Path(choice).resolve()
+    system, arch = platform.system().lower(), platform.machine()
+    path = scratch / "targets-host-only.toml"
+    path.write_text(HOST_ONLY_TARGETS.format(name=f"{system}-{arch}", platform=f"{system}/{arch}"))
+    return path
+
+
 def machine() -> dict:
     """What the figures were measured on."""
     java = subprocess.run(["java", "-version"], capture_output=True, text=True, check=False).stderr

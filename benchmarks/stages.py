@@ -9,7 +9,9 @@ alone (what a ``parity run`` evaluates), and the whole one-model flow
 ``flows.validate.convert_and_validate`` in Prefect's ephemeral mode (after a trivial flow has started the
 temporary server, whose start-up is reported on its own).
 
-Run: ``.venv/bin/python benchmarks/stages.py [--rows 10000] [--out FILE.json]``.
+The flows run on a targets table of this machine only unless ``--targets default``.
+
+Run: ``.venv/bin/python benchmarks/stages.py [--rows 10000] [--targets host|default|FILE] [--out FILE.json]``.
 """
 
 from __future__ import annotations
@@ -166,11 +168,19 @@ def main() -> int:
         "--rows", type=int, default=10_000, help="rows each runtime evaluates (default 10000)"
     )
     parser.add_argument("--out", help="write the figures as JSON here")
+    parser.add_argument("--targets", default="host", metavar="host|default|FILE",
+                        help="targets table of the one-model flows: host (default: this machine only), default "
+                        "(Parity's built-in table, emulated aarch64 included) or a TOML file")
     args = parser.parse_args()
     scratch = _common.scratch_dir("parity-bench-stages-")
     try:
         _common.isolated_prefect_home(scratch)
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")  # as `parity run` does
+        targets = _common.targets_file(scratch, args.targets)
+        if targets is None:
+            os.environ.pop("PARITY_TARGETS", None)
+        else:
+            os.environ["PARITY_TARGETS"] = str(targets)
         imports = import_times()
         from parity.demo import DEMO_MODELS, build_demo_registry
         from registry import FileRegistry
@@ -189,6 +199,7 @@ def main() -> int:
             "benchmark": "stages",
             "machine": _common.machine(),
             "rows": args.rows,
+            "flow_targets": str(targets or "Parity's built-in table"),
             "import_s": imports,
             "build_demo_registry_s": round(build_s, 2),
             "models": results,

@@ -9,7 +9,11 @@
 (c) PMML conversion of the demo batch: one ``sklearn2pmml.sklearn2pmml()`` per model (a JVM each) against
     ``converters.pmml_server.WarmPmmlConverter`` (one JVM; first pass includes its start, second is warm).
 
-Run: ``.venv/bin/python benchmarks/sweep.py [--naive-12] [--out FILE.json]``.
+The compared runs use a targets table of this machine only (``--targets host``), the work the naive
+script does; ``--with-default-targets`` adds a run on Parity's built-in table (emulated aarch64 and a
+2-thread target included).
+
+Run: ``.venv/bin/python benchmarks/sweep.py [--naive-12] [--with-default-targets] [--out FILE.json]``.
 """
 
 from __future__ import annotations
@@ -47,9 +51,11 @@ def build_registries(scratch: Path) -> tuple[Path, Path]:
     return demo, many
 
 
-def parity_env(scratch: Path) -> dict:
-    env = {k: v for k, v in os.environ.items() if k != "PREFECT_API_URL"}
+def parity_env(scratch: Path, targets: Path | None) -> dict:
+    env = {k: v for k, v in os.environ.items() if k not in ("PREFECT_API_URL", "PARITY_TARGETS")}
     env["PREFECT_HOME"] = str(scratch / "prefect-home")
+    if targets is not None:
+        env["PARITY_TARGETS"] = str(targets)
     return env
 
 
@@ -189,6 +195,11 @@ def main() -> int:
     parser.add_argument(
         "--naive-12", action="store_true", help="also run the naive baseline on 12 models (+1-2 min)"
     )
+    parser.add_argument("--targets", default="host", metavar="host|default|FILE",
+                        help="targets table of the compared runs: host (default: this machine only, the naive "
+                        "baseline's work), default (Parity's built-in table) or a TOML file")
+    parser.add_argument("--with-default-targets", action="store_true",
+                        help="also run parity on the 4 models with Parity's built-in targets (emulated aarch64 ...)")
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (logs, archives)")
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args()
@@ -199,12 +210,16 @@ def main() -> int:
         demo, many = build_registries(scratch)
         empty = scratch / "registry-empty"
         empty.mkdir()
-        env = parity_env(scratch)
+        targets = _common.targets_file(scratch, args.targets)
+        env = parity_env(scratch, targets)
         runs = {"naive-4": naive_run("naive-4", demo, scratch)}
         runs["parity-empty-fresh-db"] = parity_run("parity-empty-fresh-db", empty, scratch, env)
         runs["parity-empty-warm-db"] = parity_run("parity-empty-warm-db", empty, scratch, env)
         runs["parity-4"] = parity_run("parity-4", demo, scratch, env)
         runs["parity-12"] = parity_run("parity-12", many, scratch, env)
+        if args.with_default_targets and args.targets in (None, "host"):
+            label = "parity-4-default-targets"
+            runs[label] = parity_run(label, demo, scratch, parity_env(scratch, None))
         if args.naive_12:
             runs["naive-12"] = naive_run("naive-12", many, scratch)
         print("  PMML conversion: sklearn2pmml() per model vs warm JVM", file=sys.stderr)

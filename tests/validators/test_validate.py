@@ -26,6 +26,7 @@ from registry import ModelRef, RegisteredModel
 from registry.predictions import reference_predictions
 from validators import RUNTIMES, runtimes_for
 from validators.report import Check, Verdict, native_target
+from validators.targets.table import Target, host_platform
 from validators.tolerances import TOLERANCES, OutputKind, kind_of, scale_of
 from validators.validate import (
     MAX_EXPLAINED_FRACTION,
@@ -35,6 +36,9 @@ from validators.validate import (
     validate_conversion,
     validate_runtime,
 )
+
+#: Only this process: emulated and pool targets are tested in test_targets.py and test_aarch64.py.
+HOST_ONLY = {"host": Target("host", host_platform(), "process")}
 
 #: How far a correct conversion drifts from scikit-learn (FACTS.md "How far converted outputs drift"),
 #: per artifact precision, as a fraction of the output's scale: float32 ONNX probabilities within 4.2e-6,
@@ -218,7 +222,7 @@ def test_wrong_pmml_artifact_fails_in_every_engine_and_in_verification(converted
     path = _pmml_with_changed_coefficient(right.path, tmp_path / "wrong.pmml")
     wrong = dataclasses.replace(right, path=path)
 
-    checks = {(c.runtime, c.output): c for c in validate_conversion(context, wrong)}
+    checks = {(c.runtime, c.output): c for c in validate_conversion(context, wrong, targets=HOST_ONLY)}
 
     for runtime in ("jpmml_evaluator", "pypmml"):
         proba = checks[runtime, "predict_proba"]
@@ -226,7 +230,7 @@ def test_wrong_pmml_artifact_fails_in_every_engine_and_in_verification(converted
         assert proba.n_outside > 0
         assert proba.first_outside
         assert "double-precision artifact" in proba.explanation
-        assert proba.cell() == f"pmml/{runtime}/{native_target()}/predict_proba"
+        assert proba.cell() == f"pmml/{runtime}/host/predict_proba"
     verification = checks["jpmml_evaluator", "embedded-verification"]
     assert verification.verdict is Verdict.FAIL
     assert verification.rows == right.details["verification_rows"]
@@ -238,7 +242,7 @@ def test_wrong_pmml_artifact_fails_in_every_engine_and_in_verification(converted
 def test_right_pmml_artifact_passes_embedded_verification(converted):
     context, conversion = converted("LogisticRegression", "pmml")
 
-    checks = validate_conversion(context, conversion)
+    checks = validate_conversion(context, conversion, targets=HOST_ONLY)
 
     assert {(c.runtime, c.output) for c in checks} == {
         ("jpmml_evaluator", "predict"),
