@@ -25,7 +25,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 PMML_WARM_REPEATS = 2
 
@@ -120,7 +120,7 @@ def stage_model(name, registry, rows, scratch) -> dict:
 def flows_figures(names, registry_root: Path, scratch: Path) -> dict:
     from prefect import flow
 
-    from flows.validate import convert_and_validate
+    from flows.validate import convert_and_validate, result_data
 
     @flow(name="benchmark-warm-up")
     def warm_up() -> int:
@@ -133,7 +133,7 @@ def flows_figures(names, registry_root: Path, scratch: Path) -> dict:
         seconds, state = timed(
             convert_and_validate, name, None, str(registry_root), str(archive), return_state=True
         )
-        report = state.result(raise_on_failure=False)
+        report = result_data(state)
         per_model[name] = {
             "seconds": round(seconds, 2),
             "outcome": report.get("outcome") if isinstance(report, dict) else str(report),
@@ -168,9 +168,13 @@ def main() -> int:
         "--rows", type=int, default=10_000, help="rows each runtime evaluates (default 10000)"
     )
     parser.add_argument("--out", help="write the figures as JSON here")
-    parser.add_argument("--targets", default="host", metavar="host|default|FILE",
-                        help="targets table of the one-model flows: host (default: this machine only), default "
-                        "(Parity's built-in table, emulated aarch64 included) or a TOML file")
+    parser.add_argument(
+        "--targets",
+        default="host",
+        metavar="host|default|FILE",
+        help="targets table of the one-model flows: host (default: this machine only), default "
+        "(Parity's built-in table, emulated aarch64 included) or a TOML file",
+    )
     args = parser.parse_args()
     scratch = _common.scratch_dir("parity-bench-stages-")
     try:

@@ -19,6 +19,7 @@ Run: ``.venv/bin/python benchmarks/sweep.py [--naive-12] [--with-default-targets
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import shutil
@@ -28,7 +29,7 @@ import warnings
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common  # noqa: E402
+import _common
 
 COPIES = 3
 TARGET_RATIO, TARGET_PEAK_GIB, TARGET_PMML_SPEEDUP = 0.3, 1.0, 10.0
@@ -92,6 +93,24 @@ def naive_run(label: str, registry: Path, scratch: Path) -> dict:
     return result
 
 
+@contextlib.contextmanager
+def quiet_fds():
+    """Send this process's stdout and stderr (and its children's: sklearn2pmml's JVM) to /dev/null."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    saved = [os.dup(1), os.dup(2)]
+    with open(os.devnull, "wb") as null:
+        os.dup2(null.fileno(), 1)
+        os.dup2(null.fileno(), 2)
+        try:
+            yield
+        finally:
+            os.dup2(saved[0], 1)
+            os.dup2(saved[1], 2)
+            for fd in saved:
+                os.close(fd)
+
+
 def pmml_speedup(registry_root: Path, scratch: Path) -> dict:
     """One sklearn2pmml() per model vs the warm converter, on the same PMMLPipelines."""
     import sklearn2pmml
@@ -105,10 +124,11 @@ def pmml_speedup(registry_root: Path, scratch: Path) -> dict:
     out = scratch / "pmml-speedup"
     out.mkdir()
     pipelines = [make_pipeline(m.estimator, m.reference)[0] for m in models]
-    start = time.perf_counter()
-    for model, pipeline in zip(models, pipelines):
-        sklearn2pmml.sklearn2pmml(pipeline, str(out / f"{model.ref.name}-plain.pmml"))
-    plain = time.perf_counter() - start
+    with quiet_fds():
+        start = time.perf_counter()
+        for model, pipeline in zip(models, pipelines):
+            sklearn2pmml.sklearn2pmml(pipeline, str(out / f"{model.ref.name}-plain.pmml"))
+        plain = time.perf_counter() - start
     pipelines = [
         make_pipeline(m.estimator, m.reference)[0] for m in models
     ]  # sklearn2pmml() escapes in place
@@ -195,11 +215,18 @@ def main() -> int:
     parser.add_argument(
         "--naive-12", action="store_true", help="also run the naive baseline on 12 models (+1-2 min)"
     )
-    parser.add_argument("--targets", default="host", metavar="host|default|FILE",
-                        help="targets table of the compared runs: host (default: this machine only, the naive "
-                        "baseline's work), default (Parity's built-in table) or a TOML file")
-    parser.add_argument("--with-default-targets", action="store_true",
-                        help="also run parity on the 4 models with Parity's built-in targets (emulated aarch64 ...)")
+    parser.add_argument(
+        "--targets",
+        default="host",
+        metavar="host|default|FILE",
+        help="targets table of the compared runs: host (default: this machine only, the naive "
+        "baseline's work), default (Parity's built-in table) or a TOML file",
+    )
+    parser.add_argument(
+        "--with-default-targets",
+        action="store_true",
+        help="also run parity on the 4 models with Parity's built-in targets (emulated aarch64 ...)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (logs, archives)")
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args()

@@ -15,7 +15,7 @@ from prefect.states import Completed, Failed
 
 from archive import Archive
 from archive.audit import archived_versions, audit_bundle
-from parity.errors import ParityError
+from parity.errors import ArchiveAuditFailed
 from registry.events import EVENT_SCHEMA, model_resource
 
 DEFAULT_ARCHIVE = "parity-archive"
@@ -23,20 +23,6 @@ CORRUPT = "parity.archive.corrupt"
 DRIFT = "parity.archive.drift"
 AUDIT_KEY = "parity-archive-audit"
 AUDIT_COLUMNS = ("model", "status", "replayed", "findings", "bundle")
-
-
-class ArchiveAuditFailed(ParityError, RuntimeError):
-    """Bundles need action; ``audits`` holds every bundle's audit (dicts), sound ones included.
-
-    A Failed state's data must be an exception for Prefect's engine to end a deployed run cleanly.
-    """
-
-    def __init__(self, message: str, audits: list[dict]) -> None:
-        super().__init__(message)
-        self.audits = audits
-
-    def __reduce__(self):
-        return (type(self), (str(self), self.audits))
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)

@@ -11,8 +11,8 @@ import time
 from pathlib import Path
 
 from prefect import flow, get_run_logger, task
-from prefect.artifacts import create_markdown_artifact, create_table_artifact
 from prefect.cache_policies import NO_CACHE
+from prefect.futures import as_completed
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
@@ -20,11 +20,13 @@ from prefect.task_runners import ThreadPoolTaskRunner
 import archive as archive_stage
 import converters
 from converters import Conversion
+from parity.errors import ModelNotValidated, SweepNotPassed
 from registry import FileRegistry, RegisteredModel
 from validators.report import Check
 from validators.validate import ModelContext, validate_conversion
 
-from .summary import artifact_key, failing_cells, markdown, one_line, table_rows
+from .publish import publish, start_progress, update_progress
+from .summary import failing_cells, one_line
 
 DEFAULT_REGISTRY = "parity-registry"
 DEFAULT_ARCHIVE = "parity-archive"
@@ -59,23 +61,6 @@ def file_result(
 ) -> archive_stage.Filed:
     """Archive the bundle of a passing model, or keep a failing one in the rejected area."""
     return archive_stage.file_model(archive_stage.Archive(archive), model, conversions, checks)
-
-
-@task(cache_policy=NO_CACHE)
-def publish(filed: archive_stage.Filed) -> None:
-    """Show the verdicts in the Prefect UI, keyed per model so its history shows."""
-    report = filed.report
-    name = report["name"]
-    create_table_artifact(
-        key=artifact_key(name),
-        table=table_rows(report),
-        description=f"{name} v{report['version']}: {report['outcome']}",
-    )
-    create_markdown_artifact(
-        key=artifact_key(name, "report"),
-        markdown=markdown(report, str(filed.path)),
-        description=one_line(report),
-    )
 
 
 def _run_name() -> str:
@@ -118,12 +103,18 @@ def validate_one(name: str, version: int, registry: str, archive: str) -> dict:
     """Run the one-model flow for one version; its failure is a result here, never a crash of the sweep."""
     state = convert_and_validate(name, version, registry, archive, return_state=True)
     try:
-        report = state.result(raise_on_failure=False)
+        report = result_data(state)
     except Exception as err:  # the child crashed before producing a report
         return _crashed(name, version, state, err)
     if isinstance(report, dict):
         return report
     return _crashed(name, version, state, report if isinstance(report, Exception) else None)
+
+
+def result_data(state):
+    """What a Parity flow run produced, passed or not: a report, a list of reports, or an exception."""
+    result = state.result(raise_on_failure=False)
+    return result.data if isinstance(result, (ModelNotValidated, SweepNotPassed)) else result
 
 
 def _crashed(name: str, version: int, state, err: Exception | None = None) -> dict:
@@ -148,7 +139,10 @@ def validate_registry(
     failed, was unsupported or errored, with the counts in the state message.
     """
     todo = selected_versions(registry, archive, models)
+    progress_id = start_progress(len(todo))
     futures = [validate_one.submit(name, version, registry, archive) for name, version in todo]
+    for done, _ in enumerate(as_completed(futures), 1):
+        update_progress(progress_id, done, len(todo))
     reports = [future.result() for future in futures]
     counts = {
         kind: sum(r["outcome"] == kind for r in reports)
@@ -158,7 +152,8 @@ def validate_registry(
     get_run_logger().info("sweep: %s", message)
     if counts["failed"] or counts["unsupported"] or counts["error"]:
         bad = [f"{r['name']}:{r['version']}" for r in reports if r["outcome"] != "passed"]
-        return Failed(message=f"{message} (not passed: {', '.join(bad)})", data=reports)
+        text = f"{message} (not passed: {', '.join(bad)})"
+        return Failed(message=text, data=SweepNotPassed(text, reports))
     return Completed(message=message if todo else "nothing to validate", data=reports)
 
 

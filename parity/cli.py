@@ -185,7 +185,7 @@ def run_pipeline(registry: str, archive: str, models: list[str] | None, verbose:
     _quiet_prefect_console(verbose)
     preflight()
     from flows.summary import table_rows
-    from flows.validate import validate_registry
+    from flows.validate import result_data, validate_registry
 
     progress = logging.getLogger("parity.progress")
     progress.setLevel(logging.INFO)
@@ -198,7 +198,7 @@ def run_pipeline(registry: str, archive: str, models: list[str] | None, verbose:
         state = validate_registry(str(registry), str(archive), models or None, return_state=True)
     finally:
         progress.removeHandler(handler)
-    reports = state.result(raise_on_failure=False)
+    reports = result_data(state)
     if isinstance(reports, BaseException):
         raise reports
     rows = []

@@ -33,3 +33,31 @@ class ArchiveConflictError(ParityError, FileExistsError):
 
 class EnvironmentProblem(ParityError, RuntimeError):
     """The toolchain cannot run the pipeline (Java missing, versions refused, expired converter)."""
+
+
+class _CarriesData(ParityError, RuntimeError):
+    """A Failed state's data must be an exception for Prefect's engine to end a deployed run cleanly;
+    these carry what the run produced so that callers can still show it."""
+
+    def __init__(self, message: str, data: object) -> None:
+        super().__init__(message)
+        self.data = data
+
+    def __reduce__(self):
+        return (type(self), (str(self), self.data))
+
+
+class ModelNotValidated(_CarriesData):
+    """A model version did not pass; ``data`` is its report (a dict)."""
+
+
+class SweepNotPassed(_CarriesData):
+    """A registry sweep had models that did not pass; ``data`` is the list of reports."""
+
+
+class ArchiveAuditFailed(_CarriesData):
+    """Bundles need action; ``data`` (also ``audits``) holds every bundle's audit, sound ones included."""
+
+    @property
+    def audits(self) -> list[dict]:
+        return self.data  # type: ignore[return-value]

@@ -13,6 +13,7 @@ from sklearn.semi_supervised import LabelSpreading
 
 from archive import MANIFEST, REJECTED
 from flows.summary import artifact_key
+from flows.validate import result_data
 from registry import FileRegistry
 
 pytestmark = [pytest.mark.prefect_server, pytest.mark.slow]
@@ -51,7 +52,7 @@ def test_sweep_state_counts_every_outcome(swept):
     assert state.is_failed()
     assert "1 passed" in state.message and "1 unsupported" in state.message
     assert "iris-spreading:1" in state.message
-    outcomes = {r["name"]: r["outcome"] for r in state.result(raise_on_failure=False)}
+    outcomes = {r["name"]: r["outcome"] for r in result_data(state)}
     assert outcomes == {"iris-logreg": "passed", "iris-spreading": "unsupported"}
 
 
