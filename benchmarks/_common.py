@@ -150,6 +150,8 @@ def _kind(pid: int, root: int) -> str:
     text = " ".join(argv)
     if pid == root:
         return "root (python; JPype JVM inside)" if "java" not in argv[0] else "root"
+    if "qemu" in text:
+        return "emulator: qemu-aarch64"
     if "ParityConverterServer" in text:
         return "jvm: warm PMML converter"
     if "com.sklearn2pmml.Main" in text:

@@ -40,12 +40,12 @@ def onnx_inputs(X: pd.DataFrame):
         return types, lambda F: {"X": F.to_numpy(np.float64).astype(np.float32)}
     types = [
         (c, FloatTensorType([None, 1]) if n else StringTensorType([None, 1]))
-        for c, n in zip(X.columns, numeric)
+        for c, n in zip(X.columns, numeric, strict=True)
     ]
 
     def feeds(F):
         out = {}
-        for c, n in zip(F.columns, numeric):
+        for c, n in zip(F.columns, numeric, strict=True):
             block = F[[c]]
             out[c] = (
                 block.to_numpy(np.float64).astype(np.float32)

@@ -126,7 +126,7 @@ def pmml_speedup(registry_root: Path, scratch: Path) -> dict:
     pipelines = [make_pipeline(m.estimator, m.reference)[0] for m in models]
     with quiet_fds():
         start = time.perf_counter()
-        for model, pipeline in zip(models, pipelines):
+        for model, pipeline in zip(models, pipelines, strict=True):
             sklearn2pmml.sklearn2pmml(pipeline, str(out / f"{model.ref.name}-plain.pmml"))
         plain = time.perf_counter() - start
     pipelines = [
@@ -138,7 +138,7 @@ def pmml_speedup(registry_root: Path, scratch: Path) -> dict:
             start = time.perf_counter()
             replies = [
                 converter.convert_pipeline(p, out / f"{m.ref.name}-warm{attempt}.pmml")
-                for m, p in zip(models, pipelines)
+                for m, p in zip(models, pipelines, strict=True)
             ]
             passes.append(time.perf_counter() - start)
             assert all(r.ok for r in replies), [r.log for r in replies if not r.ok]
@@ -227,6 +227,12 @@ def main() -> int:
         action="store_true",
         help="also run parity on the 4 models with Parity's built-in targets (emulated aarch64 ...)",
     )
+    parser.add_argument(
+        "--java-options",
+        metavar="OPTS",
+        help="also run parity on the 12 models with _JAVA_OPTIONS=OPTS (every JVM, JPype's included), "
+        "e.g. '-XX:+UseSerialGC -Xmx256m'",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (logs, archives)")
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args()
@@ -247,6 +253,10 @@ def main() -> int:
         if args.with_default_targets and args.targets in (None, "host"):
             label = "parity-4-default-targets"
             runs[label] = parity_run(label, demo, scratch, parity_env(scratch, None))
+        if args.java_options:
+            label = "parity-12-java-options"
+            runs[label] = parity_run(label, many, scratch, {**env, "_JAVA_OPTIONS": args.java_options})
+            runs[label]["java_options"] = args.java_options
         if args.naive_12:
             runs["naive-12"] = naive_run("naive-12", many, scratch)
         print("  PMML conversion: sklearn2pmml() per model vs warm JVM", file=sys.stderr)
