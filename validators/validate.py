@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -16,6 +17,7 @@ from registry.predictions import reference_predictions
 from .compare import compare
 from .outputs import onnx_outputs, pmml_outputs
 from .report import Check, Verdict
+from .runtimes import Runtime
 from .targets.remote import REMOTE_RUNTIMES, describe_process, ran_on, remote_unavailable, run_remote
 from .targets.table import Target, load_targets
 from .tolerances import Exact, cross_target_tolerance, kind_of, tolerance_for
@@ -56,6 +58,7 @@ def conversion_check(conversion: Conversion) -> Check:
         "converter",
         "conversion",
         verdict,
+        target="*",  # a conversion happens once, whatever the targets
         kind="conversion",
         explanation=conversion.message,
     )
@@ -68,16 +71,19 @@ def sample_index(n_rows: int, limit: int | None) -> np.ndarray:
     return np.unique(np.linspace(0, n_rows - 1, limit).round().astype(int))
 
 
-def run_runtime(runtime: object, conversion: Conversion, X: pd.DataFrame) -> dict[str, np.ndarray]:
+def run_runtime(runtime: Runtime, conversion: Conversion, X: pd.DataFrame) -> dict[str, np.ndarray]:
     """Evaluate ``X`` in chunks and map the runtime's outputs to reference outputs."""
+    path = conversion.path
+    if path is None:
+        raise ValueError(f"the {conversion.format} conversion produced no artifact to evaluate")
     parts: list[dict[str, np.ndarray]] = []
     for start in range(0, len(X), CHUNK_ROWS):
         chunk = X.iloc[start : start + CHUNK_ROWS]
         if conversion.format == "onnx":
-            raw = runtime.evaluate(conversion.path, feeds(conversion.details["inputs"], chunk))
+            raw = runtime.evaluate(path, feeds(conversion.details["inputs"], chunk))
             parts.append(onnx_outputs(raw, conversion))
         else:
-            parts.append(pmml_outputs(runtime.evaluate(conversion.path, chunk), conversion))
+            parts.append(pmml_outputs(runtime.evaluate(path, chunk), conversion))
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
@@ -92,7 +98,7 @@ class Run:
 
 
 def validate_runtime(
-    context: ModelContext, conversion: Conversion, runtime: object, target: str, *, required: bool = True
+    context: ModelContext, conversion: Conversion, runtime: Runtime, target: str, *, required: bool = True
 ) -> list[Check]:
     """Compare one runtime's outputs of one artifact with the reference, one row per output.
 
@@ -116,10 +122,10 @@ def validate_runtime(
 
 
 def _run_in_process(
-    context: ModelContext, conversion: Conversion, runtime: object, target: str, required: bool
+    context: ModelContext, conversion: Conversion, runtime: Runtime, target: str, required: bool
 ) -> tuple[list[Check], Run | None]:
     name = runtime.name
-    row = {"target": target, "required": required}
+    row: dict[str, Any] = {"target": target, "required": required}
     reason = runtime.unavailable_reason()
     if reason:
         return [Check(conversion.format, name, "*", Verdict.UNAVAILABLE, explanation=reason, **row)], None
@@ -170,14 +176,19 @@ def _check_output(
     precision = conversion.details.get("precision", "float64")
     tolerance = tolerance_for(precision, kind, model.record.get("tolerances"))
     expected = model.predictions[output][index]
-    base = {"target": target, "kind": str(kind), "rows": len(index), "tolerance": tolerance.describe()}
+    base: dict[str, Any] = {
+        "target": target,
+        "kind": str(kind),
+        "rows": len(index),
+        "tolerance": tolerance.describe(),
+    }
     try:
         diff = compare(expected, actual, tolerance)
     except ValueError as err:
         return Check(
             conversion.format, runtime, output, Verdict.FAIL, explanation=f"not comparable: {err}", **base
         )
-    figures = {
+    figures: dict[str, Any] = {
         "max_abs": diff.max_abs,
         "max_rel": diff.max_rel,
         "n_outside": diff.n_outside,
@@ -228,11 +239,11 @@ def _explain(context, precision, output, tolerance, actual, index, outside, kind
     )
 
 
-def verification_check(runtime: object, conversion: Conversion, target: str) -> Check:
+def verification_check(runtime: Runtime, conversion: Conversion, target: str) -> Check:
     """JPMML's replay of the PMML's embedded verification rows, as its own report row."""
     rows = conversion.details.get("verification_rows", 0)
     try:
-        passed, message = runtime.verify(conversion.path)
+        passed, message = runtime.verify(conversion.path)  # type: ignore[attr-defined]
     except Exception as err:
         passed, message = False, f"{type(err).__name__}: {err}"
     verdict = Verdict.PASS if passed else Verdict.FAIL
@@ -322,7 +333,7 @@ def _on_remote(
 ) -> tuple[list[Check], list[Run]]:
     """Run the format's runner on an emulated or work-pool target and check what came back."""
     fmt, runtime = conversion.format, REMOTE_RUNTIMES[conversion.format]
-    row = {"target": target.name, "required": target.required}
+    row: dict[str, Any] = {"target": target.name, "required": target.required}
     reason = remote_unavailable(target)
     if reason:
         note = reason if target.required else f"skipped (optional target): {reason}"

@@ -103,10 +103,29 @@ def test_override_values_become_floats():
     assert isinstance(tolerance.atol, float)
 
 
-def test_labels_stay_exact_whatever_the_overrides():
-    overrides = {"label": {"atol": 1.0}, "float32:label": {"tolerance": 1}}
+def test_labels_stay_exact_without_overrides():
     for precision in PRECISIONS:
-        assert tolerance_for(precision, OutputKind.LABEL, overrides) == Exact()
+        assert tolerance_for(precision, OutputKind.LABEL, {"probability": {"atol": 1.0}}) == Exact()
+
+
+@pytest.mark.parametrize("key", ["label", "float32:label", "probabilty", "float16:probability", "cross_target"])
+def test_override_keys_that_would_change_nothing_are_refused(key: str):
+    with pytest.raises(ValueError, match=rf"tolerance override '{key}' is not a known output kind"):
+        tolerance_for("float32", OutputKind.PROBABILITY, {key: {"atol": 1.0}})
+
+
+def test_negative_override_is_refused():
+    with pytest.raises(ValueError, match="must be >= 0"):
+        tolerance_for("float32", OutputKind.VALUE, {"value": {"atol": -1.0}})
+
+
+def test_cross_target_override_tightens_only_target_comparisons():
+    from validators.tolerances import cross_target_tolerance
+
+    overrides = {"cross-target": {"atol": 0, "rtol": 0}}
+    assert cross_target_tolerance("float32", OutputKind.VALUE, overrides) == Band(0.0, 0.0, scaled=True)
+    assert tolerance_for("float32", OutputKind.VALUE, overrides) == TOLERANCES[("float32", OutputKind.VALUE)]
+    assert cross_target_tolerance("float32", OutputKind.LABEL, overrides) == Exact()
 
 
 @pytest.mark.parametrize("key", ["probability", "float32:probability"])
