@@ -111,13 +111,22 @@ def _children_map() -> dict[int, list[int]]:
     return children
 
 
-def _tree(root: int) -> list[int]:
-    children, todo, found = _children_map(), [root], []
+def _tree(root: int) -> list[tuple[int, int | None]]:
+    """``(pid, parent pid)`` of ``root`` and all its descendants."""
+    children, todo, found = _children_map(), [(root, None)], []
     while todo:
-        pid = todo.pop()
-        found.append(pid)
-        todo.extend(children.get(pid, []))
+        pid, parent = todo.pop()
+        found.append((pid, parent))
+        todo.extend((child, pid) for child in children.get(pid, []))
     return found
+
+
+def _cmdline(pid: int) -> bytes | None:
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as f:
+            return f.read()
+    except OSError:
+        return None
 
 
 def _rss(pid: int) -> int | None:
@@ -170,7 +179,8 @@ class TreeSampler:
     """Sample the summed RSS of a process and all its descendants every ``interval`` seconds (a thread).
 
     RSS summed over processes counts shared pages (libraries, libjvm) once per process, so it is an upper
-    bound; PSS (shared pages split between sharers) is read every ``pss_every`` samples, as reading it costs
+    bound (a child forked but not yet exec'd, with its parent's command line, is left out: its pages are
+    the parent's); PSS (shared pages split between sharers) is read every ``pss_every`` samples, as reading it costs
     milliseconds per process.
     """
 
@@ -184,7 +194,7 @@ class TreeSampler:
     samples: int = 0
     _stop: threading.Event = field(default_factory=threading.Event)
     _thread: threading.Thread | None = None
-    _kinds: dict[int, str] = field(default_factory=dict)
+    _kinds: dict[int, tuple[bytes | None, str]] = field(default_factory=dict)
 
     def __enter__(self) -> TreeSampler:
         self._thread = threading.Thread(target=self._run, daemon=True)
@@ -205,14 +215,17 @@ class TreeSampler:
         parts: dict[str, int] = {}
         tree = _tree(self.root)
         if self.samples % self.pss_every == 0:
-            self.peak_pss = max(self.peak_pss, sum(_pss(pid) or 0 for pid in tree))
-        for pid in tree:
+            self.peak_pss = max(self.peak_pss, sum(_pss(pid) or 0 for pid, _ in tree))
+        for pid, parent in tree:
+            command = _cmdline(pid)
+            if parent is not None and command == _cmdline(parent):
+                continue  # forked, not yet exec'd: its pages are the parent's, shared copy-on-write
             rss = _rss(pid)
             if rss is None:
                 continue
-            if pid not in self._kinds:
-                self._kinds[pid] = _kind(pid, self.root)
-            kind = self._kinds[pid]
+            if self._kinds.get(pid, (None,))[0] != command:
+                self._kinds[pid] = (command, _kind(pid, self.root))
+            kind = self._kinds[pid][1]
             parts[kind] = parts.get(kind, 0) + rss
             self.peak_by_kind[kind] = max(self.peak_by_kind.get(kind, 0), parts[kind])
         total = sum(parts.values())

@@ -35,7 +35,9 @@ def setup_times(fresh: bool) -> dict:
     figures = {}
     if fresh:
         with tempfile.TemporaryDirectory(prefix="parity-bench-aarch64-") as cache:
-            figures["setup_from_nothing_s"], _ = timed(setup_aarch64, Path(cache) / "aarch64", log=lambda _l: None)
+            figures["setup_from_nothing_s"], _ = timed(
+                setup_aarch64, Path(cache) / "aarch64", log=lambda _l: None
+            )
             figures["setup_cached_s"], _ = timed(setup_aarch64, Path(cache) / "aarch64", log=lambda _l: None)
     else:
         setup_aarch64(log=print)
@@ -79,8 +81,12 @@ def per_model(rows: int) -> list[dict]:
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rows", type=int, default=200, help="rows per runner call (default 200, as the target)")
-    parser.add_argument("--fresh-setup", action="store_true", help="also time the aarch64 set-up from nothing")
+    parser.add_argument(
+        "--rows", type=int, default=200, help="rows per runner call (default 200, as the target)"
+    )
+    parser.add_argument(
+        "--fresh-setup", action="store_true", help="also time the aarch64 set-up from nothing"
+    )
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args()
     os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")

@@ -155,17 +155,6 @@ def cmd_models(args: argparse.Namespace) -> int:
 
 
 # -- run / demo ------------------------------------------------------------------------------------------
-VERDICT_COLUMNS = (
-    "model",
-    "format",
-    "runtime",
-    "target",
-    "output",
-    "rows",
-    "max_abs",
-    "n_outside",
-    "verdict",
-)
 
 
 def _quiet_prefect_console(verbose: bool) -> None:
@@ -184,7 +173,7 @@ def run_pipeline(registry: str, archive: str, models: list[str] | None, verbose:
     configure()
     _quiet_prefect_console(verbose)
     preflight()
-    from flows.summary import table_rows
+    from flows.summary import TABLE_COLUMNS, table_rows
     from flows.validate import result_data, validate_registry
 
     progress = logging.getLogger("parity.progress")
@@ -205,7 +194,7 @@ def run_pipeline(registry: str, archive: str, models: list[str] | None, verbose:
     for report in reports:
         for row in table_rows(report):
             rows.append({"model": f"{report['name']}:{report['version']}", **row})
-    _print_table(rows, VERDICT_COLUMNS)
+    _print_table(rows, ["model", *(c for c in TABLE_COLUMNS if c != "max_rel")])
     print()
     for report in reports:
         where = report.get("bundle") or report.get("error", "")

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import math
-import platform
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
+
+from .targets.table import host_platform
 
 SCHEMA = 1
 
@@ -21,15 +22,6 @@ class Verdict(StrEnum):
     ERROR = "error"
 
 
-#: Verdicts that keep a model out of the archive.
-BLOCKING = frozenset({Verdict.FAIL, Verdict.ERROR, Verdict.UNSUPPORTED, Verdict.UNAVAILABLE})
-
-
-def native_target() -> str:
-    """This process's platform, as a target name (``linux/x86_64``)."""
-    return f"{platform.system().lower()}/{platform.machine()}"
-
-
 @dataclass(frozen=True)
 class Check:
     """One cell of the verdict table."""
@@ -38,7 +30,7 @@ class Check:
     runtime: str
     output: str
     verdict: Verdict
-    target: str = field(default_factory=native_target)
+    target: str = field(default_factory=host_platform)
     kind: str = ""
     rows: int = 0
     max_abs: float | None = None

@@ -108,7 +108,9 @@ def test_labels_stay_exact_without_overrides():
         assert tolerance_for(precision, OutputKind.LABEL, {"probability": {"atol": 1.0}}) == Exact()
 
 
-@pytest.mark.parametrize("key", ["label", "float32:label", "probabilty", "float16:probability", "cross_target"])
+@pytest.mark.parametrize(
+    "key", ["label", "float32:label", "probabilty", "float16:probability", "cross_target"]
+)
 def test_override_keys_that_would_change_nothing_are_refused(key: str):
     with pytest.raises(ValueError, match=rf"tolerance override '{key}' is not a known output kind"):
         tolerance_for("float32", OutputKind.PROBABILITY, {key: {"atol": 1.0}})

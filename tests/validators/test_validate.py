@@ -25,7 +25,7 @@ from converters.onnx import feeds
 from registry import ModelRef, RegisteredModel
 from registry.predictions import reference_predictions
 from validators import RUNTIMES, runtimes_for
-from validators.report import Check, Verdict, native_target
+from validators.report import Check, Verdict
 from validators.targets.table import Target, host_platform
 from validators.tolerances import TOLERANCES, OutputKind, kind_of, scale_of
 from validators.validate import (
@@ -168,11 +168,11 @@ def test_wrong_onnx_artifact_fails_and_names_the_cell(runtime_name: str, iris, t
     )
     runtime = RUNTIMES[runtime_name]
 
-    checks = {c.output: c for c in validate_runtime(context, wrong, runtime, native_target())}
+    checks = {c.output: c for c in validate_runtime(context, wrong, runtime, host_platform())}
 
     proba = checks["predict_proba"]
     assert proba.verdict is Verdict.FAIL
-    assert proba.cell() == f"onnx/{runtime_name}/{native_target()}/predict_proba"
+    assert proba.cell() == f"onnx/{runtime_name}/{host_platform()}/predict_proba"
     index = sample_index(len(X), getattr(runtime, "sample_rows", None))
     assert proba.rows == len(index) == min(len(X), getattr(runtime, "sample_rows", len(X)))
     actual = runtime.evaluate(wrong.path, feeds(wrong.details["inputs"], X.iloc[index]))["probabilities"]
