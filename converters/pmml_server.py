@@ -35,7 +35,7 @@ import sklearn2pmml
 from sklearn2pmml.resources import _package_classpath
 
 from parity.errors import EnvironmentProblem, InvalidInputError
-from parity.java import compile_java
+from parity.java import LEAN_JVM_OPTIONS, compile_java
 
 SERVER_SOURCE = Path(__file__).with_name("java") / "ParityConverterServer.java"
 SERVER_CLASS = "ParityConverterServer"
@@ -384,6 +384,11 @@ class WarmPmmlConverter:
         with tempfile.TemporaryDirectory(prefix="parity-pkl-") as directory:
             return self.convert(dump_for_java(pipeline, directory), pmml_path)
 
+    def start(self) -> None:
+        """Start the JVM now rather than on the first conversion (e.g. while something else boots)."""
+        with self._lock:
+            self._ensure_started()
+
     def close(self) -> None:
         """Stop the JVM (a later :meth:`convert` starts a new one)."""
         with self._lock:
@@ -453,7 +458,13 @@ class WarmPmmlConverter:
         proxies = [f"-D{kind}.proxyHost=127.0.0.1" for kind in ("http", "https")]
         proxies += [f"-D{kind}.proxyPort={proxy_port}" for kind in ("http", "https")]
         proxies += ["-DsocksProxyHost=127.0.0.1", f"-DsocksProxyPort={proxy_port}"]
-        return [f"-Xmx{self.xmx}", "-XX:TieredStopAtLevel=1", "-Djava.security.manager=allow", *proxies]
+        return [
+            f"-Xmx{self.xmx}",
+            "-XX:TieredStopAtLevel=1",
+            *LEAN_JVM_OPTIONS,
+            "-Djava.security.manager=allow",
+            *proxies,
+        ]
 
     def _classpath(self, classes: Path) -> str:
         return os.pathsep.join([*_package_classpath(), *self.user_classpath, str(classes)])

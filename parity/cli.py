@@ -166,6 +166,43 @@ def _quiet_prefect_console(verbose: bool) -> None:
         os.environ.setdefault("PREFECT_LOGGING_HANDLERS_CONSOLE_LEVEL", "WARNING")
 
 
+def _warm_up_jvms() -> None:
+    """Start the three JVMs in the background while Prefect's temporary server boots: each takes seconds,
+    and they would otherwise start one after another inside the first model's flow."""
+    import threading
+
+    def start() -> None:
+        from converters import shared_pmml_converter
+        from validators import RUNTIMES
+
+        for starter in (
+            shared_pmml_converter().start,
+            RUNTIMES["jpmml_evaluator"].start,
+            RUNTIMES["pypmml"].start,
+        ):
+            try:
+                starter()
+            except Exception:  # the first real use reports the problem properly
+                return
+
+    threading.Thread(target=start, name="parity-jvm-warm-up", daemon=True).start()
+
+
+def _local_run_settings():
+    """Settings for a run on Prefect's temporary server: no flow-run heartbeats.
+
+    Heartbeats let a long-lived server notice crashed runs; a temporary server dies with this process, and
+    each flow run would otherwise wait up to a second for its heartbeat thread to stop.
+    """
+    import contextlib
+
+    from prefect.settings import PREFECT_API_URL, PREFECT_FLOWS_HEARTBEAT_FREQUENCY, temporary_settings
+
+    if PREFECT_API_URL.value():
+        return contextlib.nullcontext()
+    return temporary_settings(updates={PREFECT_FLOWS_HEARTBEAT_FREQUENCY: None})
+
+
 def run_pipeline(registry: str, archive: str, models: list[str] | None, verbose: bool = False) -> int:
     """Validate the registry with Prefect (a temporary local server when none is configured)."""
     from .prefect_env import configure
@@ -174,8 +211,10 @@ def run_pipeline(registry: str, archive: str, models: list[str] | None, verbose:
     _quiet_prefect_console(verbose)
     preflight()
     from flows.summary import TABLE_COLUMNS, table_rows
-    from flows.validate import result_data, validate_registry
+    from flows.validate import result_data, selected_versions, validate_registry
 
+    if selected_versions(str(registry), str(archive), models or None):
+        _warm_up_jvms()
     progress = logging.getLogger("parity.progress")
     progress.setLevel(logging.INFO)
     progress.propagate = False
@@ -184,7 +223,8 @@ def run_pipeline(registry: str, archive: str, models: list[str] | None, verbose:
     progress.addHandler(handler)
     print(f"validating {registry} -> {archive}", file=sys.stderr)
     try:
-        state = validate_registry(str(registry), str(archive), models or None, return_state=True)
+        with _local_run_settings():
+            state = validate_registry(str(registry), str(archive), models or None, return_state=True)
     finally:
         progress.removeHandler(handler)
     reports = result_data(state)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -303,12 +304,11 @@ def _on_this_process(
 ) -> tuple[list[Check], list[Run]]:
     """The primary process target runs every runtime; others only the runtime their settings change."""
     from . import runtimes_for
-    from .runtimes.onnx import OnnxruntimeRuntime
 
     runtimes = runtimes_for(conversion.format) if primary else []
     runtimes = [r for r in runtimes if runtime_names is None or r.name in runtime_names]
     if conversion.format == "onnx" and (not primary or any(r.name == "onnxruntime" for r in runtimes)):
-        tuned = OnnxruntimeRuntime(target.threads, target.graph_optimization)
+        tuned = _tuned_onnxruntime(target.threads, target.graph_optimization)
         runtimes = [tuned if r.name == "onnxruntime" else r for r in runtimes] if primary else [tuned]
     where = describe_process() | target.settings()
     checks: list[Check] = []
@@ -326,6 +326,14 @@ def _on_this_process(
                 )
             )
     return checks, runs
+
+
+@functools.cache
+def _tuned_onnxruntime(threads: int, graph_optimization: str):
+    """One onnxruntime runtime per setting, so its session cache serves every model of a run."""
+    from .runtimes.onnx import OnnxruntimeRuntime
+
+    return OnnxruntimeRuntime(threads, graph_optimization)
 
 
 def _on_remote(

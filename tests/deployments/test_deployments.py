@@ -169,8 +169,11 @@ def test_ui_artifacts_of_the_model_are_readable(triggered, places):
 
 def test_outgoing_validated_events_name_the_model(triggered):
     _, since = triggered
+    # one event per triggered run: wait for both, not for the first to arrive
     events = wait_for(
-        lambda: client_call(_events, "parity.model.validated", since), 30, "parity.model.validated events"
+        lambda: (found := client_call(_events, "parity.model.validated", since)) and len(found) >= 2 and found,
+        60,
+        "two parity.model.validated events",
     )
     assert {e.resource.id for e in events} == {f"parity.model.{MODEL}.1"}
     assert {e.payload["outcome"] for e in events} == {"passed"}

@@ -30,6 +30,7 @@ from typing import Any, ClassVar, Generic, TypeVar
 import pandas as pd
 
 from parity.errors import EnvironmentProblem, InvalidInputError
+from parity.java import LEAN_JVM_OPTIONS
 
 log = logging.getLogger(__name__)
 
@@ -213,7 +214,7 @@ class JpmmlRuntime:
         max_heap: str = DEFAULT_MAX_HEAP,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         cache_size: int = DEFAULT_CACHE_SIZE,
-        jvm_options: Sequence[str] = (),
+        jvm_options: Sequence[str] = LEAN_JVM_OPTIONS,
     ) -> None:
         _check_settings(max_heap, chunk_rows, cache_size)
         self.max_heap = max_heap
@@ -335,6 +336,10 @@ class JpmmlRuntime:
                 "Convert the model again, or report it to the converter if the file is valid PMML."
             ) from err
 
+    def start(self) -> None:
+        """Start the JVM now rather than on the first evaluation."""
+        self._ensure_backend()
+
     def _ensure_backend(self) -> Any:
         import jpype
 
@@ -420,7 +425,7 @@ class PypmmlRuntime:
         max_heap: str = DEFAULT_MAX_HEAP,
         chunk_rows: int = DEFAULT_CHUNK_ROWS,
         cache_size: int = DEFAULT_CACHE_SIZE,
-        jvm_options: Sequence[str] = (),
+        jvm_options: Sequence[str] = LEAN_JVM_OPTIONS,
     ) -> None:
         _check_settings(max_heap, chunk_rows, cache_size)
         self.max_heap = max_heap
@@ -498,6 +503,10 @@ class PypmmlRuntime:
                 f"{path.name}: pypmml cannot load this PMML: {_java_message(err)}. "
                 "Convert the model again, or compare with jpmml_evaluator to tell a runtime gap from a bad file."
             ) from err
+
+    def start(self) -> None:
+        """Start the gateway JVM now rather than on the first evaluation."""
+        self._ensure_gateway()
 
     def _ensure_gateway(self) -> None:
         from pypmml.base import PMMLContext

@@ -22,8 +22,9 @@ if TYPE_CHECKING:
     from .aarch64 import Aarch64Env
 
 SOURCE = Path(__file__).resolve().parent.parent / "java" / "PmmlRunner.java"
-#: Heap of the runner's JVM: a bounded sample of rows never needs more.
-MAX_HEAP = "512m"
+#: Heap of the runner's JVM: it evaluates a bounded sample of rows (and, under emulation, every MiB of
+#: heap it touches is also qemu's).
+MAX_HEAP = "256m"
 TIMEOUT_S = 1800
 
 
