@@ -22,6 +22,7 @@ java:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; }
 
 demo: setup
+	$(BIN)/parity targets setup aarch64
 	$(BIN)/parity demo
 
 test: setup

@@ -53,7 +53,7 @@ def archived_versions(archive: Archive) -> list[tuple[str, int]]:
     """Every ``(name, version)`` with a bundle in the archive, sorted (the rejected area excluded)."""
     if not archive.root.is_dir():
         return []
-    found = []
+    found: list[tuple[str, int]] = []
     for model in archive.root.iterdir():
         if not model.is_dir() or model.name in (REJECTED,) or model.name.startswith("."):
             continue

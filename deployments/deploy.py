@@ -234,4 +234,30 @@ def serve(
     from prefect import serve as prefect_serve
 
     os.chdir(PROJECT_ROOT)  # served runs resolve their entrypoints from the working directory
-    prefect_serve(*runner_deployments(registry, archive), limit=limit)
+    served = runner_deployments(registry, archive)
+    for taken in asyncio.run(_take_over_from_work_pools([f"{d.flow_name}/{d.name}" for d in served])):
+        print(f"parity serve: took {taken} over from its work pool (run `parity deploy` to hand it back)")
+    prefect_serve(*served, limit=limit)
+
+
+async def _take_over_from_work_pools(names: list[str]) -> list[str]:
+    """Delete deployments of these names that `parity deploy` bound to a work pool, with their triggers.
+
+    ``serve`` updates a deployment in place and would keep its work pool while dropping its storage, so a
+    served run of a once-deployed deployment could not find its code. Starting clean avoids that.
+    """
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
+
+    taken = []
+    async with get_client() as client:
+        for name in names:
+            try:
+                deployment = await client.read_deployment_by_name(name)
+            except ObjectNotFound:
+                continue
+            if deployment.work_pool_name:
+                await client.delete_resource_owned_automations(f"prefect.deployment.{deployment.id}")
+                await client.delete_deployment(deployment.id)
+                taken.append(f"{name} ({deployment.work_pool_name})")
+    return taken

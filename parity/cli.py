@@ -246,12 +246,18 @@ def run_pipeline(registry: str, archive: str, models: list[str] | None, verbose:
 
 
 def _use_targets(path: str | None) -> None:
-    """Point this run at a targets table; read it now so a bad file is a usage error before any work."""
+    """Point this run at a targets table; read it now so a bad file is a usage error before any work, and
+    say up front which required targets are not ready (each model will fail on them, with the fix)."""
+    from validators.targets.remote import remote_unavailable
     from validators.targets.table import load_targets
 
     if path:
         os.environ["PARITY_TARGETS"] = str(Path(path).resolve())
-    load_targets()
+    for target in load_targets().values():
+        problem = remote_unavailable(target)
+        if problem:
+            kind = "required: every model will fail on it" if target.required else "optional: skipped"
+            print(f"target {target.name} is not ready ({kind}): {problem}", file=sys.stderr)
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
@@ -291,6 +297,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import build_demo_registry
 
+    _use_targets(None)
     build_demo_registry(Path(args.registry))
     return run_pipeline(args.registry, args.archive, None, args.verbose)
 

@@ -139,13 +139,19 @@ def check_prefect_api() -> Finding:
     return Finding("prefect api", ok, detail, fix)
 
 
-def check_aarch64() -> Finding:
-    from validators.targets import aarch64_status
+def check_targets() -> Finding:
+    """Every target of the table: a required one that is not ready means no model can pass."""
+    from validators.targets.remote import remote_unavailable
+    from validators.targets.table import load_targets
 
-    problem = aarch64_status()
-    return Finding(
-        "aarch64 target", True, problem or "ready (qemu, sysroot, wheels, JRE)", "", warn=bool(problem)
-    )
+    problems = {t.name: (t.required, remote_unavailable(t)) for t in load_targets().values()}
+    missing = [f"{name}: {why}" for name, (required, why) in problems.items() if why and required]
+    skipped = [f"{name} (optional): {why}" for name, (required, why) in problems.items() if why and not required]
+    ready = [name for name, (_, why) in problems.items() if not why]
+    detail = "; ".join(missing + skipped) or f"all ready ({', '.join(ready)})"
+    if missing:
+        return Finding("targets", False, detail, "Set up the required targets (see `parity targets`).")
+    return Finding("targets", True, detail, warn=bool(skipped))
 
 
 #: Every check doctor runs, in order.
@@ -156,7 +162,7 @@ CHECKS = (
     check_sklearn2pmml_expiry,
     check_onnxruntime,
     check_prefect_api,
-    check_aarch64,
+    check_targets,
 )
 
 

@@ -93,10 +93,10 @@ def send_event(
     Exception
         Whatever the Prefect events client raised (no API configured, connection refused...).
     """
-    from prefect.events import Event
+    from prefect.events import Event, Resource
     from prefect.events.clients import get_events_client
 
-    message = Event(event=event, resource=dict(resource), payload=dict(payload))
+    message = Event(event=event, resource=Resource(dict(resource)), payload=dict(payload))
 
     async def _send() -> None:
         async with get_events_client(reconnection_attempts=1) as client:

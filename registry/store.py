@@ -11,6 +11,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -102,7 +103,7 @@ def _check_reference(reference: object, estimator: object) -> pd.DataFrame:
                 f"reference data lacks column(s) {', '.join(missing)} that the model was fitted on; "
                 f"it has {', '.join(reference.columns)}. Pass reference rows with every training column."
             )
-        reference = reference[list(expected)]
+        return reference[list(expected)].reset_index(drop=True)
     return reference.reset_index(drop=True)
 
 
@@ -369,7 +370,7 @@ def _stage_model(
     return entry, loaded.estimator
 
 
-def _scores(name: object, value: object) -> float | list[float]:
+def _scores(name: object, value: Any) -> float | list[float]:
     """One CV score or a list of them (a list, tuple or numpy array, as cross_val_score returns)."""
     try:
         return list(map(float, np.ravel(value))) if np.ndim(value) else float(value)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -55,7 +56,7 @@ def compare(expected: np.ndarray, actual: np.ndarray, tolerance: Tolerance) -> D
 
 
 def _rows(mask: np.ndarray) -> np.ndarray:
-    return mask if mask.ndim == 1 else mask.any(axis=1)
+    return mask if mask.ndim == 1 else cast(np.ndarray, mask.any(axis=1))
 
 
 def _compare_exact(expected: np.ndarray, actual: np.ndarray) -> Difference:

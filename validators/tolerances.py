@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from enum import StrEnum
+from typing import Any
 
 import numpy as np
 
@@ -137,7 +138,8 @@ def tolerance_for(
         return tolerance
     for key in (str(kind), f"{precision}:{kind}"):
         change = dict((overrides or {}).get(key, {}))
-        tolerance = replace(tolerance, **{k: float(v) for k, v in change.items()})
+        fields: dict[str, Any] = {k: float(v) for k, v in change.items()}  # atol/rtol only: check_overrides
+        tolerance = replace(tolerance, **fields)
     return tolerance
 
 
@@ -154,7 +156,8 @@ def cross_target_tolerance(
     change = dict((overrides or {}).get(CROSS_TARGET, {}))
     if isinstance(tolerance, Exact) or not change:
         return tolerance
-    return replace(tolerance, **{k: float(v) for k, v in change.items()})
+    fields: dict[str, Any] = {k: float(v) for k, v in change.items()}  # atol/rtol only: check_overrides
+    return replace(tolerance, **fields)
 
 
 def scale_of(expected: np.ndarray) -> float:

@@ -34,7 +34,7 @@ DOCTOR_NAMES = [
     "sklearn2pmml",
     "onnxruntime",
     "prefect api",
-    "aarch64 target",
+    "targets",
 ]
 
 
@@ -246,7 +246,16 @@ def test_doctor_without_java_says_how_to_install_it(tmp_path):
     assert done.returncode == EXIT_USAGE, done.stderr
     assert "[FAIL] java: not found on PATH or JAVA_HOME" in done.stdout
     assert f"fix: Install one (Debian/Ubuntu: `{APT_FIX}`)" in done.stdout
-    assert done.stdout.rstrip().endswith("the pipeline cannot run: fix java")
+    assert "the pipeline cannot run: fix java" in done.stdout.splitlines()[-1]
+
+
+def test_doctor_fails_when_a_required_target_is_not_set_up(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("PARITY_CACHE_DIR", str(tmp_path / "empty-cache"))
+    assert main(["doctor"]) == EXIT_USAGE
+    out = capsys.readouterr().out
+    assert "[FAIL] targets: linux-aarch64-emulated:" in out
+    assert "parity targets setup aarch64" in out
+    assert out.splitlines()[-1] == "the pipeline cannot run: fix targets"
 
 
 def test_targets_command_that_doctor_advertises_exists(capsys):

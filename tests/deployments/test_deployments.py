@@ -171,7 +171,9 @@ def test_outgoing_validated_events_name_the_model(triggered):
     _, since = triggered
     # one event per triggered run: wait for both, not for the first to arrive
     events = wait_for(
-        lambda: (found := client_call(_events, "parity.model.validated", since)) and len(found) >= 2 and found,
+        lambda: (
+            (found := client_call(_events, "parity.model.validated", since)) and len(found) >= 2 and found
+        ),
         60,
         "two parity.model.validated events",
     )
@@ -250,5 +252,12 @@ def test_parity_serve_serves_the_same_schedules_and_triggers(deployed, places, t
     (automation,) = client_call(automations)
     assert automation.trigger.expect == {"parity.model.registered"}
     assert automation.actions[0].parameters["name"] == "{{ event.payload.name }}"
+    # taken over from the work pool, not merely updated (a served run must find its code)
+    assert client_call(_deployment, TRIGGERED).work_pool_name is None
+    from registry.events import emit_registered
+
+    assert emit_registered(MODEL, 1, places["registry"]) is not None
+    bundle = served_archive / MODEL / "1" / MANIFEST
+    wait_for(bundle.is_file, RUN_TIMEOUT, f"the served run to archive {MODEL}:1:\n{deployed.log('serve')[-3000:]}")
     assert serve.poll() is None
     stop(serve)

@@ -28,6 +28,7 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.preprocessing import OneHotEncoder
 
 from parity.errors import InvalidInputError
+from parity.java import LEAN_JVM_OPTIONS
 from validators.runtimes.pmml import JpmmlRuntime, PypmmlRuntime, verification_rows
 
 REPO = Path(__file__).resolve().parents[2]
@@ -129,7 +130,7 @@ def test_runtime_identity(cls: type) -> None:
     runtime = cls()
     assert runtime.format == "pmml"
     assert runtime.name in {"jpmml_evaluator", "pypmml"}
-    assert runtime.jvm_options == ("-Xmx512m",)
+    assert runtime.jvm_options == ("-Xmx512m", *LEAN_JVM_OPTIONS)
     assert runtime.chunk_rows == 10_000
 
 

@@ -4,21 +4,29 @@ from __future__ import annotations
 
 import threading
 from collections import OrderedDict
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING, Generic, TypeVar
 
 import numpy as np
 
+if TYPE_CHECKING:
+    from onnx.reference import ReferenceEvaluator
+    from onnxruntime import InferenceSession
 
-class _SessionCache:
+_T = TypeVar("_T")
+
+
+class _SessionCache(Generic[_T]):
     """A few loaded models per process, keyed by path and file stamp, safe to share between threads."""
 
-    def __init__(self, load, size: int = 4) -> None:
+    def __init__(self, load: Callable[[Path], _T], size: int = 4) -> None:
         self._load = load
         self._size = size
-        self._items: OrderedDict[tuple, object] = OrderedDict()
+        self._items: OrderedDict[tuple[str, int, int], _T] = OrderedDict()
         self._lock = threading.Lock()
 
-    def get(self, path: Path) -> object:
+    def get(self, path: Path) -> _T:
         stat = path.stat()
         key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
         with self._lock:
@@ -68,7 +76,7 @@ class OnnxruntimeRuntime:
             "providers": ["CPUExecutionProvider"],
         }
 
-    def _session(self, path: Path):
+    def _session(self, path: Path) -> InferenceSession:
         import onnxruntime as ort
 
         options = ort.SessionOptions()
@@ -118,7 +126,7 @@ class OnnxReferenceRuntime:
         return {"onnx": onnx.__version__, "sample_rows": self.sample_rows}
 
     @staticmethod
-    def _load(path: Path):
+    def _load(path: Path) -> ReferenceEvaluator:
         from onnx.reference import ReferenceEvaluator
 
         return ReferenceEvaluator(str(path))

@@ -79,7 +79,7 @@ def run_onnx_in(
     _check_args(env, graph_opt, cpu, inputs)
     with tempfile.TemporaryDirectory(prefix="parity-runner-") as tmp:
         feed, out = Path(tmp) / "inputs.npz", Path(tmp) / "outputs.npz"
-        np.savez(feed, **{name: np.asarray(array) for name, array in inputs.items()})
+        np.savez(feed, **{name: np.asarray(array) for name, array in inputs.items()})  # type: ignore[arg-type]
         args = ["onnx", "--model", str(Path(model_path).resolve()), "--inputs", str(feed),
                 "--outputs", str(out), "--threads", str(threads), "--graph-opt", graph_opt]  # fmt: skip
         command = runner_command(env, args, cpu=cpu)

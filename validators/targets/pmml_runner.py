@@ -89,11 +89,13 @@ class _WarmRunner:
             raise InvalidInputError(f"PMML runner paths must not hold tabs or line breaks: {job!r}")
         with self.lock:
             process = self._started()
+            stdin, stdout = process.stdin, process.stdout
+            assert stdin is not None and stdout is not None  # started with stdin=PIPE, stdout=PIPE
             try:
-                process.stdin.write(job + "\n")
-                process.stdin.flush()
-                ready, _, _ = select.select([process.stdout], [], [], TIMEOUT_S)
-                reply = process.stdout.readline().strip() if ready else ""
+                stdin.write(job + "\n")
+                stdin.flush()
+                ready, _, _ = select.select([stdout], [], [], TIMEOUT_S)
+                reply = stdout.readline().strip() if ready else ""
             except OSError as err:
                 reply = f"error {err}"
             if reply != "ok":

@@ -13,6 +13,7 @@ import os
 import shutil
 import uuid
 from pathlib import Path
+from typing import Any, cast
 
 import pandas as pd
 
@@ -50,14 +51,15 @@ def pool_unavailable(target: Target) -> str | None:
 def write_job(job: Path, conversion: Conversion, X: pd.DataFrame) -> None:
     """Artifact and input rows into a job folder, in the runner's formats."""
     from .columns import write_columns
-    from .remote import runner_inputs
+    from .remote import artifact_of, runner_inputs
 
+    artifact = artifact_of(conversion)
     job.mkdir(parents=True)
-    shutil.copyfile(conversion.path, job / conversion.path.name)
+    shutil.copyfile(artifact, job / artifact.name)
     if conversion.format == "onnx":
         import numpy as np
 
-        np.savez(job / INPUTS["onnx"], **runner_inputs(conversion, X))
+        np.savez(job / INPUTS["onnx"], **runner_inputs(conversion, X))  # type: ignore[arg-type]
     else:
         write_columns(job / INPUTS["pmml"], X)
 
@@ -70,24 +72,38 @@ def run_on_pool(target: Target, conversion: Conversion, X: pd.DataFrame):
     EnvironmentProblem
         When the deployment is missing, or its run does not complete.
     """
+    from prefect.client.schemas.objects import FlowRun
     from prefect.deployments import run_deployment
     from prefect.futures import PrefectFlowRunFuture
 
-    job = shared_dir() / "jobs" / uuid.uuid4().hex
+    from .remote import artifact_of
+
+    root = shared_dir()
+    if root is None:
+        raise ValueError(
+            f"{target.name}: set {SHARED_DIR_ENV} to a folder every worker of the pool can read and write."
+        )
+    job = root / "jobs" / uuid.uuid4().hex
     write_job(job, conversion, X)
     parameters = {
         "job": str(job),
-        "artifact": conversion.path.name,
+        "artifact": artifact_of(conversion).name,
         "fmt": conversion.format,
         "threads": target.threads,
         "graph_optimization": target.graph_optimization,
         "cpu": target.cpu,
     }
     try:
-        flow_run = run_deployment(
-            name=target.deployment, parameters=parameters, timeout=0, idempotency_key=job.name
+        if target.deployment is None:
+            raise ValueError(f"{target.name}: a work-pool target needs a deployment")
+        # called synchronously, run_deployment returns the FlowRun (its coroutine only inside an event loop)
+        flow_run = cast(
+            FlowRun,
+            run_deployment(
+                name=target.deployment, parameters=parameters, timeout=0, idempotency_key=job.name
+            ),
         )
-        future = PrefectFlowRunFuture(flow_run_id=flow_run.id)
+        future: PrefectFlowRunFuture[Any] = PrefectFlowRunFuture(flow_run_id=flow_run.id)
         future.wait(timeout=TIMEOUT_S)
         state = future.state
         if not state.is_completed():
@@ -147,7 +163,7 @@ def run_job(
             env, job / artifact, inputs, threads, graph_optimization, cpu if env else None
         )
         partial = job / "outputs.partial.npz"
-        np.savez(partial, __where__=np.array(json.dumps(where)), **outputs)
+        np.savez(partial, __where__=np.array(json.dumps(where)), **outputs)  # type: ignore[arg-type]
         os.replace(partial, job / OUTPUTS["onnx"])
     else:
         from .pmml_runner import run_pmml_files

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import platform
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import pandas as pd
@@ -54,6 +55,21 @@ def remote_unavailable(target: Target) -> str | None:
     return None
 
 
+def artifact_of(conversion: Conversion) -> Path:
+    """The artifact a runner runs: ``conversion.path``, which only a failed conversion lacks.
+
+    Raises
+    ------
+    ValueError
+        When the conversion has no artifact.
+    """
+    if conversion.path is None:
+        raise ValueError(
+            f"the {conversion.format} conversion has no artifact to run (status {conversion.status})."
+        )
+    return conversion.path
+
+
 def runner_inputs(conversion: Conversion, X: pd.DataFrame) -> dict[str, np.ndarray]:
     """ONNX feeds as the runner takes them: strings as unicode arrays, never pickled objects."""
     arrays = feeds(conversion.details["inputs"], X)
@@ -75,12 +91,13 @@ def run_remote(target: Target, conversion: Conversion, X: pd.DataFrame) -> Remot
     from .aarch64 import setup_aarch64
 
     env = setup_aarch64(log=lambda _line: None)  # returns at once: remote_unavailable() said it is ready
+    artifact = artifact_of(conversion)
     if conversion.format == "onnx":
         from .local import run_onnx_in
 
         raw, where = run_onnx_in(
             env,
-            conversion.path,
+            artifact,
             runner_inputs(conversion, X),
             target.threads,
             target.graph_optimization,
@@ -89,5 +106,5 @@ def run_remote(target: Target, conversion: Conversion, X: pd.DataFrame) -> Remot
         return RemoteResult(raw, where)
     from .pmml_runner import run_pmml_in
 
-    frame, where = run_pmml_in(env, conversion.path, X, cpu=target.cpu)
+    frame, where = run_pmml_in(env, artifact, X, cpu=target.cpu)
     return RemoteResult(frame, where)
