@@ -146,7 +146,9 @@ def check_targets() -> Finding:
 
     problems = {t.name: (t.required, remote_unavailable(t)) for t in load_targets().values()}
     missing = [f"{name}: {why}" for name, (required, why) in problems.items() if why and required]
-    skipped = [f"{name} (optional): {why}" for name, (required, why) in problems.items() if why and not required]
+    skipped = [
+        f"{name} (optional): {why}" for name, (required, why) in problems.items() if why and not required
+    ]
     ready = [name for name, (_, why) in problems.items() if not why]
     detail = "; ".join(missing + skipped) or f"all ready ({', '.join(ready)})"
     if missing:

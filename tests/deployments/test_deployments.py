@@ -258,6 +258,8 @@ def test_parity_serve_serves_the_same_schedules_and_triggers(deployed, places, t
 
     assert emit_registered(MODEL, 1, places["registry"]) is not None
     bundle = served_archive / MODEL / "1" / MANIFEST
-    wait_for(bundle.is_file, RUN_TIMEOUT, f"the served run to archive {MODEL}:1:\n{deployed.log('serve')[-3000:]}")
+    wait_for(
+        bundle.is_file, RUN_TIMEOUT, f"the served run to archive {MODEL}:1:\n{deployed.log('serve')[-3000:]}"
+    )
     assert serve.poll() is None
     stop(serve)
