@@ -235,21 +235,22 @@ def serve(
 
     os.chdir(PROJECT_ROOT)  # served runs resolve their entrypoints from the working directory
     served = runner_deployments(registry, archive)
-    for taken in asyncio.run(_take_over_from_work_pools([f"{d.flow_name}/{d.name}" for d in served])):
-        print(f"parity serve: took {taken} over from its work pool (run `parity deploy` to hand it back)")
+    bound = asyncio.run(_bound_to_work_pools([f"{d.flow_name}/{d.name}" for d in served]))
+    if bound:
+        raise EnvironmentProblem(
+            f"{', '.join(bound)} already exist on this server bound to a work pool (by `parity deploy`); "
+            "serving them would keep the pool but lose the code location, and their runs would fail. Keep "
+            "using a worker, or delete them first (`prefect deployment delete NAME` for each) and serve."
+        )
     prefect_serve(*served, limit=limit)
 
 
-async def _take_over_from_work_pools(names: list[str]) -> list[str]:
-    """Delete deployments of these names that `parity deploy` bound to a work pool, with their triggers.
-
-    ``serve`` updates a deployment in place and would keep its work pool while dropping its storage, so a
-    served run of a once-deployed deployment could not find its code. Starting clean avoids that.
-    """
+async def _bound_to_work_pools(names: list[str]) -> list[str]:
+    """Those of ``names`` that exist on the server with a work pool, as ``name (pool)``."""
     from prefect.client.orchestration import get_client
     from prefect.exceptions import ObjectNotFound
 
-    taken = []
+    bound = []
     async with get_client() as client:
         for name in names:
             try:
@@ -257,7 +258,5 @@ async def _take_over_from_work_pools(names: list[str]) -> list[str]:
             except ObjectNotFound:
                 continue
             if deployment.work_pool_name:
-                await client.delete_resource_owned_automations(f"prefect.deployment.{deployment.id}")
-                await client.delete_deployment(deployment.id)
-                taken.append(f"{name} ({deployment.work_pool_name})")
-    return taken
+                bound.append(f"{name} ({deployment.work_pool_name})")
+    return bound

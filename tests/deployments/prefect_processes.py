@@ -80,12 +80,15 @@ class PrefectServer:
         self.processes.append(process)
         return process
 
-    def run(self, *args: str, timeout: float = 120) -> subprocess.CompletedProcess:
-        """Run a short command against the server; fail the test with its output if it fails."""
+    def run(
+        self, *args: str, timeout: float = 120, expect_failure: bool = False
+    ) -> subprocess.CompletedProcess:
+        """Run a short command against the server; fail the test with its output if it fails (unless a
+        failure is what the test expects)."""
         done = subprocess.run(
             list(args), cwd=ROOT, env=self.env, capture_output=True, text=True, timeout=timeout
         )
-        if done.returncode != 0:
+        if done.returncode != 0 and not expect_failure:
             pytest.fail(f"{' '.join(args)} exited {done.returncode}:\n{done.stdout}\n{done.stderr}")
         return done
 

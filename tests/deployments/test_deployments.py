@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 import skops.io as sio
-from prefect_processes import PrefectServer, client_call, stop, wait_for
+from prefect_processes import PrefectServer, client_call, wait_for
 from sklearn.linear_model import LogisticRegression
 
 from archive import MANIFEST, REJECTED
@@ -226,40 +226,14 @@ def test_runs_created_by_the_schedules_succeed(triggered, places):
     assert [(row["model"], row["status"]) for row in rows] == [(f"{MODEL}:1", "ok")]
 
 
-def test_parity_serve_serves_the_same_schedules_and_triggers(deployed, places, tmp_path):
-    """`parity serve` replaces the worker: same deployments, without a work pool, kept by the serve process."""
-    for process in deployed.processes[1:]:
-        stop(process)  # the worker: from now on only the serve process runs flows
-    served_archive = tmp_path / "served-archive"
-    serve = deployed.spawn(
-        "serve",
+def test_parity_serve_refuses_deployments_bound_to_a_work_pool(deployed, places, tmp_path):
+    """Served copies of work-pool deployments would lose their code location: refuse, and say what to do."""
+    done = deployed.run(
         *(sys.executable, "-m", "parity.cli", "serve", "--registry", str(places["registry"])),
-        *("--archive", str(served_archive)),
+        *("--archive", str(tmp_path / "archive")),
+        expect_failure=True,
     )
-
-    def served():
-        deployment = client_call(_deployment, SWEEP)
-        archive = deployment.schedules[0].parameters["archive"] if deployment.schedules else None
-        return archive == str(served_archive.resolve()) and deployment
-
-    deployment = wait_for(served, 120, f"`parity serve` to take over {SWEEP}:\n{deployed.log('serve')}")
-    assert deployment.schedules[0].parameters["registry"] == str(places["registry"].resolve())
-
-    async def automations(client):
-        triggered_deployment = await client.read_deployment_by_name(TRIGGERED)
-        return await client.read_resource_related_automations(f"prefect.deployment.{triggered_deployment.id}")
-
-    (automation,) = client_call(automations)
-    assert automation.trigger.expect == {"parity.model.registered"}
-    assert automation.actions[0].parameters["name"] == "{{ event.payload.name }}"
-    # taken over from the work pool, not merely updated (a served run must find its code)
-    assert client_call(_deployment, TRIGGERED).work_pool_name is None
-    from registry.events import emit_registered
-
-    assert emit_registered(MODEL, 1, places["registry"]) is not None
-    bundle = served_archive / MODEL / "1" / MANIFEST
-    wait_for(
-        bundle.is_file, RUN_TIMEOUT, f"the served run to archive {MODEL}:1:\n{deployed.log('serve')[-3000:]}"
-    )
-    assert serve.poll() is None
-    stop(serve)
+    assert done.returncode == 2
+    assert "convert-and-validate/on-registration (parity-x86-64)" in done.stderr
+    assert "prefect deployment delete" in done.stderr
+    assert client_call(_deployment, TRIGGERED).work_pool_name == "parity-x86-64"  # left as it was
