@@ -15,6 +15,7 @@ from sklearn.linear_model import LogisticRegression
 
 from archive import MANIFEST, REJECTED
 from flows.summary import artifact_key
+from tests.prefect_events import read_events
 
 pytestmark = [pytest.mark.prefect_server, pytest.mark.slow]
 
@@ -73,19 +74,6 @@ async def _artifacts(client, key: str):
     return await client.read_artifacts(
         artifact_filter=ArtifactFilter(key=ArtifactFilterKey(any_=[key])), sort=ArtifactSort.CREATED_DESC
     )
-
-
-async def _events(client, name: str, since: datetime):
-    from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
-
-    page = await client.read_events(
-        filter=EventFilter(
-            event=EventNameFilter(name=[name]),
-            occurred=EventOccurredFilter(since=since, until=datetime.now(UTC) + timedelta(minutes=1)),
-        ),
-        limit=50,
-    )
-    return page.events
 
 
 def test_deploy_creates_pools_and_deployments(deployed):
@@ -172,7 +160,7 @@ def test_outgoing_validated_events_name_the_model(triggered):
     # one event per triggered run: wait for both, not for the first to arrive
     events = wait_for(
         lambda: (
-            (found := client_call(_events, "parity.model.validated", since)) and len(found) >= 2 and found
+            (found := client_call(read_events, "parity.model.validated", since)) and len(found) >= 2 and found
         ),
         60,
         "two parity.model.validated events",
@@ -180,7 +168,7 @@ def test_outgoing_validated_events_name_the_model(triggered):
     assert {e.resource.id for e in events} == {f"parity.model.{MODEL}.1"}
     assert {e.payload["outcome"] for e in events} == {"passed"}
     assert sorted(e.payload["written"] for e in events) == [False, True]
-    registered = client_call(_events, "parity.model.registered", since)
+    registered = client_call(read_events, "parity.model.registered", since)
     assert len(registered) == 2
     assert registered[0].payload["registry"].endswith("registry")
 

@@ -17,6 +17,7 @@ import validators.validate as validate_module
 from archive import Archive
 from archive.audit import archived_versions, audit_bundle, compare_reports
 from registry import FileRegistry
+from tests.prefect_events import read_events
 from validators.validate import ModelContext, validate_conversion
 
 MODEL = "iris-audit"
@@ -136,17 +137,9 @@ def test_a_missing_manifest_is_reported_not_raised(shelf, tmp_path):
 
 async def _events(name: str, since: datetime):
     from prefect.client.orchestration import get_client
-    from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter
 
     async with get_client() as client:
-        page = await client.read_events(
-            filter=EventFilter(
-                event=EventNameFilter(name=[name]),
-                occurred=EventOccurredFilter(since=since, until=datetime.now(UTC) + timedelta(minutes=1)),
-            ),
-            limit=50,
-        )
-    return page.events
+        return await read_events(client, name, since)
 
 
 def _wait_for_events(name: str, since: datetime, timeout: float = 30) -> list:
