@@ -233,6 +233,10 @@ def serve(
     """
     from prefect import serve as prefect_serve
 
+    registry, archive = (
+        Path(registry).resolve(),
+        Path(archive).resolve(),
+    )  # before leaving the caller's folder
     os.chdir(PROJECT_ROOT)  # served runs resolve their entrypoints from the working directory
     served = runner_deployments(registry, archive)
     bound = asyncio.run(_bound_to_work_pools([f"{d.flow_name}/{d.name}" for d in served]))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib.metadata
-import os
 import re
 import sys
 from dataclasses import dataclass
@@ -122,7 +121,9 @@ def check_onnxruntime() -> Finding:
 
 
 def check_prefect_api() -> Finding:
-    url = os.environ.get("PREFECT_API_URL")
+    from registry.events import prefect_api_url
+
+    url = prefect_api_url()  # the environment or the active Prefect profile, as `parity run` sees it
     if not url:
         return Finding("prefect api", True, "none configured: `parity run` uses a temporary local server")
     import httpx

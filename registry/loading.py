@@ -116,9 +116,14 @@ def load_model(
     UntrustedModelError
         A skops file holds types nobody trusted, or a pickle was not explicitly trusted.
     IntegrityError
-        A pickle/joblib file's SHA-256 differs from the recorded one (checked before unpickling).
+        The file's SHA-256 differs from the recorded one (for pickle/joblib: checked before unpickling).
     """
     if fmt == "skops":
+        if expected_sha256 and sha256_of(path) != expected_sha256.lower():
+            raise IntegrityError(
+                f"{path}: SHA-256 is {sha256_of(path)}, but {expected_sha256} was recorded at registration. "
+                "The model file changed since; register the new file as a new version."
+            )
         bad = untrusted_types(path, trusted_types)
         if bad:
             raise UntrustedModelError(

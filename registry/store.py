@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -305,28 +306,54 @@ class FileRegistry:
         self.root.mkdir(parents=True, exist_ok=True)
         return self.root
 
+    def _taken(self, name: str) -> int:
+        """The highest version number with a folder, registered or not (a stray folder is never reused)."""
+        folder = self.root / name
+        return max((int(p.name) for p in folder.iterdir() if p.name.isdigit()), default=0)
+
     def _commit(self, staging: Path, record: dict, name: str, version: int | None) -> ModelRef:
-        """Move the staged folder into place; a taken version is never overwritten."""
+        """Move the staged folder into place, durably; a taken version is never overwritten."""
         (self.root / name).mkdir(exist_ok=True)
         for _attempt in range(100):
-            number = (
-                version if version is not None else max((r.version for r in self.refs(name)), default=0) + 1
-            )
+            number = version if version is not None else self._taken(name) + 1
             record["version"] = number
             (staging / RECORD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
+            _fsync_tree(staging)
             target = self.root / name / str(number)
             try:
                 # rename() of a folder onto an existing non-empty folder fails: versions are never replaced
                 os.rename(staging, target)
-            except OSError:
+            except OSError as err:
+                if err.errno not in (errno.ENOTEMPTY, errno.EEXIST):
+                    raise RegistryError(f"could not move {name}:{number} into {self.root}: {err}.") from err
                 if version is not None:
                     raise RegistryError(
                         f"{name}:{version} is already registered in {self.root}; versions are immutable. "
                         "Register without a version to get the next one."
                     ) from None
-                continue
+                continue  # another registration took this number first: take the next one
+            _fsync_dir(target.parent)
             return ModelRef(name, number)
         raise RegistryError(f"could not find a free version for {name} in {self.root} after 100 tries.")
+
+
+def _fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def _fsync_tree(folder: Path) -> None:
+    """Flush every file and folder below ``folder`` to disk, so a version that appears is whole after a crash."""
+    for path in sorted(folder.rglob("*"), reverse=True):
+        if path.is_file():
+            with open(path, "rb+") as handle:
+                os.fsync(handle.fileno())
+        else:
+            _fsync_dir(path)
+    _fsync_dir(folder)
 
 
 def _check_tolerances(tolerances: Mapping[str, Mapping[str, float]] | None) -> None:

@@ -73,11 +73,14 @@ def _compare_exact(expected: np.ndarray, actual: np.ndarray) -> Difference:
 def _compare_band(expected: np.ndarray, actual: np.ndarray, band: Band) -> Difference:
     both_nan = np.isnan(expected) & np.isnan(actual)
     one_nan = np.isnan(expected) ^ np.isnan(actual)
-    diff = np.where(both_nan, 0.0, np.abs(actual - expected))
+    with np.errstate(invalid="ignore"):  # inf - inf is NaN here; infinities are judged below
+        diff = np.where(both_nan | (actual == expected), 0.0, np.abs(actual - expected))
     scale = scale_of(expected) if band.scaled else 1.0
     with np.errstate(divide="ignore", invalid="ignore"):
         rel = np.where(diff == 0, 0.0, diff / np.abs(expected))
-    outside = one_nan | (diff > band.atol * scale + band.rtol * np.abs(expected))
+    # an infinite expected value makes the relative term infinite: only the same infinity matches it
+    inf_mismatch = (np.isinf(expected) | np.isinf(actual)) & (expected != actual)
+    outside = one_nan | inf_mismatch | (diff > band.atol * scale + band.rtol * np.abs(expected))
     finite = ~one_nan
     max_abs = float(np.nanmax(diff[finite])) if finite.any() else float("nan")
     max_rel = float(np.nanmax(rel[finite])) if finite.any() else float("nan")

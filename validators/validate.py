@@ -21,7 +21,7 @@ from .report import Check, Verdict
 from .runtimes import Runtime
 from .targets.remote import REMOTE_RUNTIMES, describe_process, ran_on, remote_unavailable, run_remote
 from .targets.table import Target, load_targets
-from .tolerances import Exact, cross_target_tolerance, kind_of, tolerance_for
+from .tolerances import cross_target_tolerance, kind_of, tolerance_for
 
 #: Rows a runtime is fed at a time, so memory stays flat whatever the reference set's size.
 CHUNK_ROWS = 10_000
@@ -213,7 +213,7 @@ def _explain(context, precision, output, tolerance, actual, index, outside, kind
     again = compare(
         rounded[outside],
         np.asarray(actual)[outside],
-        tolerance if not isinstance(tolerance, Exact) else Exact(),
+        tolerance,
     )
     explained = n - again.n_outside
     limit = max(1, int(MAX_EXPLAINED_FRACTION * len(index)))

@@ -553,3 +553,24 @@ def test_predictions_without_output_methods_are_refused(iris):
 def test_predictions_that_fail_on_the_reference_are_refused(logreg, iris):
     with pytest.raises(InvalidInputError, match=r"LogisticRegression\.predict failed on the reference data"):
         reference_predictions(logreg, iris[0].iloc[:, :2])
+
+
+def test_a_skops_file_changed_after_registration_is_refused(tmp_path, iris):
+    X, y = iris
+    registry = FileRegistry(tmp_path / "registry")
+    ref = registry.register(LogisticRegression(max_iter=500).fit(X, y), X, "swapped")
+    other = tmp_path / "other.skops"
+    sio.dump(LogisticRegression(max_iter=500, C=0.01).fit(X, y), other)
+    (registry.path(ref) / "model.skops").write_bytes(other.read_bytes())
+    with pytest.raises(IntegrityError, match=r"SHA-256 is \w+, but \w+ was recorded at registration"):
+        registry.open(ref)
+
+
+def test_a_stray_version_folder_is_never_reused(tmp_path, iris):
+    X, y = iris
+    registry = FileRegistry(tmp_path / "registry")
+    estimator = LogisticRegression(max_iter=500).fit(X, y)
+    registry.register(estimator, X, "stray")
+    (registry.root / "stray" / "2").mkdir()  # e.g. left by hand, without a registration record
+    (registry.root / "stray" / "2" / "notes.txt").write_text("not a registration")
+    assert registry.register(estimator, X, "stray").version == 3

@@ -339,3 +339,10 @@ def test_check_to_json_turns_nan_into_none():
 def test_check_cell_names_format_runtime_target_output():
     check = Check("pmml", "pypmml", "predict_proba", Verdict.PASS, target="linux/aarch64")
     assert check.cell() == "pmml/pypmml/linux/aarch64/predict_proba"
+
+
+def test_an_infinite_reference_matches_only_the_same_infinity():
+    expected = np.array([np.inf, -np.inf, np.inf, 1.0])
+    actual = np.array([np.inf, -np.inf, 1e308, 1.0])
+    diff = compare(expected, actual, Band(atol=1e-5, rtol=1e-4, scaled=True))
+    assert diff.outside.tolist() == [False, False, True, False]

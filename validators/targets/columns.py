@@ -41,7 +41,7 @@ def write_columns(path: Path, frame: pd.DataFrame) -> None:
         else:
             out.write(struct.pack(">B", STRING))
             for value in column.astype(object):
-                missing = value is None or (isinstance(value, float) and np.isnan(value))
+                missing = bool(pd.isna(value))
                 out.write(b"\x00" if missing else b"\x01" + _utf(str(value)))
     path.write_bytes(out.getvalue())
 

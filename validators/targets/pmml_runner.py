@@ -9,7 +9,7 @@ import subprocess
 import tempfile
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import IO, TYPE_CHECKING
 
 import pandas as pd
 
@@ -81,6 +81,7 @@ class _WarmRunner:
     def __init__(self, command: list[str], environment: dict[str, str] | None) -> None:
         self.command, self.environment = command, environment
         self.process: subprocess.Popen[str] | None = None
+        self.stderr: IO[bytes] | None = None
         self.lock = threading.Lock()
 
     def run(self, pmml: Path, inputs: Path, outputs: Path) -> None:
@@ -101,18 +102,25 @@ class _WarmRunner:
             if reply != "ok":
                 if not reply:  # dead or hung: start afresh next time
                     self.stop()
-                    reply = "error no reply (the runner's JVM died or hung)"
+                    reply = f"error no reply (the runner's JVM died or hung): {self._stderr_tail()}"
                 raise EnvironmentProblem(
                     f"the PMML runner failed on {pmml.name}: {reply.removeprefix('error ')}"
                 )
 
     def _started(self) -> subprocess.Popen[str]:
         if self.process is None or self.process.poll() is not None:
+            self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the JVM: its last words
             self.process = subprocess.Popen(
-                self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
                 text=True, env=self.environment,
             )  # fmt: skip
         return self.process
+
+    def _stderr_tail(self, limit: int = 1500) -> str:
+        if self.stderr is None:
+            return "no error output"
+        self.stderr.seek(0)
+        return self.stderr.read().decode(errors="replace").strip()[-limit:] or "no error output"
 
     def stop(self) -> None:
         if self.process is not None and self.process.poll() is None:

@@ -41,7 +41,7 @@ def pool_unavailable(target: Target) -> str | None:
     if not PREFECT_API_URL.value():
         return (
             f"{target.name}: work-pool targets need a Prefect server: set PREFECT_API_URL "
-            "(see README, 'Run it on a Prefect server')."
+            "(see README, 'Operations: running Parity with Prefect')."
         )
     if shared_dir() is None:
         return f"{target.name}: set {SHARED_DIR_ENV} to a folder every worker of the pool can read and write."
@@ -84,7 +84,6 @@ def run_on_pool(target: Target, conversion: Conversion, X: pd.DataFrame):
             f"{target.name}: set {SHARED_DIR_ENV} to a folder every worker of the pool can read and write."
         )
     job = root / "jobs" / uuid.uuid4().hex
-    write_job(job, conversion, X)
     parameters = {
         "job": str(job),
         "artifact": artifact_of(conversion).name,
@@ -94,6 +93,7 @@ def run_on_pool(target: Target, conversion: Conversion, X: pd.DataFrame):
         "cpu": target.cpu,
     }
     try:
+        write_job(job, conversion, X)
         if target.deployment is None:
             raise ValueError(f"{target.name}: a work-pool target needs a deployment")
         # called synchronously, run_deployment returns the FlowRun (its coroutine only inside an event loop)
@@ -106,6 +106,12 @@ def run_on_pool(target: Target, conversion: Conversion, X: pd.DataFrame):
         future: PrefectFlowRunFuture[Any] = PrefectFlowRunFuture(flow_run_id=flow_run.id)
         future.wait(timeout=TIMEOUT_S)
         state = future.state
+        if not state.is_final():
+            _cancel(flow_run.id)  # its job folder is about to go: stop it rather than let it fail later
+            raise EnvironmentProblem(
+                f"{target.name}: the run on {target.deployment} did not finish within {TIMEOUT_S} s "
+                f"({state.type.value}); it was cancelled. Is a worker running on its pool?"
+            )
         if not state.is_completed():
             raise EnvironmentProblem(
                 f"{target.name}: the run on {target.deployment} ended {state.type.value}: {state.message}"
@@ -120,6 +126,18 @@ def run_on_pool(target: Target, conversion: Conversion, X: pd.DataFrame):
         ) from err
     finally:
         shutil.rmtree(job, ignore_errors=True)
+
+
+def _cancel(flow_run_id) -> None:
+    from prefect.client.orchestration import get_client
+    from prefect.states import Cancelling
+    from prefect.utilities.asyncutils import run_coro_as_sync
+
+    async def cancel() -> None:
+        async with get_client() as client:
+            await client.set_flow_run_state(flow_run_id, Cancelling(), force=True)
+
+    run_coro_as_sync(cancel())
 
 
 def read_job(job: Path, fmt: str):
