@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -97,6 +98,15 @@ def test_intact_bundle_replays_identically(shelf):
     audit = audit_bundle(shelf, MODEL, 1)
     assert audit.status == "ok", audit
     assert audit.replayed >= 4 and audit.drift == [] and audit.corrupt == []
+
+
+@pytest.mark.slow
+def test_a_target_not_set_up_today_is_left_out_not_drift(shelf, monkeypatch, tmp_path):
+    monkeypatch.setenv("PARITY_CACHE_DIR", str(tmp_path / "no-emulator-here"))
+    audit = audit_bundle(shelf, MODEL, 1)
+    assert audit.status == "ok", audit
+    report = json.loads((shelf.bundle_path(MODEL, 1) / "report.json").read_text())
+    assert any(c["target"] == "linux-aarch64-emulated" for c in report["checks"])  # archived with it
 
 
 @pytest.mark.slow
