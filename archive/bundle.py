@@ -6,7 +6,6 @@ and nothing there is presented as validated. Model names cannot start with ``_``
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
 import shutil
@@ -16,6 +15,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from parity.errors import ArchiveConflictError, IntegrityError
+from registry.loading import sha256_of
 
 SCHEMA = 1
 MANIFEST = "manifest.json"
@@ -29,14 +29,6 @@ class BundleResult:
 
     path: Path
     written: bool  # False: an identical bundle was already there
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _write_durably(path: Path, data: bytes) -> None:
@@ -128,7 +120,7 @@ class Archive:
             target = path / file
             if not target.is_file():
                 problems.append(f"{file}: missing")
-            elif _sha256(target) != digest:
+            elif sha256_of(target) != digest:
                 problems.append(f"{file}: SHA-256 differs from the manifest")
         extra = {p.name for p in path.iterdir()} - set(manifest["files"]) - {MANIFEST}
         problems.extend(f"{file}: not in the manifest" for file in sorted(extra))
@@ -162,7 +154,7 @@ class Archive:
                     shutil.copyfile(source, target)
                     with open(target, "rb+") as handle:
                         os.fsync(handle.fileno())
-                digests[file] = _sha256(target)
+                digests[file] = sha256_of(target)
             manifest = {
                 "schema": SCHEMA,
                 "identity": identity,

@@ -2,43 +2,16 @@
 
 from __future__ import annotations
 
-import threading
-from collections import OrderedDict
-from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Generic, TypeVar
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+from validators.runtimes import ModelCache
 
 if TYPE_CHECKING:
     from onnx.reference import ReferenceEvaluator
     from onnxruntime import InferenceSession
-
-_T = TypeVar("_T")
-
-
-class _SessionCache(Generic[_T]):
-    """A few loaded models per process, keyed by path and file stamp, safe to share between threads."""
-
-    def __init__(self, load: Callable[[Path], _T], size: int = 4) -> None:
-        self._load = load
-        self._size = size
-        self._items: OrderedDict[tuple[str, int, int], _T] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, path: Path) -> _T:
-        stat = path.stat()
-        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        item = self._load(path)
-        with self._lock:
-            self._items[key] = item
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-        return item
 
 
 class OnnxruntimeRuntime:
@@ -57,7 +30,7 @@ class OnnxruntimeRuntime:
     def __init__(self, threads: int = 1, graph_optimization: str = "all") -> None:
         self.threads = threads
         self.graph_optimization = graph_optimization
-        self._sessions = _SessionCache(self._session)
+        self._sessions: ModelCache[InferenceSession] = ModelCache(4, self._session)
 
     def unavailable_reason(self) -> str | None:
         try:
@@ -111,7 +84,7 @@ class OnnxReferenceRuntime:
     sample_rows = 500
 
     def __init__(self) -> None:
-        self._models = _SessionCache(self._load)
+        self._models: ModelCache[ReferenceEvaluator] = ModelCache(4, self._load)
 
     def unavailable_reason(self) -> str | None:
         try:

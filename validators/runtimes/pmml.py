@@ -22,15 +22,15 @@ import os
 import shutil
 import threading
 import xml.etree.ElementTree as ET
-from collections import OrderedDict
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any, ClassVar, Generic, TypeVar
+from typing import Any, ClassVar
 
 import pandas as pd
 
 from parity.errors import EnvironmentProblem, InvalidInputError
 from parity.java import LEAN_JVM_OPTIONS
+from validators.runtimes import ModelCache
 
 log = logging.getLogger(__name__)
 
@@ -44,34 +44,6 @@ DEFAULT_CACHE_SIZE = 4
 
 _INSTALL_JAVA = "install a Java runtime (apt-get install -y openjdk-17-jre-headless) or set JAVA_HOME"
 _JPMML_UTIL = "org.jpmml.evaluator.python.PythonEvaluatorUtil"
-
-Model = TypeVar("Model")
-
-
-class _ModelCache(Generic[Model]):
-    """A thread-safe LRU of loaded models, keyed by path and file state so that an edited file reloads."""
-
-    def __init__(self, size: int, load: Callable[[Path], Model]) -> None:
-        self._size = size
-        self._load = load
-        self._items: OrderedDict[tuple[str, int, int], Model] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, path: Path) -> Model:
-        stat = path.stat()
-        key = (str(path.resolve()), stat.st_mtime_ns, stat.st_size)
-        with self._lock:
-            if key in self._items:
-                self._items.move_to_end(key)
-                return self._items[key]
-        # Parse outside the lock: a large PMML takes seconds, and other models need not wait for it.
-        model = self._load(path)
-        with self._lock:
-            self._items[key] = model
-            self._items.move_to_end(key)
-            while len(self._items) > self._size:
-                self._items.popitem(last=False)
-        return model
 
 
 def _check_settings(max_heap: str, chunk_rows: int, cache_size: int) -> None:
@@ -221,7 +193,7 @@ class JpmmlRuntime:
         self.chunk_rows = chunk_rows
         self.jvm_options: tuple[str, ...] = (f"-Xmx{max_heap}", *jvm_options)
         self._backend: Any = None
-        self._models: _ModelCache[Any] = _ModelCache(cache_size, self._load)
+        self._models: ModelCache[Any] = ModelCache(cache_size, self._load)
 
     def unavailable_reason(self) -> str | None:
         """Why this runtime cannot run here, with what to do about it; None when it can."""
@@ -431,7 +403,7 @@ class PypmmlRuntime:
         self.max_heap = max_heap
         self.chunk_rows = chunk_rows
         self.jvm_options: tuple[str, ...] = (f"-Xmx{max_heap}", *jvm_options)
-        self._models: _ModelCache[Any] = _ModelCache(cache_size, self._load)
+        self._models: ModelCache[Any] = ModelCache(cache_size, self._load)
 
     def unavailable_reason(self) -> str | None:
         """Why this runtime cannot run here, with what to do about it; None when it can."""
