@@ -35,7 +35,7 @@ import sklearn2pmml
 from sklearn2pmml.resources import _package_classpath
 
 from parity.errors import EnvironmentProblem, InvalidInputError
-from parity.java import LEAN_JVM_OPTIONS, compile_java
+from parity.java import LEAN_JVM_OPTIONS, cache_root, compile_java
 
 SERVER_SOURCE = Path(__file__).with_name("java") / "ParityConverterServer.java"
 SERVER_CLASS = "ParityConverterServer"
@@ -207,11 +207,6 @@ def dump_for_java(pipeline: Any, directory: str | os.PathLike[str]) -> Path:
     return Path(name)
 
 
-def _cache_root() -> Path:
-    override = os.environ.get("PARITY_CACHE_DIR")
-    return Path(override) if override else Path.home() / ".cache" / "parity"
-
-
 def compile_server(java: Path, version_line: str, cache_dir: Path | None = None) -> Path:
     """Compile ParityConverterServer.java once per source and Java version; return the class directory.
 
@@ -236,7 +231,7 @@ def compile_server(java: Path, version_line: str, cache_dir: Path | None = None)
     EnvironmentProblem
         When compilation fails.
     """
-    return compile_java(SERVER_SOURCE, _package_classpath(), java, version_line, cache_dir or _cache_root())
+    return compile_java(SERVER_SOURCE, _package_classpath(), java, version_line, cache_dir or cache_root())
 
 
 def _sklearn2pmml_environment(version_line: str) -> str:

@@ -19,6 +19,13 @@ from .errors import EnvironmentProblem
 LEAN_JVM_OPTIONS: tuple[str, ...] = ("-XX:+UseSerialGC", "-XX:ReservedCodeCacheSize=64m", "-Xss1m", "-Xms32m")
 
 
+def cache_root() -> Path:
+    """Where Parity caches what it builds (compiled Java, the aarch64 target): ``$PARITY_CACHE_DIR`` or
+    ``~/.cache/parity``."""
+    override = os.environ.get("PARITY_CACHE_DIR")
+    return Path(override) if override else Path.home() / ".cache" / "parity"
+
+
 def compile_java(
     source: Path, classpath: Sequence[str], java: Path, version_line: str, cache_root: Path
 ) -> Path:

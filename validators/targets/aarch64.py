@@ -142,8 +142,9 @@ class Aarch64Env:
 
 def default_cache_dir() -> Path:
     """Return ``$PARITY_CACHE_DIR/aarch64``, or ``~/.cache/parity/aarch64``."""
-    parent = os.environ.get("PARITY_CACHE_DIR") or Path.home() / ".cache" / "parity"
-    return Path(parent) / "aarch64"
+    from parity.java import cache_root
+
+    return cache_root() / "aarch64"
 
 
 def aarch64_status(cache_dir: Path | None = None) -> str | None:

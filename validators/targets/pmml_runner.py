@@ -14,7 +14,7 @@ from typing import IO, TYPE_CHECKING
 import pandas as pd
 
 from parity.errors import EnvironmentProblem, InvalidInputError
-from parity.java import compile_java
+from parity.java import LEAN_JVM_OPTIONS, cache_root, compile_java
 
 from .columns import read_output, write_columns
 
@@ -26,11 +26,6 @@ SOURCE = Path(__file__).resolve().parent.parent / "java" / "PmmlRunner.java"
 #: heap it touches is also qemu's).
 MAX_HEAP = "256m"
 TIMEOUT_S = 1800
-
-
-def _cache_root() -> Path:
-    override = os.environ.get("PARITY_CACHE_DIR")
-    return Path(override) if override else Path.home() / ".cache" / "parity"
 
 
 def runner_classpath() -> list[str]:
@@ -46,7 +41,7 @@ def runner_classpath() -> list[str]:
             "the PMML runner needs Java 17+ on this host to compile it; install openjdk-17-jre-headless."
         )
     jars = list(_classpath([]))
-    return [str(compile_java(SOURCE, jars, java, version[1], _cache_root())), *jars]
+    return [str(compile_java(SOURCE, jars, java, version[1], cache_root())), *jars]
 
 
 def run_pmml_in(
@@ -148,6 +143,7 @@ def _runner_for(env: Aarch64Env | None, cpu: str | None) -> _WarmRunner:
             args = [
                 f"-Xmx{MAX_HEAP}",
                 "-XX:TieredStopAtLevel=1",
+                *LEAN_JVM_OPTIONS,
                 "-cp",
                 os.pathsep.join(runner_classpath()),
                 "PmmlRunner",
