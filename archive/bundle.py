@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from parity.durable import fsync_dir
 from parity.errors import ArchiveConflictError, IntegrityError
 from registry.loading import sha256_of
 
@@ -92,7 +93,7 @@ class Archive:
             if self.is_archived(name, version):
                 return self._existing(final, identity)
             raise
-        _fsync_dir(final.parent)
+        fsync_dir(final.parent)
         return BundleResult(final, True)
 
     def write_rejected(self, name: str, version: int, files: dict[str, Path | bytes], identity: dict) -> Path:
@@ -162,16 +163,8 @@ class Archive:
                 "files": digests,
             }
             _write_durably(staged / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
-            _fsync_dir(staged)
+            fsync_dir(staged)
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)
             raise
         return staged
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)

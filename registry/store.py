@@ -18,6 +18,7 @@ import numpy as np
 import pandas as pd
 import skops.io as sio
 
+from parity.durable import fsync_dir, fsync_tree
 from parity.errors import InvalidInputError, RegistryError
 
 from . import events, loading, predictions, provenance
@@ -318,7 +319,7 @@ class FileRegistry:
             number = version if version is not None else self._taken(name) + 1
             record["version"] = number
             (staging / RECORD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
-            _fsync_tree(staging)
+            fsync_tree(staging)
             target = self.root / name / str(number)
             try:
                 # rename() of a folder onto an existing non-empty folder fails: versions are never replaced
@@ -332,28 +333,9 @@ class FileRegistry:
                         "Register without a version to get the next one."
                     ) from None
                 continue  # another registration took this number first: take the next one
-            _fsync_dir(target.parent)
+            fsync_dir(target.parent)
             return ModelRef(name, number)
         raise RegistryError(f"could not find a free version for {name} in {self.root} after 100 tries.")
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _fsync_tree(folder: Path) -> None:
-    """Flush every file and folder below ``folder`` to disk, so a version that appears is whole after a crash."""
-    for path in sorted(folder.rglob("*"), reverse=True):
-        if path.is_file():
-            with open(path, "rb+") as handle:
-                os.fsync(handle.fileno())
-        else:
-            _fsync_dir(path)
-    _fsync_dir(folder)
 
 
 def _check_tolerances(tolerances: Mapping[str, Mapping[str, float]] | None) -> None:
