@@ -32,13 +32,15 @@ test: setup
 test-fast: setup
 	$(BIN)/python -m pytest -m "not slow and not prefect_server and not aarch64"
 
+# mypy and the import contract read the parity.* namespace through tools/namespace_lint.py (see its docstring).
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
-	$(BIN)/mypy
+	$(BIN)/python tools/namespace_lint.py mypy
+	$(BIN)/python tools/namespace_lint.py imports
 
 lock:
 	$(BIN)/python -m pip freeze --exclude-editable | grep -v -i '^py-spy' > requirements.lock
 
 clean:
-	rm -rf $(VENV) parity-registry parity-archive
+	rm -rf $(VENV) parity-registry parity-archive .lint

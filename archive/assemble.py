@@ -10,10 +10,10 @@ from pathlib import Path
 
 import skops.io as sio
 
-from converters import FORMATS, Conversion
-from parity.toolchain import tool_versions
-from registry import RegisteredModel
-from validators.report import SCHEMA, Check, outcome
+from parity.converters import FORMATS, Conversion
+from parity.core.toolchain import tool_versions
+from parity.registry import RegisteredModel
+from parity.validators.report import SCHEMA, Check, outcome
 
 from .bundle import Archive
 

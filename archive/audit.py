@@ -78,12 +78,12 @@ def replay(folder: Path) -> list:
     list of validators.report.Check
         Today's report rows, made exactly as validation made the archived ones.
     """
-    from converters import FORMATS, Conversion, Status
-    from registry import ModelRef, RegisteredModel, load_model
-    from registry.predictions import predictions_from_frame
-    from validators.targets.remote import remote_unavailable
-    from validators.targets.table import load_targets
-    from validators.validate import ModelContext, validate_conversion
+    from parity.converters import FORMATS, Conversion, Status
+    from parity.registry import ModelRef, RegisteredModel, load_model
+    from parity.registry.predictions import predictions_from_frame
+    from parity.validators.targets.remote import remote_unavailable
+    from parity.validators.targets.table import load_targets
+    from parity.validators.validate import ModelContext, validate_conversion
 
     metadata = json.loads((folder / "metadata.json").read_text())
     report = json.loads((folder / "report.json").read_text())

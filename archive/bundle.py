@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-from parity.durable import fsync_dir
-from parity.errors import ArchiveConflictError, IntegrityError
-from registry.loading import sha256_of
+from parity.core.durable import fsync_dir
+from parity.core.errors import ArchiveConflictError, IntegrityError
+from parity.registry.loading import sha256_of
 
 SCHEMA = 1
 MANIFEST = "manifest.json"

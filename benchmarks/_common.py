@@ -29,7 +29,7 @@ def isolated_prefect_home(scratch: Path) -> None:
     os.environ.setdefault("PREFECT_HOME", str(scratch / "prefect-home"))
     os.environ.pop("PREFECT_API_URL", None)
     os.environ.setdefault("PARITY_CACHE_DIR", str(Path.home() / ".cache" / "parity"))
-    from parity.prefect_env import configure
+    from parity.core.prefect_env import configure
 
     configure()
 

@@ -148,7 +148,7 @@ def main() -> int:
     parser.add_argument("--registry", required=True)
     parser.add_argument("--out")
     args = parser.parse_args()
-    from registry import FileRegistry
+    from parity.registry import FileRegistry
 
     times: dict[str, float] = {"imports (numpy, pandas, registry)": time.perf_counter() - T0}
     start = time.perf_counter()

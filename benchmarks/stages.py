@@ -47,7 +47,7 @@ def import_times() -> dict[str, float]:
         "pypmml",
         "jpmml_evaluator",
         "prefect",
-        "flows.validate",
+        "parity.flows.validate",
     ):
         seconds, _ = timed(__import__, module)
         figures[module] = round(seconds, 3)
@@ -72,9 +72,8 @@ def runtime_figures(runtime, conversion, X, validate_mod) -> dict:
 
 
 def stage_model(name, registry, rows, scratch) -> dict:
-    import converters
-    import validators
-    from validators import validate as validate_mod
+    from parity import converters, validators
+    from parity.validators import validate as validate_mod
 
     ref = registry.resolve(name)
     load_s, model = timed(registry.open, ref)
@@ -120,7 +119,7 @@ def stage_model(name, registry, rows, scratch) -> dict:
 def flows_figures(names, registry_root: Path, scratch: Path) -> dict:
     from prefect import flow
 
-    from flows.validate import convert_and_validate, result_data
+    from parity.flows.validate import convert_and_validate, result_data
 
     @flow(name="benchmark-warm-up")
     def warm_up() -> int:
@@ -186,8 +185,8 @@ def main() -> int:
         else:
             os.environ["PARITY_TARGETS"] = str(targets)
         imports = import_times()
-        from parity.demo import DEMO_MODELS, build_demo_registry
-        from registry import FileRegistry
+        from parity.cli.demo import DEMO_MODELS, build_demo_registry
+        from parity.registry import FileRegistry
 
         registry_root = scratch / "registry"
         build_s, _ = timed(build_demo_registry, registry_root, log=lambda _m: None)
@@ -196,7 +195,7 @@ def main() -> int:
             warnings.simplefilter("ignore")
             results = [stage_model(name, registry, args.rows, scratch / "work") for name in DEMO_MODELS]
         flows = flows_figures(list(DEMO_MODELS), registry_root, scratch)
-        import validators
+        from parity import validators
 
         runtime_names = list(validators.RUNTIMES)
         data = {

@@ -37,8 +37,8 @@ TARGET_RATIO, TARGET_PEAK_GIB, TARGET_PMML_SPEEDUP = 0.3, 1.0, 10.0
 
 def build_registries(scratch: Path) -> tuple[Path, Path]:
     """The demo registry (4 models) and one with each demo model registered ``COPIES`` times."""
-    from parity.demo import build_demo_registry
-    from registry import FileRegistry
+    from parity.cli.demo import build_demo_registry
+    from parity.registry import FileRegistry
 
     demo, many = scratch / "registry-4", scratch / "registry-12"
     build_demo_registry(demo, log=lambda _m: None)
@@ -115,9 +115,9 @@ def pmml_speedup(registry_root: Path, scratch: Path) -> dict:
     """One sklearn2pmml() per model vs the warm converter, on the same PMMLPipelines."""
     import sklearn2pmml
 
-    from converters.pmml import make_pipeline
-    from converters.pmml_server import WarmPmmlConverter
-    from registry import FileRegistry
+    from parity.converters.pmml import make_pipeline
+    from parity.converters.pmml_server import WarmPmmlConverter
+    from parity.registry import FileRegistry
 
     registry = FileRegistry(registry_root)
     models = [registry.open(ref) for ref in registry.refs()]

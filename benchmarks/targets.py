@@ -30,7 +30,7 @@ def timed(fn, *args, **kwargs):
 
 
 def setup_times(fresh: bool) -> dict:
-    from validators.targets.aarch64 import setup_aarch64
+    from parity.validators.targets.aarch64 import setup_aarch64
 
     figures = {}
     if fresh:
@@ -46,13 +46,13 @@ def setup_times(fresh: bool) -> dict:
 
 
 def per_model(rows: int) -> list[dict]:
-    import converters
-    from parity.demo import build_demo_registry
-    from registry import FileRegistry
-    from validators.targets.aarch64 import setup_aarch64
-    from validators.targets.local import run_onnx_in
-    from validators.targets.pmml_runner import run_pmml_in
-    from validators.targets.remote import runner_inputs
+    from parity import converters
+    from parity.cli.demo import build_demo_registry
+    from parity.registry import FileRegistry
+    from parity.validators.targets.aarch64 import setup_aarch64
+    from parity.validators.targets.local import run_onnx_in
+    from parity.validators.targets.pmml_runner import run_pmml_in
+    from parity.validators.targets.remote import runner_inputs
 
     env = setup_aarch64(log=lambda _l: None)
     results = []

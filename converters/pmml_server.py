@@ -15,7 +15,6 @@ import copy
 import os
 import re
 import select
-import shutil
 import socket
 import subprocess
 import tempfile
@@ -25,7 +24,6 @@ import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
-from functools import cache
 from pathlib import Path
 from typing import IO, Any
 from zipfile import ZipFile
@@ -34,8 +32,18 @@ import joblib
 import sklearn2pmml
 from sklearn2pmml.resources import _package_classpath
 
-from parity.errors import EnvironmentProblem, InvalidInputError
-from parity.java import LEAN_JVM_OPTIONS, cache_root, compile_java
+from parity.core.errors import EnvironmentProblem, InvalidInputError
+from parity.core.java import (
+    FIRST_JAVA_WITHOUT_SECURITY_MANAGER,
+    JAVA_INSTALL_HINT,
+    LEAN_JVM_OPTIONS,
+    MIN_JAVA,
+    VERSION_LINE,
+    cache_root,
+    compile_java,
+    find_java,
+    java_version_of,
+)
 
 SERVER_SOURCE = Path(__file__).with_name("java") / "ParityConverterServer.java"
 SERVER_CLASS = "ParityConverterServer"
@@ -43,15 +51,6 @@ SERVER_CLASS = "ParityConverterServer"
 # FACTS.md: sklearn2pmml's Main refuses to convert once its jar's Build-Timestamp is older than 360 days
 # ("The SkLearn2PMML package has expired"; Main.validate() compares against now minus 360 days).
 SKLEARN2PMML_MAX_AGE_DAYS = 360
-
-# The warm server traps System.exit with a SecurityManager: Java 17 is the oldest we test, and Java 24
-# removed the SecurityManager for good (JEP 486).
-MIN_JAVA, FIRST_JAVA_WITHOUT_SECURITY_MANAGER = 17, 24
-JAVA_INSTALL_HINT = (
-    "Install one (Debian/Ubuntu: `apt-get install -y openjdk-17-jre-headless`) or set JAVA_HOME to a "
-    "Java 17-23 installation."
-)
-_VERSION_LINE = re.compile(r'^(?P<name>\S+) version "(?P<version>[^"]+)"', re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -77,61 +76,6 @@ class ServerReply:
     log: str
     blocked_connections: tuple[str, ...]
     seconds: float
-
-
-def find_java(java_home: str | os.PathLike[str] | None = None) -> Path | None:
-    """Locate the ``java`` executable: ``java_home``, else ``$JAVA_HOME``, else ``java`` on PATH.
-
-    Parameters
-    ----------
-    java_home : path-like, optional
-        A Java installation directory (the one holding ``bin/java``).
-
-    Returns
-    -------
-    Path or None
-        The executable, or None when there is none.
-    """
-    home = java_home or os.environ.get("JAVA_HOME")
-    if home:
-        candidate = Path(home) / "bin" / "java"
-        return candidate if candidate.is_file() and os.access(candidate, os.X_OK) else None
-    found = shutil.which("java")
-    return Path(found) if found else None
-
-
-def java_version(java_home: str | os.PathLike[str] | None = None) -> tuple[int, str] | None:
-    """Report the major version and the version line of the Java that :func:`find_java` picks.
-
-    Parameters
-    ----------
-    java_home : path-like, optional
-        A Java installation directory; see :func:`find_java`.
-
-    Returns
-    -------
-    tuple of (int, str) or None
-        ``(17, 'openjdk version "17.0.15" 2025-04-15')``, or None when Java is missing or does not run.
-    """
-    java = find_java(java_home)
-    if java is None:
-        return None
-    return _java_version_of(str(java))
-
-
-@cache
-def _java_version_of(java: str) -> tuple[int, str] | None:
-    try:
-        done = subprocess.run([java, "-version"], capture_output=True, text=True, timeout=60, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    match = _VERSION_LINE.search(done.stderr)
-    if done.returncode or match is None:
-        return None
-    major = re.match(r"(?:1\.)?(\d+)", match["version"])  # "1.8.0_402" is Java 8, "17.0.15" Java 17
-    if major is None:
-        return None
-    return int(major[1]), match.group(0) + done.stderr[match.end() :].split("\n", 1)[0]
 
 
 def sklearn2pmml_build_date() -> date:
@@ -236,7 +180,7 @@ def compile_server(java: Path, version_line: str, cache_dir: Path | None = None)
 
 def _sklearn2pmml_environment(version_line: str) -> str:
     """The SKLEARN2PMML_ENVIRONMENT text that sklearn2pmml() sets ("name: version" lines)."""
-    match = _VERSION_LINE.search(version_line)
+    match = VERSION_LINE.search(version_line)
     name, version = match.group("name", "version") if match else ("java", version_line)
     pairs = {name: version, "python": sklearn2pmml._python_version(), **sklearn2pmml._package_versions()}
     return "\n".join(f"{key}: {value}" for key, value in pairs.items())
@@ -431,7 +375,7 @@ class WarmPmmlConverter:
 
     def _checked_java(self) -> tuple[Path, str]:
         java = find_java(self.java_home)
-        found = _java_version_of(str(java)) if java else None
+        found = java_version_of(str(java)) if java else None
         if java is None or found is None:
             where = "JAVA_HOME" if (self.java_home or os.environ.get("JAVA_HOME")) else "PATH"
             raise EnvironmentProblem(

@@ -15,10 +15,12 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from parity.errors import EnvironmentProblem, InvalidInputError
+from parity.core.errors import EnvironmentProblem, InvalidInputError
 
-PROJECT_ROOT = Path(__file__).resolve().parents[1]
-PREFECT_FILE = PROJECT_ROOT / "deployments" / "prefect.yaml"
+#: This package's folder: where `prefect deploy` runs, so it is the working directory it records for workers
+#: (the entrypoints are module paths, ``parity.flows...``, found wherever Parity is installed).
+PACKAGE_DIR = Path(__file__).resolve().parent
+PREFECT_FILE = PACKAGE_DIR / "prefect.yaml"
 #: Work pools, by name: shared with the per-architecture target runs. All are process pools.
 WORK_POOLS: dict[str, str] = {
     "parity-x86-64": "Parity runs on linux/x86_64 machines (the default pool of every Parity deployment).",
@@ -131,7 +133,7 @@ def deploy(
     EnvironmentProblem
         No Prefect API is configured, or ``prefect deploy`` failed (its output is in the message).
     """
-    from registry.events import prefect_api_url
+    from parity.registry.events import prefect_api_url
 
     api_url = prefect_api_url()
     if api_url is None:
@@ -144,7 +146,7 @@ def deploy(
     try:
         done = subprocess.run(
             [*command, str(prefect_file)],
-            cwd=PROJECT_ROOT,
+            cwd=PACKAGE_DIR,
             env={**os.environ, "PREFECT_API_URL": api_url, **deployment_env(registry, archive)},
             capture_output=True,
             text=True,
@@ -193,7 +195,7 @@ def runner_deployments(
     built = []
     for name in names:
         spec = render(specs[name], env)
-        flow = load_flow_from_entrypoint(str(PROJECT_ROOT / spec["entrypoint"]))
+        flow = load_flow_from_entrypoint(spec["entrypoint"])
         schedules = [
             Cron(
                 s["cron"],
@@ -233,11 +235,6 @@ def serve(
     """
     from prefect import serve as prefect_serve
 
-    registry, archive = (
-        Path(registry).resolve(),
-        Path(archive).resolve(),
-    )  # before leaving the caller's folder
-    os.chdir(PROJECT_ROOT)  # served runs resolve their entrypoints from the working directory
     served = runner_deployments(registry, archive)
     bound = asyncio.run(_bound_to_work_pools([f"{d.flow_name}/{d.name}" for d in served]))
     if bound:

@@ -13,12 +13,12 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 from prefect.states import Completed, Failed
 
-from archive import Archive
-from archive.audit import archived_versions, audit_bundle
-from parity.errors import ArchiveAuditFailed
-from registry.events import EVENT_SCHEMA, model_resource
+from parity.archive import Archive
+from parity.archive.audit import archived_versions, audit_bundle
+from parity.core.defaults import DEFAULT_ARCHIVE
+from parity.core.errors import ArchiveAuditFailed
+from parity.registry.events import EVENT_SCHEMA, model_resource
 
-DEFAULT_ARCHIVE = "parity-archive"
 CORRUPT = "parity.archive.corrupt"
 DRIFT = "parity.archive.drift"
 AUDIT_KEY = "parity-archive-audit"

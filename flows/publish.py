@@ -27,9 +27,9 @@ from prefect.artifacts import (
 from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
-import archive as archive_stage
-from registry.events import EVENT_SCHEMA, model_resource
-from validators.report import fmt_float
+import parity.archive as archive_stage
+from parity.registry.events import EVENT_SCHEMA, model_resource
+from parity.validators.report import fmt_float
 
 from .summary import artifact_key, failing_cells, markdown, one_line, table_rows
 

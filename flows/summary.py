@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-from validators.report import fmt_float
+from parity.validators.report import fmt_float
 
 #: Columns of the verdict table, as shown in the CLI and the Prefect table artifact.
 TABLE_COLUMNS = (

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from prefect import flow
 
-from validators.targets.pool import run_job
+from parity.validators.targets.pool import run_job
 
 
 @flow(name="run-on-target", flow_run_name="run-{fmt}-{artifact}")

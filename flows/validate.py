@@ -17,23 +17,22 @@ from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
-import archive as archive_stage
-import converters
-from converters import Conversion
-from parity.errors import ModelNotValidated, SweepNotPassed
-from registry import FileRegistry, RegisteredModel
-from validators.report import Check
-from validators.validate import ModelContext, validate_conversion
+import parity.archive as archive_stage
+from parity import converters
+from parity.converters import Conversion
+from parity.core.defaults import DEFAULT_ARCHIVE, DEFAULT_REGISTRY, PROGRESS_LOGGER
+from parity.core.errors import ModelNotValidated, SweepNotPassed
+from parity.registry import FileRegistry, RegisteredModel
+from parity.validators.report import Check
+from parity.validators.validate import ModelContext, validate_conversion
 
 from .publish import publish, start_progress, update_progress
 from .summary import failing_cells, one_line
 
-DEFAULT_REGISTRY = "parity-registry"
-DEFAULT_ARCHIVE = "parity-archive"
 #: Models validated at once by a sweep: the machines we target have two cores.
 SWEEP_WORKERS = 2
 #: Plain-logging twin of the run logger, for the CLI's progress lines.
-progress = logging.getLogger("parity.progress")
+progress = logging.getLogger(PROGRESS_LOGGER)
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
@@ -161,7 +160,7 @@ def selected_versions(registry: str, archive: str, models: list[str] | None) -> 
     """What a sweep validates: the named models' versions, or every version not yet archived."""
     if not models:
         return pending_versions(registry, archive)
-    from registry import ModelRef
+    from parity.registry import ModelRef
 
     store = FileRegistry(registry)
     chosen = []

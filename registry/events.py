@@ -147,7 +147,7 @@ def emit_registered(name: str, version: int, registry: str | os.PathLike[str]) -
         logger.warning(
             "%s:%s is registered, but the %s event was not sent (%s: %s). Validate it with "
             "`parity run --model %s:%s`, or re-send the event from Python with "
-            "registry.events.emit_registered(%r, %s, %r).",
+            "parity.registry.events.emit_registered(%r, %s, %r).",
             name,
             version,
             REGISTERED,

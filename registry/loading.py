@@ -13,7 +13,7 @@ import joblib
 import skops.io as sio
 from sklearn.exceptions import InconsistentVersionWarning
 
-from parity.errors import IntegrityError, UntrustedModelError
+from parity.core.errors import IntegrityError, UntrustedModelError
 
 #: Types Parity trusts inside a skops file beyond skops' own defaults: each is a plain data holder of
 #: scikit-learn or numpy that skops does not trust by default. Anything else must be listed by whoever

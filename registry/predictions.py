@@ -8,7 +8,7 @@ import warnings
 import numpy as np
 import pandas as pd
 
-from parity.errors import InvalidInputError
+from parity.core.errors import InvalidInputError
 
 #: The estimator methods whose outputs are kept as the reference, in the order they are tried.
 OUTPUT_METHODS: tuple[str, ...] = ("predict", "predict_proba", "decision_function", "transform")

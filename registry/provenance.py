@@ -26,15 +26,14 @@ def environment() -> dict[str, object]:
     }
 
 
-def calling_source_file(skip_prefixes: tuple[str, ...]) -> Path | None:
-    """The source file of the first caller outside Parity's own packages, when it is a real file."""
+def calling_source_file(own_namespace: str = "parity") -> Path | None:
+    """The source file of the first caller outside Parity's own modules, when it is a real file."""
     for frame in inspect.stack()[1:]:
         filename = frame.filename
-        if filename.startswith("<"):
+        module = str(frame.frame.f_globals.get("__name__", ""))
+        if filename.startswith("<") or module == own_namespace or module.startswith(own_namespace + "."):
             continue
         path = Path(filename).resolve()
-        if any(str(path).startswith(prefix) for prefix in skip_prefixes):
-            continue
         if "site-packages" in path.parts or path.is_relative_to(Path(sys.prefix).resolve()):
             continue
         return path if path.is_file() else None

@@ -18,8 +18,8 @@ import numpy as np
 import pandas as pd
 import skops.io as sio
 
-from parity.durable import fsync_dir, fsync_tree
-from parity.errors import InvalidInputError, RegistryError
+from parity.core.durable import fsync_dir, fsync_tree
+from parity.core.errors import InvalidInputError, RegistryError
 
 from . import events, loading, predictions, provenance
 
@@ -28,9 +28,6 @@ RECORD_FILE = "registration.json"
 REFERENCE_FILE = "reference.parquet"
 PREDICTIONS_FILE = "predictions.parquet"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
-_OWN_PACKAGES = tuple(
-    str(Path(__file__).resolve().parents[1] / pkg) for pkg in ("registry", "parity", "flows")
-)
 
 
 @dataclass(frozen=True, order=True)
@@ -339,7 +336,7 @@ class FileRegistry:
 
 
 def _check_tolerances(tolerances: Mapping[str, Mapping[str, float]] | None) -> None:
-    from validators.tolerances import check_overrides
+    from parity.core.tolerances import check_overrides
 
     try:
         check_overrides(tolerances)
@@ -416,7 +413,7 @@ def _provenance(
             raise InvalidInputError(f"training data snapshot {snapshot_path} does not exist.")
         data.update(snapshot=str(snapshot_path.resolve()), snapshot_sha256=loading.sha256_of(snapshot_path))
     if source_files is None:
-        caller = provenance.calling_source_file(_OWN_PACKAGES)
+        caller = provenance.calling_source_file()
         files = [caller] if caller else []
         origin = "calling module" if caller else "none: registered from an interactive session"
     else:

@@ -36,7 +36,7 @@ def diabetes() -> tuple[pd.DataFrame, pd.Series]:
 @pytest.fixture(scope="session")
 def mixed() -> tuple[pd.DataFrame, pd.Series]:
     """Wine with string categories and missing numeric values (the demo's mixed-types data)."""
-    from parity.demo import mixed_frame
+    from parity.cli.demo import mixed_frame
 
     return mixed_frame()
 

@@ -8,7 +8,7 @@ from typing import cast
 import numpy as np
 import pandas as pd
 
-from .tolerances import Band, Exact, Tolerance, scale_of
+from parity.core.tolerances import Band, Exact, Tolerance, scale_of
 
 #: How many indices of rows outside tolerance a report keeps.
 FIRST_ROWS = 20

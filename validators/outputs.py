@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from converters import Conversion
+from parity.converters import Conversion
 
 
 def onnx_outputs(raw: dict[str, np.ndarray], conversion: Conversion) -> dict[str, np.ndarray]:

@@ -6,7 +6,7 @@ import math
 from dataclasses import asdict, dataclass, field
 from enum import StrEnum
 
-from .targets.table import host_platform
+from parity.core.defaults import host_platform
 
 SCHEMA = 1
 

@@ -10,10 +10,11 @@ import numpy as np
 import pandas as pd
 from sklearn.base import is_classifier
 
-from converters import Conversion
-from converters.onnx import feeds
-from registry import RegisteredModel
-from registry.predictions import reference_predictions
+from parity.converters import Conversion
+from parity.converters.onnx import feeds
+from parity.core.tolerances import cross_target_tolerance, kind_of, tolerance_for
+from parity.registry import RegisteredModel
+from parity.registry.predictions import reference_predictions
 
 from .compare import compare
 from .outputs import onnx_outputs, pmml_outputs
@@ -21,7 +22,6 @@ from .report import Check, Verdict
 from .runtimes import Runtime
 from .targets.remote import REMOTE_RUNTIMES, describe_process, ran_on, remote_unavailable, run_remote
 from .targets.table import Target, load_targets
-from .tolerances import cross_target_tolerance, kind_of, tolerance_for
 
 #: Rows a runtime is fed at a time, so memory stays flat whatever the reference set's size.
 CHUNK_ROWS = 10_000

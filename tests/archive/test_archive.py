@@ -14,13 +14,13 @@ import pytest
 import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
-import converters
-from archive import MANIFEST, REJECTED, Archive, BundleResult, Filed, build_report, file_model
-from archive.bundle import _STAGING
-from parity.errors import ArchiveConflictError, IntegrityError
-from registry import FileRegistry, RegisteredModel
-from validators.report import Check, Verdict
-from validators.targets.table import Target, host_platform
+from parity import converters
+from parity.archive import MANIFEST, REJECTED, Archive, BundleResult, Filed, build_report, file_model
+from parity.archive.bundle import _STAGING
+from parity.core.errors import ArchiveConflictError, IntegrityError
+from parity.registry import FileRegistry, RegisteredModel
+from parity.validators.report import Check, Verdict
+from parity.validators.targets.table import Target, host_platform
 
 #: Only this process: emulated and pool targets are tested in test_targets.py and test_aarch64.py.
 HOST_ONLY = {"host": Target("host", host_platform(), "process")}
@@ -224,7 +224,7 @@ def test_build_report_carries_loading_notes(registered):
 @pytest.fixture(scope="module")
 def validated(tmp_path_factory: pytest.TempPathFactory, logreg, iris):
     """One real model through every format's converter and every runtime."""
-    from validators.validate import ModelContext, validate_conversion
+    from parity.validators.validate import ModelContext, validate_conversion
 
     root = tmp_path_factory.mktemp("e2e")
     registry = FileRegistry(root / "registry")

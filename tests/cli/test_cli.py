@@ -17,11 +17,11 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.preprocessing import StandardScaler
 from sklearn.semi_supervised import LabelSpreading
 
-from archive import Archive, file_model
+from parity.archive import Archive, file_model
 from parity.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
-from parity.doctor import CHECKS
-from registry import FileRegistry, ModelRef
-from validators.report import Check, Verdict
+from parity.cli.doctor import CHECKS
+from parity.registry import FileRegistry, ModelRef
+from parity.validators.report import Check, Verdict
 
 BIN = Path(sys.executable).parent  # the venv's bin: python and the console scripts, no java
 PARITY = BIN / "parity"

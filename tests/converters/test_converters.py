@@ -1,4 +1,4 @@
-"""converters.FORMATS on small real models: what converts, what each converter records, what it refuses.
+"""parity.converters.FORMATS on small real models: what converts, what each converter records, what it refuses.
 
 Every (format, model) pair of the tables below gets one test, ids like ``pmml-RandomForestClassifier``. What
 does not convert is listed as data (:data:`EXPECTED_STATUS`), bugs in :data:`XFAIL`. PMML conversions run in
@@ -30,12 +30,12 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.semi_supervised import LabelSpreading
 
-import converters
-from converters import FORMATS, Conversion, Status
-from converters.onnx import FLOAT, TARGET_OPSET, feeds, input_spec
-from converters.pmml import VERIFY_ROWS, target_field
-from validators.runtimes.onnx import OnnxruntimeRuntime
-from validators.runtimes.pmml import verification_rows
+from parity import converters
+from parity.converters import FORMATS, Conversion, Status
+from parity.converters.onnx import FLOAT, TARGET_OPSET, feeds, input_spec
+from parity.converters.pmml import VERIFY_ROWS, target_field
+from parity.validators.runtimes.onnx import OnnxruntimeRuntime
+from parity.validators.runtimes.pmml import verification_rows
 
 MIXED_NUMERIC = ["alcohol", "malic_acid", "ash", "magnesium", "color_intensity", "proline"]
 MIXED_CATEGORIES = ["alcohol_band", "cellar"]

@@ -21,17 +21,16 @@ from sklearn.tree import DecisionTreeClassifier
 from sklearn2pmml.pipeline import PMMLPipeline
 from sklearn2pmml.resources import _package_classpath
 
-from converters.pmml_server import (
+from parity.converters.pmml_server import (
     SKLEARN2PMML_MAX_AGE_DAYS,
     WarmPmmlConverter,
     compile_server,
     dump_for_java,
-    find_java,
-    java_version,
     sklearn2pmml_build_date,
     sklearn2pmml_expiry_date,
 )
-from parity.errors import EnvironmentProblem, InvalidInputError
+from parity.core.errors import EnvironmentProblem, InvalidInputError
+from parity.core.java import find_java, java_version
 
 UNSUPPORTED = "is not a supported Estimator"  # JPMML-SkLearn's words for an estimator it cannot convert
 

@@ -13,8 +13,8 @@ import skops.io as sio
 from prefect_processes import PrefectServer, client_call, wait_for
 from sklearn.linear_model import LogisticRegression
 
-from archive import MANIFEST, REJECTED
-from flows.summary import artifact_key
+from parity.archive import MANIFEST, REJECTED
+from parity.flows.summary import artifact_key
 from tests.prefect_events import read_events
 
 pytestmark = [pytest.mark.prefect_server, pytest.mark.slow]
@@ -77,7 +77,7 @@ async def _artifacts(client, key: str):
 
 
 def test_deploy_creates_pools_and_deployments(deployed):
-    from deployments.deploy import WORK_POOLS
+    from parity.deployments.deploy import WORK_POOLS
 
     async def pools(client):
         return [await client.read_work_pool(name) for name in WORK_POOLS]

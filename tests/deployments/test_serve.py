@@ -10,8 +10,8 @@ import skops.io as sio
 from prefect_processes import PrefectServer, client_call, wait_for
 from sklearn.linear_model import LogisticRegression
 
-from archive import MANIFEST
-from registry.events import emit_registered
+from parity.archive import MANIFEST
+from parity.registry.events import emit_registered
 
 pytestmark = [pytest.mark.prefect_server, pytest.mark.slow]
 

@@ -10,11 +10,11 @@ import pytest
 from prefect_processes import PrefectServer, client_call
 from sklearn.linear_model import LogisticRegression
 
-import converters
-from registry import FileRegistry
-from validators.report import Verdict, outcome
-from validators.targets.table import load_targets
-from validators.validate import ModelContext, validate_conversion
+from parity import converters
+from parity.registry import FileRegistry
+from parity.validators.report import Verdict, outcome
+from parity.validators.targets.table import load_targets
+from parity.validators.validate import ModelContext, validate_conversion
 
 pytestmark = [pytest.mark.prefect_server, pytest.mark.slow, pytest.mark.aarch64]
 
@@ -26,7 +26,7 @@ POOL_TARGETS = {"linux-x86_64-pool": "x86_64", "linux-aarch64-pool": "aarch64"}
 def workers(prefect_api: PrefectServer, tmp_path_factory) -> Path:
     """`parity deploy`, then a worker per architecture pool sharing one job folder; returns that folder."""
     from parity.cli import main
-    from validators.targets.aarch64 import setup_aarch64
+    from parity.validators.targets.aarch64 import setup_aarch64
 
     setup_aarch64(log=lambda _line: None)  # provisioned by `make test`; instant when ready
     root = tmp_path_factory.mktemp("pools")

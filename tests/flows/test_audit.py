@@ -12,14 +12,14 @@ import numpy as np
 import pytest
 from sklearn.linear_model import LogisticRegression
 
-import archive as archive_stage
-import converters
-import validators.validate as validate_module
-from archive import Archive
-from archive.audit import archived_versions, audit_bundle, compare_reports
-from registry import FileRegistry
+import parity.archive as archive_stage
+import parity.validators.validate as validate_module
+from parity import converters
+from parity.archive import Archive
+from parity.archive.audit import archived_versions, audit_bundle, compare_reports
+from parity.registry import FileRegistry
+from parity.validators.validate import ModelContext, validate_conversion
 from tests.prefect_events import read_events
-from validators.validate import ModelContext, validate_conversion
 
 MODEL = "iris-audit"
 
@@ -164,7 +164,7 @@ def _wait_for_events(name: str, since: datetime, timeout: float = 30) -> list:
 @pytest.mark.slow
 @pytest.mark.prefect_server
 def test_audit_flow_fails_naming_the_corrupt_bundle_and_emits_the_event(prefect_server, shelf, tmp_path):
-    from flows.audit import audit_archive, audits_of
+    from parity.flows.audit import audit_archive, audits_of
 
     copy = _copy(shelf, tmp_path)
     since = datetime.now(UTC) - timedelta(seconds=5)

@@ -11,10 +11,10 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.semi_supervised import LabelSpreading
 
-from archive import MANIFEST, REJECTED
-from flows.summary import artifact_key
-from flows.validate import result_data
-from registry import FileRegistry
+from parity.archive import MANIFEST, REJECTED
+from parity.flows.summary import artifact_key
+from parity.flows.validate import result_data
+from parity.registry import FileRegistry
 
 pytestmark = [pytest.mark.prefect_server, pytest.mark.slow]
 
@@ -32,7 +32,7 @@ BUNDLE_FILES = {
 @pytest.fixture(scope="module")
 def swept(prefect_server, iris, tmp_path_factory):
     """A registry of one good and one unsupported model, swept once by validate_registry."""
-    from flows.validate import validate_registry
+    from parity.flows.validate import validate_registry
 
     X, y = iris
     root = tmp_path_factory.mktemp("sweep")
@@ -108,7 +108,7 @@ def test_artifacts_are_readable_through_the_client(swept):
 
 
 def test_rerun_neither_duplicates_nor_rewrites(swept):
-    from flows.validate import convert_and_validate
+    from parity.flows.validate import convert_and_validate
 
     root, _ = swept
     bundle = root / "archive" / "iris-logreg" / "1"

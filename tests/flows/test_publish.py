@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from prefect import flow
 
-from archive import Filed
-from flows.publish import (
+from parity.archive import Filed
+from parity.flows.publish import (
     REJECTED,
     SWEEP_PROGRESS_KEY,
     VALIDATED,
@@ -23,7 +23,7 @@ from flows.publish import (
     update_progress,
     worst_checks,
 )
-from flows.summary import artifact_key
+from parity.flows.summary import artifact_key
 
 NAME = "Churn_Model.v2"
 

@@ -24,11 +24,11 @@ from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
 
-from parity.errors import IntegrityError, InvalidInputError, RegistryError, UntrustedModelError
-from registry import ALLOWLIST, FileRegistry, ModelRef, check_name
-from registry.loading import untrusted_types
-from registry.predictions import predictions_from_frame, predictions_to_frame, reference_predictions
-from registry.store import PREDICTIONS_FILE, RECORD_FILE, REFERENCE_FILE
+from parity.core.errors import IntegrityError, InvalidInputError, RegistryError, UntrustedModelError
+from parity.registry import ALLOWLIST, FileRegistry, ModelRef, check_name
+from parity.registry.loading import untrusted_types
+from parity.registry.predictions import predictions_from_frame, predictions_to_frame, reference_predictions
+from parity.registry.store import PREDICTIONS_FILE, RECORD_FILE, REFERENCE_FILE
 
 IRIS_NAMES = np.array(["setosa", "versicolor", "virginica"])
 CLAIMED_SKLEARN = "1.5.0"  # a scikit-learn version this environment does not run

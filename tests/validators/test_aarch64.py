@@ -17,10 +17,10 @@ from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from parity.errors import InvalidInputError
-from validators import runner
-from validators.targets import aarch64 as target
-from validators.targets import aarch64_status, run_onnx_in, setup_aarch64
+from parity.core.errors import InvalidInputError
+from parity.validators import runner
+from parity.validators.targets import aarch64 as target
+from parity.validators.targets import aarch64_status, run_onnx_in, setup_aarch64
 
 N_ROWS = 10_000
 # Tree ensembles compare thresholds, so emulation should change nothing beyond float32 summation order.
@@ -213,7 +213,7 @@ def test_status_is_none_when_ready(arm):
 @pytest.mark.slow
 @pytest.mark.aarch64
 def test_unknown_cpu_is_refused_with_the_known_names(arm):
-    from parity.errors import EnvironmentProblem
+    from parity.core.errors import EnvironmentProblem
 
     with pytest.raises(EnvironmentProblem, match=r"cpu='pentium'.*neoverse-n1"):
         arm.python_command(["-c", "pass"], cpu="pentium")

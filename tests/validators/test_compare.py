@@ -8,9 +8,7 @@ import math
 import numpy as np
 import pytest
 
-from validators.compare import FIRST_ROWS, compare
-from validators.report import Check, Verdict, outcome
-from validators.tolerances import (
+from parity.core.tolerances import (
     OUTPUT_KINDS,
     TOLERANCES,
     Band,
@@ -20,6 +18,8 @@ from validators.tolerances import (
     scale_of,
     tolerance_for,
 )
+from parity.validators.compare import FIRST_ROWS, compare
+from parity.validators.report import Check, Verdict, outcome
 
 PRECISIONS = ("float32", "float64")
 
@@ -122,7 +122,7 @@ def test_negative_override_is_refused():
 
 
 def test_cross_target_override_tightens_only_target_comparisons():
-    from validators.tolerances import cross_target_tolerance
+    from parity.core.tolerances import cross_target_tolerance
 
     overrides = {"cross-target": {"atol": 0, "rtol": 0}}
     assert cross_target_tolerance("float32", OutputKind.VALUE, overrides) == Band(0.0, 0.0, scaled=True)

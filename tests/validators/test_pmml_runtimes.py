@@ -27,9 +27,9 @@ from sklearn.impute import SimpleImputer
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.preprocessing import OneHotEncoder
 
-from parity.errors import InvalidInputError
-from parity.java import LEAN_JVM_OPTIONS
-from validators.runtimes.pmml import JpmmlRuntime, PypmmlRuntime, verification_rows
+from parity.core.errors import InvalidInputError
+from parity.core.java import LEAN_JVM_OPTIONS
+from parity.validators.runtimes.pmml import JpmmlRuntime, PypmmlRuntime, verification_rows
 
 REPO = Path(__file__).resolve().parents[2]
 # PMML keeps doubles: FACTS measured both runtimes within 1e-12 of scikit-learn on every model.
@@ -379,7 +379,7 @@ from pathlib import Path
 import jpype
 import pandas as pd
 from pypmml.base import PMMLContext
-from validators.runtimes.pmml import JpmmlRuntime, PypmmlRuntime
+from parity.validators.runtimes.pmml import JpmmlRuntime, PypmmlRuntime
 
 paths, X = [Path(p) for p in sys.argv[1:3]], pd.read_json(io.StringIO(sys.argv[3]), orient="split")
 starts = []

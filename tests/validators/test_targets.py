@@ -11,14 +11,14 @@ import pytest
 from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression
 
-import converters
-from parity.errors import InvalidInputError
-from registry import FileRegistry
-from validators.report import Verdict, outcome
-from validators.targets.columns import read_output, write_columns
-from validators.targets.pool import pool_unavailable
-from validators.targets.table import DEFAULT_FILE, Target, host_platform, load_targets
-from validators.validate import ModelContext, validate_conversion
+from parity import converters
+from parity.core.errors import InvalidInputError
+from parity.registry import FileRegistry
+from parity.validators.report import Verdict, outcome
+from parity.validators.targets.columns import read_output, write_columns
+from parity.validators.targets.pool import pool_unavailable
+from parity.validators.targets.table import DEFAULT_FILE, Target, host_platform, load_targets
+from parity.validators.validate import ModelContext, validate_conversion
 
 HOST = host_platform()
 
@@ -190,8 +190,8 @@ def test_columns_keep_doubles_bit_for_bit_and_missing_values(tmp_path):
 
 @pytest.mark.slow
 def test_pmml_runner_natively_matches_jpmml_evaluator_exactly(iris, tmp_path):
-    from validators.runtimes.pmml import JpmmlRuntime
-    from validators.targets.pmml_runner import run_pmml_in
+    from parity.validators.runtimes.pmml import JpmmlRuntime
+    from parity.validators.targets.pmml_runner import run_pmml_in
 
     X, y = iris
     estimator = LogisticRegression(max_iter=500).fit(X, y)

@@ -19,16 +19,16 @@ import pytest
 from sklearn.ensemble import GradientBoostingRegressor, HistGradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression
 
-import converters
-from converters import Conversion, Status
-from converters.onnx import feeds
-from registry import ModelRef, RegisteredModel
-from registry.predictions import reference_predictions
-from validators import RUNTIMES, runtimes_for
-from validators.report import Check, Verdict
-from validators.targets.table import Target, host_platform
-from validators.tolerances import TOLERANCES, OutputKind, kind_of, scale_of
-from validators.validate import (
+from parity import converters
+from parity.converters import Conversion, Status
+from parity.converters.onnx import feeds
+from parity.core.tolerances import TOLERANCES, OutputKind, kind_of, scale_of
+from parity.registry import ModelRef, RegisteredModel
+from parity.registry.predictions import reference_predictions
+from parity.validators import RUNTIMES, runtimes_for
+from parity.validators.report import Check, Verdict
+from parity.validators.targets.table import Target, host_platform
+from parity.validators.validate import (
     MAX_EXPLAINED_FRACTION,
     ModelContext,
     conversion_check,

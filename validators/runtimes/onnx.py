@@ -7,7 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from validators.runtimes import ModelCache
+from parity.validators.runtimes import ModelCache
 
 if TYPE_CHECKING:
     from onnx.reference import ReferenceEvaluator

@@ -19,7 +19,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
 import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator, Sequence
@@ -28,9 +27,9 @@ from typing import Any, ClassVar
 
 import pandas as pd
 
-from parity.errors import EnvironmentProblem, InvalidInputError
-from parity.java import LEAN_JVM_OPTIONS
-from validators.runtimes import ModelCache
+from parity.core.errors import EnvironmentProblem, InvalidInputError
+from parity.core.java import LEAN_JVM_OPTIONS, find_java
+from parity.validators.runtimes import ModelCache
 
 log = logging.getLogger(__name__)
 
@@ -100,15 +99,6 @@ def _java_message(err: BaseException) -> str:
     if len(err.args) == 2 and all(isinstance(arg, str) for arg in err.args):
         return ": ".join(err.args)  # pypmml's PMMLError(java_class_name, message)
     return str(err) or type(err).__name__
-
-
-def _java_executable() -> str | None:
-    """The ``java`` that py4j launches: ``$JAVA_HOME/bin/java`` when JAVA_HOME is set, else PATH's."""
-    java_home = os.environ.get("JAVA_HOME")
-    if java_home:
-        candidate = Path(java_home, "bin", "java")
-        return str(candidate) if os.access(candidate, os.X_OK) else None
-    return shutil.which("java")
 
 
 def verification_rows(pmml_path: Path | str) -> int | None:
@@ -411,7 +401,7 @@ class PypmmlRuntime:
             import pypmml  # noqa: F401
         except ImportError as err:
             return f"pypmml cannot be imported ({err}): pip install pypmml."
-        if _java_executable() is None:
+        if find_java() is None:  # the java py4j launches: $JAVA_HOME/bin/java, else PATH's
             where = "$JAVA_HOME/bin" if os.environ.get("JAVA_HOME") else "PATH"
             return (
                 f"pypmml's gateway needs a `java` executable and there is none on {where}: {_INSTALL_JAVA}."

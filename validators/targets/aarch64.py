@@ -29,7 +29,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from parity.errors import EnvironmentProblem
+from parity.core.errors import EnvironmentProblem
 
 SETUP_COMMAND = "parity targets setup aarch64"
 SCHEMA = 1
@@ -142,7 +142,7 @@ class Aarch64Env:
 
 def default_cache_dir() -> Path:
     """Return ``$PARITY_CACHE_DIR/aarch64``, or ``~/.cache/parity/aarch64``."""
-    from parity.java import cache_root
+    from parity.core.java import cache_root
 
     return cache_root() / "aarch64"
 

@@ -16,10 +16,10 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from parity.errors import EnvironmentProblem, InvalidInputError
+from parity.core.errors import EnvironmentProblem, InvalidInputError
 
 if TYPE_CHECKING:
-    from validators.targets.aarch64 import Aarch64Env
+    from parity.validators.targets.aarch64 import Aarch64Env
 
 RUNNER = Path(__file__).resolve().parent.parent / "runner.py"
 WHERE_KEY = "__where__"  # the runner's reserved output name

@@ -13,8 +13,8 @@ from typing import IO, TYPE_CHECKING
 
 import pandas as pd
 
-from parity.errors import EnvironmentProblem, InvalidInputError
-from parity.java import LEAN_JVM_OPTIONS, cache_root, compile_java
+from parity.core.errors import EnvironmentProblem, InvalidInputError
+from parity.core.java import LEAN_JVM_OPTIONS, cache_root, compile_java, find_java, java_version
 
 from .columns import read_output, write_columns
 
@@ -31,8 +31,6 @@ TIMEOUT_S = 1800
 def runner_classpath() -> list[str]:
     """The runner's classes (compiled on this host: bytecode runs on every architecture) and JPMML's jars."""
     from jpmml_evaluator import _classpath
-
-    from converters.pmml_server import find_java, java_version
 
     java = find_java()
     version = java_version()
@@ -135,8 +133,6 @@ def _stop_runners() -> None:
 
 
 def _runner_for(env: Aarch64Env | None, cpu: str | None) -> _WarmRunner:
-    from converters.pmml_server import find_java
-
     key = ("native",) if env is None else (str(env.cache_dir), cpu or env.cpu)
     with _RUNNERS_LOCK:
         if key not in _RUNNERS:

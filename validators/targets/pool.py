@@ -17,8 +17,8 @@ from typing import Any, cast
 
 import pandas as pd
 
-from converters import Conversion
-from parity.errors import EnvironmentProblem
+from parity.converters import Conversion
+from parity.core.errors import EnvironmentProblem
 
 from .table import Target
 

@@ -9,8 +9,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from converters import Conversion
-from converters.onnx import feeds
+from parity.converters import Conversion
+from parity.converters.onnx import feeds
 
 from .table import EMULATED_PLATFORMS, Target
 
@@ -30,7 +30,7 @@ class RemoteResult:
 
 def describe_process() -> dict:
     """Where this process runs, in the runner's terms."""
-    from validators.runner import read_cpuinfo
+    from parity.validators.runner import read_cpuinfo
 
     return {"machine": platform.machine(), "platform": platform.platform(), "cpuinfo": read_cpuinfo()}
 

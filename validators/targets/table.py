@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import os
-import platform
 import tomllib
 from dataclasses import dataclass, fields
 from pathlib import Path
 
-from parity.errors import InvalidInputError
+from parity.core.defaults import host_platform
+from parity.core.errors import InvalidInputError
 
 DEFAULT_FILE = Path(__file__).with_name("targets.toml")
 REACHES = ("process", "emulator", "work-pool")
@@ -16,11 +16,6 @@ GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
 #: Reference rows evaluated on a target that is not this process, unless the table says otherwise.
 REMOTE_SAMPLE_ROWS = 200
 EMULATED_PLATFORMS = {"linux/aarch64": "aarch64"}
-
-
-def host_platform() -> str:
-    """This machine as a target platform, e.g. ``linux/x86_64``."""
-    return f"{platform.system().lower()}/{platform.machine()}"
 
 
 @dataclass(frozen=True)

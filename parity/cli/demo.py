@@ -17,7 +17,7 @@ from sklearn.model_selection import cross_val_score
 from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 
-from registry import FileRegistry, ModelRef
+from parity.registry import FileRegistry, ModelRef
 
 
 def _logreg():

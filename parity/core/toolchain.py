@@ -6,6 +6,8 @@ import importlib.metadata
 import platform
 from functools import cache
 
+from .java import java_version
+
 #: Distributions whose versions decide what a conversion or a runtime produces.
 TOOLS: tuple[str, ...] = (
     "parity",
@@ -36,8 +38,6 @@ def tool_versions() -> dict[str, str | None]:
         except importlib.metadata.PackageNotFoundError:
             versions[name] = None
     versions["python"] = platform.python_version()
-    from converters.pmml_server import java_version
-
     java = java_version()
     versions["java"] = java[1] if java else None
     return versions

@@ -9,10 +9,9 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from .errors import EnvironmentProblem, InvalidInputError, ParityError
+from parity.core.defaults import DEFAULT_ARCHIVE, DEFAULT_REGISTRY, PROGRESS_LOGGER
+from parity.core.errors import EnvironmentProblem, InvalidInputError, ParityError
 
-DEFAULT_REGISTRY = "parity-registry"
-DEFAULT_ARCHIVE = "parity-archive"
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 
@@ -107,7 +106,7 @@ def parse_tolerances(items: list[str]) -> dict[str, dict[str, float]]:
 
 
 def cmd_register(args: argparse.Namespace) -> int:
-    from registry import FileRegistry
+    from parity.registry import FileRegistry
 
     reference = read_table(Path(args.reference))
     ref = FileRegistry(args.registry).register(
@@ -130,8 +129,8 @@ def cmd_register(args: argparse.Namespace) -> int:
 
 
 def cmd_models(args: argparse.Namespace) -> int:
-    from archive import Archive
-    from registry import FileRegistry
+    from parity.archive import Archive
+    from parity.registry import FileRegistry
 
     registry, shelf = FileRegistry(args.registry), Archive(args.archive)
     rows = []
@@ -172,8 +171,8 @@ def _warm_up_jvms() -> None:
     import threading
 
     def start() -> None:
-        from converters import shared_pmml_converter
-        from validators import RUNTIMES
+        from parity.converters import shared_pmml_converter
+        from parity.validators import RUNTIMES
 
         for starter in (
             shared_pmml_converter().start,
@@ -205,17 +204,17 @@ def _local_run_settings():
 
 def run_pipeline(registry: str, archive: str, models: list[str] | None, verbose: bool = False) -> int:
     """Validate the registry with Prefect (a temporary local server when none is configured)."""
-    from .prefect_env import configure
+    from parity.core.prefect_env import configure
 
     configure()
     _quiet_prefect_console(verbose)
     preflight()
-    from flows.summary import TABLE_COLUMNS, table_rows
-    from flows.validate import result_data, selected_versions, validate_registry
+    from parity.flows.summary import TABLE_COLUMNS, table_rows
+    from parity.flows.validate import result_data, selected_versions, validate_registry
 
     if selected_versions(str(registry), str(archive), models or None):
         _warm_up_jvms()
-    progress = logging.getLogger("parity.progress")
+    progress = logging.getLogger(PROGRESS_LOGGER)
     progress.setLevel(logging.INFO)
     progress.propagate = False
     handler = logging.StreamHandler(sys.stderr)
@@ -248,8 +247,8 @@ def run_pipeline(registry: str, archive: str, models: list[str] | None, verbose:
 def _use_targets(path: str | None) -> None:
     """Point this run at a targets table; read it now so a bad file is a usage error before any work, and
     say up front which required targets are not ready (each model will fail on them, with the fix)."""
-    from validators.targets.remote import remote_unavailable
-    from validators.targets.table import load_targets
+    from parity.validators.targets.remote import remote_unavailable
+    from parity.validators.targets.table import load_targets
 
     if path:
         os.environ["PARITY_TARGETS"] = str(Path(path).resolve())
@@ -261,11 +260,11 @@ def _use_targets(path: str | None) -> None:
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
-    from validators.targets.remote import remote_unavailable
-    from validators.targets.table import load_targets
+    from parity.validators.targets.remote import remote_unavailable
+    from parity.validators.targets.table import load_targets
 
     if args.action == "setup":
-        from validators.targets.aarch64 import setup_aarch64
+        from parity.validators.targets.aarch64 import setup_aarch64
 
         env = setup_aarch64()
         print(f"aarch64 target ready in {env.cache_dir} (emulated CPU {env.cpu})")
@@ -304,10 +303,10 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 # -- deploy / serve / audit ------------------------------------------------------------------------------
 def cmd_deploy(args: argparse.Namespace) -> int:
-    from .prefect_env import configure
+    from parity.core.prefect_env import configure
 
     configure()
-    from deployments.deploy import WORK_POOLS, deploy
+    from parity.deployments.deploy import WORK_POOLS, deploy
 
     output = deploy(args.registry, args.archive)
     print(output.strip())
@@ -318,21 +317,21 @@ def cmd_deploy(args: argparse.Namespace) -> int:
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
-    from .prefect_env import configure
+    from parity.core.prefect_env import configure
 
     configure()
-    from deployments.deploy import serve
+    from parity.deployments.deploy import serve
 
     serve(args.registry, args.archive, limit=args.limit)
     return EXIT_OK
 
 
 def cmd_audit(args: argparse.Namespace) -> int:
-    from .prefect_env import configure
+    from parity.core.prefect_env import configure
 
     configure()
     _quiet_prefect_console(args.verbose)
-    from flows.audit import AUDIT_COLUMNS, audit_archive, audit_rows, audits_of
+    from parity.flows.audit import AUDIT_COLUMNS, audit_archive, audit_rows, audits_of
 
     state = audit_archive(str(args.archive), replay=not args.no_replay, return_state=True)
     audits = audits_of(state)

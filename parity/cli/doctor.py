@@ -54,7 +54,7 @@ def check_python() -> Finding:
 
 
 def check_java() -> Finding:
-    from converters.pmml_server import (
+    from parity.core.java import (
         FIRST_JAVA_WITHOUT_SECURITY_MANAGER,
         JAVA_INSTALL_HINT,
         MIN_JAVA,
@@ -87,7 +87,7 @@ def check_sklearn() -> Finding:
 
 
 def check_sklearn2pmml_expiry(today: date | None = None) -> Finding:
-    from converters.pmml_server import sklearn2pmml_build_date, sklearn2pmml_expiry_date
+    from parity.converters.pmml_server import sklearn2pmml_build_date, sklearn2pmml_expiry_date
 
     today = today or date.today()
     expiry = sklearn2pmml_expiry_date()
@@ -121,7 +121,7 @@ def check_onnxruntime() -> Finding:
 
 
 def check_prefect_api() -> Finding:
-    from registry.events import prefect_api_url
+    from parity.registry.events import prefect_api_url
 
     url = prefect_api_url()  # the environment or the active Prefect profile, as `parity run` sees it
     if not url:
@@ -142,8 +142,8 @@ def check_prefect_api() -> Finding:
 
 def check_targets() -> Finding:
     """Every target of the table: a required one that is not ready means no model can pass."""
-    from validators.targets.remote import remote_unavailable
-    from validators.targets.table import load_targets
+    from parity.validators.targets.remote import remote_unavailable
+    from parity.validators.targets.table import load_targets
 
     problems = {t.name: (t.required, remote_unavailable(t)) for t in load_targets().values()}
     missing = [f"{name}: {why}" for name, (required, why) in problems.items() if why and required]
