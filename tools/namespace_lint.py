@@ -55,7 +55,9 @@ def to_repo_paths(text: str, mapping: dict[Path, Path]) -> str:
     """Rewrite ``.lint/parity/<stage>/x.py`` in a tool's output to ``<stage>/x.py``."""
     for place, folder in mapping.items():
         for spelling in (str(place), str(place.relative_to(ROOT)), str(place.relative_to(TREE))):
-            text = re.sub(r"(?<![\w/.])" + re.escape(spelling) + r"(?=/)", str(folder.relative_to(ROOT)), text)
+            text = re.sub(
+                r"(?<![\w/.])" + re.escape(spelling) + r"(?=/)", str(folder.relative_to(ROOT)), text
+            )
     return text
 
 
