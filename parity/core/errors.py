@@ -61,3 +61,11 @@ class ArchiveAuditFailed(_CarriesData):
     @property
     def audits(self) -> list[dict]:
         return self.data  # type: ignore[return-value]
+
+
+class RecordError(ParityError, ValueError):
+    """A stored record (registration, report, manifest, event payload) is not valid."""
+
+
+class RecordSchemaError(RecordError):
+    """A stored record names a schema this version of Parity cannot read."""

@@ -1,0 +1,47 @@
+"""Verdicts, outcomes and statuses: every word Parity uses for how something ended, as an enum."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+
+
+class Verdict(StrEnum):
+    """One cell of the verdict table."""
+
+    PASS = "pass"
+    FAIL = "fail"
+    #: the format could not be produced: the converter does not support the estimator
+    UNSUPPORTED = "unsupported"
+    #: the runtime is not installed / not reachable here
+    UNAVAILABLE = "unavailable"
+    #: the runtime raised while evaluating
+    ERROR = "error"
+
+
+class Outcome(StrEnum):
+    """One model version's result."""
+
+    PASSED = "passed"
+    FAILED = "failed"
+    UNSUPPORTED = "unsupported"
+    #: the validation itself crashed before a report was made
+    ERROR = "error"
+
+
+class ConversionStatus(StrEnum):
+    """How a conversion ended."""
+
+    CONVERTED = "converted"
+    #: the converter does not support this estimator: a finding, not a crash
+    UNSUPPORTED = "unsupported"
+    #: the converter should have worked and did not
+    FAILED = "failed"
+
+
+class AuditStatus(StrEnum):
+    """What an audit found in a bundle, worst first: ``corrupt``, ``error``, ``drift``, ``ok``."""
+
+    CORRUPT = "corrupt"
+    ERROR = "error"
+    DRIFT = "drift"
+    OK = "ok"
