@@ -10,9 +10,10 @@ from pathlib import Path
 
 import skops.io as sio
 
-from parity.converters import FORMATS, Conversion
+from parity.core.records import Conversion
 from parity.core.toolchain import tool_versions
 from parity.registry import RegisteredModel
+from parity.validators.formats import format_of
 from parity.validators.report import SCHEMA, Check, outcome
 
 from .bundle import Archive
@@ -95,7 +96,7 @@ def file_model(
     report = build_report(model, conversions, checks)
     metadata = build_metadata(model, report)
     files: dict[str, Path | bytes] = {
-        FORMATS[fmt].filename: c.path for fmt, c in conversions.items() if c.ok and c.path is not None
+        format_of(fmt).filename: c.path for fmt, c in conversions.items() if c.ok and c.path is not None
     }
     files["reference.parquet"] = model.path / model.record["reference"]["file"]
     files["predictions.parquet"] = model.path / model.record["predictions"]["file"]

@@ -78,10 +78,11 @@ def replay(folder: Path) -> list:
     list of validators.report.Check
         Today's report rows, made exactly as validation made the archived ones.
     """
-    from parity.converters import FORMATS, Conversion, Status
+    from parity.core.records import Conversion, ConversionStatus
     from parity.registry import ModelRef, RegisteredModel, load_model
     from parity.registry.predictions import predictions_from_frame
-    from parity.validators.targets.remote import remote_unavailable
+    from parity.validators.formats import FORMATS
+    from parity.validators.targets.reaches import unavailable
     from parity.validators.targets.table import load_targets
     from parity.validators.validate import ModelContext, validate_conversion
 
@@ -99,19 +100,13 @@ def replay(folder: Path) -> list:
     context = ModelContext(model)
     # Targets not set up here today are left out rather than reported as drift (their archived cells are then
     # not compared): an audit on a machine without the emulator still checks everything it can.
-    targets = {name: t for name, t in load_targets().items() if remote_unavailable(t) is None}
+    targets = {name: t for name, t in load_targets().items() if unavailable(t) is None}
     checks = []
     for fmt, archived in report["conversions"].items():
-        if archived["status"] != str(Status.CONVERTED) or fmt not in FORMATS:
+        recorded = Conversion.model_validate(archived)
+        if recorded.status is not ConversionStatus.CONVERTED or fmt not in FORMATS:
             continue
-        conversion = Conversion(
-            fmt,
-            Status.CONVERTED,
-            folder / FORMATS[fmt].filename,
-            archived["message"],
-            archived["seconds"],
-            archived["details"],
-        )
+        conversion = recorded.at(folder / FORMATS[fmt].filename)
         checks.extend(validate_conversion(context, conversion, targets=targets))
     return checks
 

@@ -6,19 +6,19 @@ import time
 import traceback
 import warnings
 from pathlib import Path
+from typing import Literal
 
-import numpy as np
 import pandas as pd
 from sklearn.base import is_classifier, is_regressor
 
-from .base import Conversion, Status
+from parity.core.records import Conversion, ConversionStatus, OnnxDetails, OnnxInput, Precision
 
 #: The opsets every ONNX artifact is written for; recorded in each conversion's details.
 TARGET_OPSET: dict[str, int] = {"": 18, "ai.onnx.ml": 3}
-FLOAT = "float32"
+FLOAT: Literal["float32"] = "float32"
 
 
-def input_spec(X: pd.DataFrame) -> list[dict]:
+def input_spec(X: pd.DataFrame) -> list[OnnxInput]:
     """How the reference columns become ONNX inputs.
 
     One float matrix ``X`` when every column is numeric (or boolean); otherwise one ``[N, 1]`` input per
@@ -26,23 +26,30 @@ def input_spec(X: pd.DataFrame) -> list[dict]:
     """
     numeric = [pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c]) for c in X.columns]
     if all(numeric):
-        return [{"name": "X", "columns": list(X.columns), "dtype": FLOAT}]
+        return [OnnxInput(name="X", columns=[str(c) for c in X.columns], dtype=FLOAT)]
     return [
-        {"name": str(c), "columns": [str(c)], "dtype": FLOAT if is_num else "string"}
+        OnnxInput(name=str(c), columns=[str(c)], dtype=FLOAT if is_num else "string")
         for c, is_num in zip(X.columns, numeric, strict=True)
     ]
 
 
-def feeds(spec: list[dict], X: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Arrays for each ONNX input, in the dtypes the model declares; missing strings become ''."""
-    arrays = {}
-    for entry in spec:
-        block = X[entry["columns"]]
-        if entry["dtype"] == "string":
-            arrays[entry["name"]] = block.astype(object).where(block.notna(), "").astype(str).to_numpy(object)
-        else:
-            arrays[entry["name"]] = block.to_numpy(dtype=np.float64).astype(np.float32)
-    return arrays
+#: ONNX tensor element types of numeric inputs → the precision they carry.
+_ELEMENT_PRECISION: dict[int, Precision] = {1: "float32", 11: "float64"}  # TensorProto.FLOAT, .DOUBLE
+
+
+def precision_of(model: object) -> Precision:
+    """An ONNX model's precision, read from its graph: float64 only when every numeric input is double.
+
+    Parameters
+    ----------
+    model : onnx.ModelProto
+    """
+    kinds = [
+        _ELEMENT_PRECISION[i.type.tensor_type.elem_type]
+        for i in model.graph.input  # type: ignore[attr-defined]
+        if i.type.tensor_type.elem_type in _ELEMENT_PRECISION
+    ]
+    return "float64" if kinds and all(k == "float64" for k in kinds) else "float32"
 
 
 def output_roles(estimator: object, output_names: list[str]) -> dict[str, str]:
@@ -81,8 +88,7 @@ def convert_onnx(estimator: object, X: pd.DataFrame, out_path: Path) -> Conversi
     out_path.unlink(missing_ok=True)
     spec = input_spec(X)
     types = [
-        (e["name"], (FloatTensorType if e["dtype"] == FLOAT else StringTensorType)([None, len(e["columns"])]))
-        for e in spec
+        (e.name, (FloatTensorType if e.dtype == FLOAT else StringTensorType)([None, len(e.columns)])) for e in spec
     ]
     options = {id(estimator): {"zipmap": False}} if is_classifier(estimator) else None
     try:
@@ -92,29 +98,40 @@ def convert_onnx(estimator: object, X: pd.DataFrame, out_path: Path) -> Conversi
                 estimator, initial_types=types, options=options, target_opset=TARGET_OPSET
             )
     except (MissingConverter, MissingShapeCalculator, NotImplementedError) as err:
-        return Conversion("onnx", Status.UNSUPPORTED, None, _first_lines(err), time.perf_counter() - start)
+        return _refused(ConversionStatus.UNSUPPORTED, _first_lines(err), start)
     except Exception as err:
         detail = "".join(traceback.format_exception_only(err)).strip()
-        return Conversion("onnx", Status.FAILED, None, detail, time.perf_counter() - start)
+        return _refused(ConversionStatus.FAILED, detail, start)
     graph_inputs = [i.name for i in model.graph.input]
     if len(graph_inputs) != len(spec):
         message = f"skl2onnx made {len(graph_inputs)} inputs for {len(spec)} declared ones: {graph_inputs}"
-        return Conversion("onnx", Status.FAILED, None, message, time.perf_counter() - start)
-    for entry, name in zip(spec, graph_inputs, strict=True):
-        entry["name"] = name  # skl2onnx sanitises names such as 'a/b'
+        return _refused(ConversionStatus.FAILED, message, start)
+    # skl2onnx sanitises names such as 'a/b'
+    spec = [entry.model_copy(update={"name": name}) for entry, name in zip(spec, graph_inputs, strict=True)]
     out_path.write_bytes(model.SerializeToString())
     outputs = [o.name for o in model.graph.output]
-    details = {
-        "inputs": spec,
-        "outputs": output_roles(estimator, outputs),
+    details = OnnxDetails(
+        inputs=spec,
+        outputs=output_roles(estimator, outputs),
         # skl2onnx treats the target as a ceiling: record what the file declares, and the ceiling
-        "opset": {entry.domain or "ai.onnx": entry.version for entry in model.opset_import},
-        "target_opset": {domain or "ai.onnx": version for domain, version in TARGET_OPSET.items()},
-        "precision": FLOAT,
-        "skl2onnx": skl2onnx.__version__,
-    }
+        opset={entry.domain or "ai.onnx": entry.version for entry in model.opset_import},
+        target_opset={domain or "ai.onnx": version for domain, version in TARGET_OPSET.items()},
+        precision=precision_of(model),
+        skl2onnx=skl2onnx.__version__,
+    )
     message = f"{len(spec)} input(s), outputs {', '.join(outputs)}"
-    return Conversion("onnx", Status.CONVERTED, out_path, message, time.perf_counter() - start, details)
+    return Conversion(
+        format="onnx",
+        status=ConversionStatus.CONVERTED,
+        path=out_path,
+        message=message,
+        seconds=time.perf_counter() - start,
+        details=details,
+    )
+
+
+def _refused(status: ConversionStatus, message: str, start: float) -> Conversion:
+    return Conversion(format="onnx", status=status, message=message, seconds=time.perf_counter() - start)
 
 
 def _first_lines(err: Exception, limit: int = 6) -> str:

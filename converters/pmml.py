@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import re
 import tempfile
+import threading
 import time
 import traceback
 import warnings
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pandas as pd
 from sklearn.base import is_classifier
 
-from .base import Conversion, Status
+from parity.core.records import Conversion, ConversionStatus, PmmlDetails, Precision
+
 from .pmml_server import WarmPmmlConverter, dump_for_java
 
 #: Reference rows embedded in the PMML as <ModelVerification>; bounded so big reference sets stay cheap.
@@ -22,6 +25,43 @@ VERIFY_ROWS = 100
 _UNSUPPORTED = re.compile(
     r"is not (a )?supported|not supported by|UnsupportedOperationException", re.IGNORECASE
 )
+
+
+_shared: WarmPmmlConverter | None = None
+_shared_lock = threading.Lock()
+
+
+def shared_pmml_converter() -> WarmPmmlConverter:
+    """The process's one warm PMML converter JVM, started on first use."""
+    global _shared
+    with _shared_lock:
+        if _shared is None:
+            _shared = WarmPmmlConverter()
+        return _shared
+
+
+def precision_of(path: Path) -> Precision:
+    """A PMML's precision, read from the file: float32 only when every numeric field it declares is float.
+
+    JPMML computes in double; sklearn2pmml declares ``dataType="float"`` for the inputs of tree models (their
+    splits compare in float32, as scikit-learn's do) but double for their outputs, so its PMMLs read as
+    float64. Per-field precision is the next step (the DataDictionary says which inputs are float).
+    """
+    numeric = ("float", "double")
+    types: list[str] = []
+    for event, element in ET.iterparse(path, events=("start", "end")):
+        tag = element.tag.rsplit("}", 1)[-1]
+        if event == "start" and tag in _MODEL_BODY:
+            break  # the top model's fields are declared before its body: nothing further decides
+        if event == "end":
+            if tag in ("DataField", "OutputField") and element.get("dataType") in numeric:
+                types.append(str(element.get("dataType")))
+            element.clear()
+    return "float32" if types and all(t == "float" for t in types) else "float64"
+
+
+#: Elements that start a model's body, after its DataDictionary, MiningSchema and Output.
+_MODEL_BODY = frozenset({"Segmentation", "Node", "RegressionTable", "NeuralLayer", "SupportVectorMachine"})
 
 
 def target_field(X: pd.DataFrame) -> str:
@@ -81,36 +121,45 @@ def convert_pmml(
             f"{type(estimator).__name__} has no predict: Parity validates PMML through its target and "
             "probability fields, which a transformer-only PMML does not have."
         )
-        return Conversion("pmml", Status.UNSUPPORTED, None, message, _since(start))
+        return _refused(ConversionStatus.UNSUPPORTED, message, start)
     try:
         pipeline, embedded = make_pipeline(estimator, X, verify_rows)
     except Exception as err:
         detail = "".join(traceback.format_exception_only(err)).strip()
-        return Conversion("pmml", Status.FAILED, None, f"preparing the PMMLPipeline: {detail}", _since(start))
+        return _refused(ConversionStatus.FAILED, f"preparing the PMMLPipeline: {detail}", start)
     with tempfile.TemporaryDirectory(prefix="parity-pmml-") as scratch:
         pickled = dump_for_java(pipeline, Path(scratch))
         reply = converter.convert(pickled, out_path)
     if not reply.ok:
-        status = Status.UNSUPPORTED if _UNSUPPORTED.search(reply.log) else Status.FAILED
+        status = ConversionStatus.UNSUPPORTED if _UNSUPPORTED.search(reply.log) else ConversionStatus.FAILED
         message = _converter_message(reply.log)
         if reply.blocked_connections:
             message += f"\n(blocked outgoing connection(s): {', '.join(reply.blocked_connections)})"
         out_path.unlink(missing_ok=True)
-        return Conversion("pmml", status, None, message, _since(start))
+        return _refused(status, message, start)
     classes = getattr(estimator, "classes_", None) if is_classifier(estimator) else None
-    details = {
-        "target": target_field(X),
-        "classes": None if classes is None else [str(c) for c in classes],
-        "outputs": {"label": "predict", "probabilities": "predict_proba"}
+    details = PmmlDetails(
+        target=target_field(X),
+        classes=None if classes is None else [str(c) for c in classes],
+        outputs={"label": "predict", "probabilities": "predict_proba"}
         if classes is not None
         else {"value": "predict"},
-        "verification_rows": embedded,
-        "precision": "float64",
-        "sklearn2pmml": sklearn2pmml.__version__,
-    }
-    return Conversion(
-        "pmml", Status.CONVERTED, out_path, f"{embedded} verification rows embedded", _since(start), details
+        verification_rows=embedded,
+        precision=precision_of(out_path),
+        sklearn2pmml=sklearn2pmml.__version__,
     )
+    return Conversion(
+        format="pmml",
+        status=ConversionStatus.CONVERTED,
+        path=out_path,
+        message=f"{embedded} verification rows embedded",
+        seconds=_since(start),
+        details=details,
+    )
+
+
+def _refused(status: ConversionStatus, message: str, start: float) -> Conversion:
+    return Conversion(format="pmml", status=status, message=message, seconds=_since(start))
 
 
 def _converter_message(log: str, limit: int = 8) -> str:

@@ -1,4 +1,4 @@
-"""The flow a per-architecture work pool runs: the runner, on that pool's machine, for one job."""
+"""The flow a per-architecture work pool runs: the format's runner, on that pool's machine, for one job."""
 
 from __future__ import annotations
 
@@ -6,7 +6,9 @@ from pathlib import Path
 
 from prefect import flow
 
+from parity.validators.formats import format_of
 from parity.validators.targets.pool import run_job
+from parity.validators.targets.target import RunnerSettings
 
 
 @flow(name="run-on-target", flow_run_name="run-{fmt}-{artifact}")
@@ -19,4 +21,5 @@ def run_on_target(
     cpu: str | None = None,
 ) -> dict:
     """Run the format's runner on a job folder in shared storage; outputs go back into that folder."""
-    return run_job(Path(job), artifact, fmt, threads, graph_optimization, cpu)
+    settings = RunnerSettings(threads, graph_optimization, cpu)
+    return run_job(Path(job), artifact, format_of(fmt).remote, settings)

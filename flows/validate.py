@@ -18,11 +18,11 @@ from prefect.states import Completed, Failed
 from prefect.task_runners import ThreadPoolTaskRunner
 
 import parity.archive as archive_stage
-from parity import converters
-from parity.converters import Conversion
 from parity.core.defaults import DEFAULT_ARCHIVE, DEFAULT_REGISTRY, PROGRESS_LOGGER
 from parity.core.errors import ModelNotValidated, SweepNotPassed
+from parity.core.records import Conversion
 from parity.registry import FileRegistry, RegisteredModel
+from parity.validators.formats import FORMATS, format_of
 from parity.validators.report import Check
 from parity.validators.validate import ModelContext, validate_conversion
 
@@ -45,7 +45,7 @@ def fetch(registry: str, name: str, version: int | None) -> RegisteredModel:
 @task(cache_policy=NO_CACHE)
 def convert(model: RegisteredModel, fmt: str, workdir: str) -> Conversion:
     """Convert the model to one format."""
-    return converters.convert(fmt, model.estimator, model.reference, Path(workdir) / fmt)
+    return format_of(fmt).convert(model.estimator, model.reference, Path(workdir) / fmt)
 
 
 @task(cache_policy=NO_CACHE)
@@ -82,7 +82,7 @@ def convert_and_validate(
     model = fetch(registry, name, version)
     context = ModelContext(model)
     with tempfile.TemporaryDirectory(prefix=f"parity-{model.ref.name}-") as workdir:
-        conversions = {fmt: convert(model, fmt, workdir) for fmt in converters.FORMATS}
+        conversions = {fmt: convert(model, fmt, workdir) for fmt in FORMATS}
         checks = [check for c in conversions.values() for check in validate(context, c)]
         filed = file_result(archive, model, conversions, checks)
     publish(filed)

@@ -1,26 +1,27 @@
-"""Validate converted artifacts of one registered model: every runtime of a format, on every target."""
+"""Validate converted artifacts of one registered model: every runtime of a format, on every target.
+
+Everything format-specific comes from the conversion's spec (:data:`parity.validators.formats.FORMATS`)
+and everything reach-specific from the target's reach (:data:`parity.validators.targets.reaches.REACHES`).
+"""
 
 from __future__ import annotations
 
-import functools
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.base import is_classifier
 
-from parity.converters import Conversion
-from parity.converters.onnx import feeds
-from parity.core.tolerances import cross_target_tolerance, kind_of, tolerance_for
+from parity.core.records import Check, Conversion, ConversionStatus, Verdict, Where
+from parity.core.tolerances import OutputKind, Tolerance, cross_target_tolerance, kind_of, tolerance_for
 from parity.registry import RegisteredModel
 from parity.registry.predictions import reference_predictions
 
 from .compare import compare
-from .outputs import onnx_outputs, pmml_outputs
-from .report import Check, Verdict
+from .formats import FormatSpec, format_of
 from .runtimes import Runtime
-from .targets.remote import REMOTE_RUNTIMES, describe_process, ran_on, remote_unavailable, run_remote
+from .targets.reaches import REACHES, Reach, describe_process, ran_on
 from .targets.table import Target, load_targets
 
 #: Rows a runtime is fed at a time, so memory stays flat whatever the reference set's size.
@@ -40,6 +41,11 @@ class ModelContext:
     def classifier(self) -> bool:
         return is_classifier(self.model.estimator)
 
+    @property
+    def overrides(self) -> dict[str, dict[str, float]]:
+        """The model's tolerance overrides, as registered."""
+        return dict(self.model.record.get("tolerances") or {})
+
     def rounded_reference(self) -> dict[str, np.ndarray]:
         """The estimator's outputs on the reference rows with numeric inputs rounded to float32."""
         if self._rounded is None:
@@ -53,12 +59,12 @@ class ModelContext:
 
 def conversion_check(conversion: Conversion) -> Check:
     """The report row for a conversion that did not produce an artifact."""
-    verdict = Verdict.UNSUPPORTED if str(conversion.status) == "unsupported" else Verdict.FAIL
+    verdict = Verdict.UNSUPPORTED if conversion.status is ConversionStatus.UNSUPPORTED else Verdict.FAIL
     return Check(
-        conversion.format,
-        "converter",
-        "conversion",
-        verdict,
+        format=conversion.format,
+        runtime="converter",
+        output="conversion",
+        verdict=verdict,
         target="*",  # a conversion happens once, whatever the targets
         kind="conversion",
         explanation=conversion.message,
@@ -74,17 +80,14 @@ def sample_index(n_rows: int, limit: int | None) -> np.ndarray:
 
 def run_runtime(runtime: Runtime, conversion: Conversion, X: pd.DataFrame) -> dict[str, np.ndarray]:
     """Evaluate ``X`` in chunks and map the runtime's outputs to reference outputs."""
+    spec = format_of(conversion.format)
     path = conversion.path
     if path is None:
         raise ValueError(f"the {conversion.format} conversion produced no artifact to evaluate")
     parts: list[dict[str, np.ndarray]] = []
     for start in range(0, len(X), CHUNK_ROWS):
         chunk = X.iloc[start : start + CHUNK_ROWS]
-        if conversion.format == "onnx":
-            raw = runtime.evaluate(path, feeds(conversion.details["inputs"], chunk))
-            parts.append(onnx_outputs(raw, conversion))
-        else:
-            parts.append(pmml_outputs(runtime.evaluate(path, chunk), conversion))
+        parts.append(spec.outputs(runtime.evaluate(path, spec.feeds(conversion, chunk)), conversion))
     return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
 
 
@@ -98,6 +101,18 @@ class Run:
     outputs: dict[str, np.ndarray]
 
 
+def _cell_of(conversion: Conversion, runtime: str, target: str, required: bool, where: Where | None = None):
+    """A maker of this runtime-and-target's rows (the fields every one of its checks shares)."""
+    shared: dict[str, Any] = {"format": conversion.format, "runtime": runtime, "target": target, "required": required}
+    if where is not None:
+        shared["where"] = where
+
+    def make(output: str, verdict: Verdict, **fields: Any) -> Check:
+        return Check(output=output, verdict=verdict, **shared, **fields)
+
+    return make
+
+
 def validate_runtime(
     context: ModelContext, conversion: Conversion, runtime: Runtime, target: str, *, required: bool = True
 ) -> list[Check]:
@@ -108,8 +123,8 @@ def validate_runtime(
     context : ModelContext
     conversion : Conversion
         A successful conversion.
-    runtime : object
-        An entry of :data:`validators.RUNTIMES` of the conversion's format.
+    runtime : Runtime
+        A runtime of the conversion's format (see :data:`parity.validators.RUNTIMES`).
     target : str
         Where the runtime runs (for the report).
     required : bool
@@ -119,76 +134,50 @@ def validate_runtime(
     -------
     list of Check
     """
-    return _run_in_process(context, conversion, runtime, target, required)[0]
+    return _run_in_process(context, conversion, runtime, target, required, Where())[0]
 
 
 def _run_in_process(
-    context: ModelContext, conversion: Conversion, runtime: Runtime, target: str, required: bool
+    context: ModelContext, conversion: Conversion, runtime: Runtime, target: str, required: bool, where: Where
 ) -> tuple[list[Check], Run | None]:
-    name = runtime.name
-    row: dict[str, Any] = {"target": target, "required": required}
+    make = _cell_of(conversion, runtime.name, target, required, where)
     reason = runtime.unavailable_reason()
     if reason:
-        return [Check(conversion.format, name, "*", Verdict.UNAVAILABLE, explanation=reason, **row)], None
+        return [make("*", Verdict.UNAVAILABLE, explanation=reason)], None
     model = context.model
-    index = sample_index(len(model.reference), getattr(runtime, "sample_rows", None))
+    index = sample_index(len(model.reference), runtime.sample_rows)
     try:
         outputs = run_runtime(runtime, conversion, model.reference.iloc[index])
     except Exception as err:
-        message = f"{type(err).__name__}: {str(err).strip()[:500]}"
-        return [Check(conversion.format, name, "*", Verdict.ERROR, explanation=message, **row)], None
-    run = Run(target, name, index, outputs)
-    return _output_checks(context, conversion, run, required), run
+        return [make("*", Verdict.ERROR, explanation=f"{type(err).__name__}: {str(err).strip()[:500]}")], None
+    run = Run(target, runtime.name, index, outputs)
+    return _output_checks(context, conversion, run, required, where), run
 
 
 def _output_checks(
-    context: ModelContext, conversion: Conversion, run: Run, required: bool, where: dict | None = None
+    context: ModelContext, conversion: Conversion, run: Run, required: bool, where: Where
 ) -> list[Check]:
+    make = _cell_of(conversion, run.runtime, run.target, required, where)
     checks = [
-        _check_output(context, conversion, run.runtime, run.target, output, actual, run.index)
+        _check_output(context, conversion, make, output, actual, run.index)
         for output, actual in run.outputs.items()
         if output in context.model.predictions
     ]
-    if not checks:
-        checks.append(
-            Check(
-                conversion.format,
-                run.runtime,
-                "*",
-                Verdict.FAIL,
-                target=run.target,
-                explanation="no output matched the reference outputs",
-            )
-        )
-    return [replace(c, required=required, where=where or {}) for c in checks]
+    return checks or [make("*", Verdict.FAIL, explanation="no output matched the reference outputs")]
 
 
 def _check_output(
-    context: ModelContext,
-    conversion: Conversion,
-    runtime: str,
-    target: str,
-    output: str,
-    actual: np.ndarray,
-    index: np.ndarray,
+    context: ModelContext, conversion: Conversion, make, output: str, actual: np.ndarray, index: np.ndarray
 ) -> Check:
-    model = context.model
     kind = kind_of(output, context.classifier)
-    precision = conversion.details.get("precision", "float64")
-    tolerance = tolerance_for(precision, kind, model.record.get("tolerances"))
-    expected = model.predictions[output][index]
-    base: dict[str, Any] = {
-        "target": target,
-        "kind": str(kind),
-        "rows": len(index),
-        "tolerance": tolerance.describe(),
-    }
+    precision = format_of(conversion.format).precision(conversion)
+    tolerance = tolerance_for(precision, kind, context.overrides)
+    expected = context.model.predictions[output][index]
+    base: dict[str, Any] = {"kind": str(kind), "rows": len(index), "tolerance": tolerance.describe()}
     try:
         diff = compare(expected, actual, tolerance)
     except ValueError as err:
-        return Check(
-            conversion.format, runtime, output, Verdict.FAIL, explanation=f"not comparable: {err}", **base
-        )
+        return make(output, Verdict.FAIL, explanation=f"not comparable: {err}", **base)
     figures: dict[str, Any] = {
         "max_abs": diff.max_abs,
         "max_rel": diff.max_rel,
@@ -196,12 +185,21 @@ def _check_output(
         "first_outside": [int(index[i]) for i in diff.first_outside()],
     }
     if diff.n_outside == 0:
-        return Check(conversion.format, runtime, output, Verdict.PASS, **base, **figures)
+        return make(output, Verdict.PASS, **base, **figures)
     verdict, explanation = _explain(context, precision, output, tolerance, actual, index, diff.outside, kind)
-    return Check(conversion.format, runtime, output, verdict, explanation=explanation, **base, **figures)
+    return make(output, verdict, explanation=explanation, **base, **figures)
 
 
-def _explain(context, precision, output, tolerance, actual, index, outside, kind) -> tuple[Verdict, str]:
+def _explain(
+    context: ModelContext,
+    precision: str,
+    output: str,
+    tolerance: Tolerance,
+    actual: np.ndarray,
+    index: np.ndarray,
+    outside: np.ndarray,
+    kind: OutputKind,
+) -> tuple[Verdict, str]:
     """Say why rows are outside tolerance, and whether that is a conversion bug."""
     n = int(outside.sum())
     if precision != "float32":
@@ -210,11 +208,7 @@ def _explain(context, precision, output, tolerance, actual, index, outside, kind
             "bug, not rounding. Compare the runtimes' rows to see which side is wrong."
         )
     rounded = context.rounded_reference()[output][index]
-    again = compare(
-        rounded[outside],
-        np.asarray(actual)[outside],
-        tolerance,
-    )
+    again = compare(rounded[outside], np.asarray(actual)[outside], tolerance)
     explained = n - again.n_outside
     limit = max(1, int(MAX_EXPLAINED_FRACTION * len(index)))
     if again.n_outside == 0 and explained <= limit:
@@ -230,7 +224,7 @@ def _explain(context, precision, output, tolerance, actual, index, outside, kind
         )
     hint = (
         "labels differ beyond input rounding: a conversion bug"
-        if kind == "label"
+        if kind == OutputKind.LABEL
         else "float32 arithmetic in the runtime (summed trees, reciprocal scaling) or a conversion bug; "
         "raise this model's tolerance only if the drift is acceptable"
     )
@@ -241,18 +235,19 @@ def _explain(context, precision, output, tolerance, actual, index, outside, kind
 
 
 def verification_check(runtime: Runtime, conversion: Conversion, target: str) -> Check:
-    """JPMML's replay of the PMML's embedded verification rows, as its own report row."""
-    rows = conversion.details.get("verification_rows", 0)
+    """A runtime's replay of the artifact's embedded verification rows, as its own report row."""
+    rows = format_of(conversion.format).embedded_rows(conversion)
     try:
-        passed, message = runtime.verify(conversion.path)  # type: ignore[attr-defined]
+        if conversion.path is None:
+            raise ValueError(f"the {conversion.format} conversion produced no artifact to verify")
+        passed, message = runtime.verify(conversion.path)
     except Exception as err:
         passed, message = False, f"{type(err).__name__}: {err}"
-    verdict = Verdict.PASS if passed else Verdict.FAIL
     return Check(
-        "pmml",
-        runtime.name,
-        "embedded-verification",
-        verdict,
+        format=conversion.format,
+        runtime=runtime.name,
+        output="embedded-verification",
+        verdict=Verdict.PASS if passed else Verdict.FAIL,
         target=target,
         kind="verification",
         rows=rows,
@@ -274,9 +269,9 @@ def validate_conversion(
     context : ModelContext
     conversion : Conversion
     runtime_names : list of str, optional
-        Restrict the in-process runtimes to these entries of :data:`validators.RUNTIMES`.
+        Restrict the in-process runtimes to these entries of :data:`parity.validators.RUNTIMES`.
     targets : dict of str to Target, optional
-        Default: :func:`validators.targets.table.load_targets`.
+        Default: :func:`parity.validators.targets.table.load_targets`.
 
     Returns
     -------
@@ -286,102 +281,83 @@ def validate_conversion(
     if not conversion.ok:
         return [conversion_check(conversion)]
     targets = load_targets() if targets is None else targets
-    primary = next((t for t in targets.values() if t.reach == "process"), None)
+    spec = format_of(conversion.format)
+    primary = next((t for t in targets.values() if REACHES[t.reach].in_process), None)
     checks: list[Check] = []
     runs: list[Run] = []
     for target in targets.values():
-        if target.reach == "process":
-            found, made = _on_this_process(context, conversion, target, target is primary, runtime_names)
+        reach = REACHES[target.reach]
+        if reach.in_process:
+            found, made = _on_this_process(context, spec, conversion, target, target is primary, runtime_names)
         else:
-            found, made = _on_remote(context, conversion, target)
+            found, made = _on_remote(context, spec, conversion, target, reach)
         checks.extend(found)
         runs.extend(made)
     return checks + cross_target_checks(context, conversion, runs, targets)
 
 
 def _on_this_process(
-    context, conversion, target: Target, primary: bool, runtime_names
+    context: ModelContext,
+    spec: FormatSpec,
+    conversion: Conversion,
+    target: Target,
+    primary: bool,
+    runtime_names: list[str] | None,
 ) -> tuple[list[Check], list[Run]]:
-    """The primary process target runs every runtime; others only the runtime their settings change."""
-    from . import runtimes_for
-
-    runtimes = runtimes_for(conversion.format) if primary else []
-    runtimes = [r for r in runtimes if runtime_names is None or r.name in runtime_names]
-    if conversion.format == "onnx" and (not primary or any(r.name == "onnxruntime" for r in runtimes)):
-        tuned = _tuned_onnxruntime(target.threads, target.graph_optimization)
-        runtimes = [tuned if r.name == "onnxruntime" else r for r in runtimes] if primary else [tuned]
-    where = describe_process() | target.settings()
+    """The primary process target runs every runtime; others only the runtimes their settings tune."""
+    runtimes = [r for r in spec.runtimes if primary or r.tuned_by]
+    if primary and runtime_names is not None:
+        runtimes = [r for r in runtimes if r.name in runtime_names]
+    where = describe_process().merged(**target.settings())
     checks: list[Check] = []
     runs: list[Run] = []
-    for runtime in runtimes:
-        found, run = _run_in_process(context, conversion, runtime, target.name, target.required)
-        checks.extend(replace(c, where=where) for c in found)
+    for runtime in (r.for_target(target) for r in runtimes):
+        found, run = _run_in_process(context, conversion, runtime, target.name, target.required, where)
+        checks.extend(found)
         runs.extend([run] if run else [])
-        if hasattr(runtime, "verify") and runtime.unavailable_reason() is None:
-            checks.append(
-                replace(
-                    verification_check(runtime, conversion, target.name),
-                    required=target.required,
-                    where=where,
-                )
-            )
+        if runtime.verifies and runtime.unavailable_reason() is None:
+            verified = verification_check(runtime, conversion, target.name)
+            checks.append(verified.model_copy(update={"required": target.required, "where": where}))
     return checks, runs
 
 
-@functools.cache
-def _tuned_onnxruntime(threads: int, graph_optimization: str):
-    """One onnxruntime runtime per setting, so its session cache serves every model of a run."""
-    from .runtimes.onnx import OnnxruntimeRuntime
-
-    return OnnxruntimeRuntime(threads, graph_optimization)
-
-
 def _on_remote(
-    context: ModelContext, conversion: Conversion, target: Target
+    context: ModelContext, spec: FormatSpec, conversion: Conversion, target: Target, reach: Reach
 ) -> tuple[list[Check], list[Run]]:
-    """Run the format's runner on an emulated or work-pool target and check what came back."""
-    fmt, runtime = conversion.format, REMOTE_RUNTIMES[conversion.format]
-    row: dict[str, Any] = {"target": target.name, "required": target.required}
-    reason = remote_unavailable(target)
+    """Run the format's runner on a target away from this process and check what came back."""
+    runner = spec.remote
+    make = _cell_of(conversion, runner.runtime, target.name, target.required)
+    reason = reach.unavailable(target)
     if reason:
         note = reason if target.required else f"skipped (optional target): {reason}"
-        return [Check(fmt, runtime, "*", Verdict.UNAVAILABLE, explanation=note, **row)], []
-    index = sample_index(len(context.model.reference), target.rows_limit())
+        return [make("*", Verdict.UNAVAILABLE, explanation=note)], []
+    index = sample_index(len(context.model.reference), reach.rows_limit(target))
     try:
-        result = run_remote(target, conversion, context.model.reference.iloc[index])
+        if conversion.path is None:
+            raise ValueError(f"the {conversion.format} conversion has no artifact to run")
+        X = context.model.reference.iloc[index]
+        result = reach.run(target, spec.name, runner, conversion.path, spec.remote_inputs(conversion, X))
     except Exception as err:
-        message = f"{type(err).__name__}: {str(err).strip()[:800]}"
-        return [Check(fmt, runtime, "*", Verdict.ERROR, explanation=message, **row)], []
-    where = result.where | target.settings()
+        return [make("*", Verdict.ERROR, explanation=f"{type(err).__name__}: {str(err).strip()[:800]}")], []
+    where = result.where.merged(**target.settings())
     if ran_on(result.where) != target.platform:
         message = f"the runner ran on {ran_on(result.where)}, not on {target.platform}: its outputs prove nothing here"
-        return [Check(fmt, runtime, "*", Verdict.FAIL, explanation=message, where=where, **row)], []
-    if fmt == "onnx":
-        outputs = onnx_outputs(result.outputs, conversion)
-    else:
-        outputs = pmml_outputs(result.outputs, conversion)
-    run = Run(target.name, runtime, index, outputs)
+        return [make("*", Verdict.FAIL, explanation=message, where=where)], []
+    run = Run(target.name, runner.runtime, index, spec.outputs(result.outputs, conversion))
     checks = _output_checks(context, conversion, run, target.required, where)
-    if fmt == "pmml":
-        verified = str(result.where.get("verification", "missing"))
+    if runner.replays_verification:
+        verified = result.where.verification or "missing"
         checks.append(
-            Check(
-                "pmml",
-                runtime,
+            make(
                 "embedded-verification",
                 Verdict.PASS if verified == "ok" else Verdict.FAIL,
                 kind="verification",
-                rows=conversion.details.get("verification_rows", 0),
+                rows=spec.embedded_rows(conversion),
                 explanation="embedded rows replayed" if verified == "ok" else verified,
                 where=where,
-                **row,
             )
         )
     return checks, [run]
-
-
-#: Which in-process runtime a remote runner's outputs are compared with, per format.
-_SAME_ENGINE = {"onnx": "onnxruntime", "pmml": "jpmml_evaluator"}
 
 
 def cross_target_checks(
@@ -392,39 +368,33 @@ def cross_target_checks(
     Architecture and thread-count differences are findings: a disagreement beyond tolerance fails the
     cell and names the target.
     """
-    engine = _SAME_ENGINE[conversion.format]
-    base = next((r for r in runs if r.runtime == engine), None)
+    spec = format_of(conversion.format)
+    base = next((r for r in runs if r.runtime == spec.engine), None)
     if base is None:
         return []
     checks = []
     for run in runs:
-        if (
-            run is base
-            or run.target == base.target
-            or run.runtime not in (engine, REMOTE_RUNTIMES[conversion.format])
-        ):
+        if run is base or run.target == base.target or not spec.same_engine(run.runtime):
             continue
         common, mine, theirs = np.intersect1d(run.index, base.index, return_indices=True)
         for output, actual in run.outputs.items():
             if output not in base.outputs or output not in context.model.predictions:
                 continue
             kind = kind_of(output, context.classifier)
-            tolerance = cross_target_tolerance(
-                conversion.details.get("precision", "float64"), kind, context.model.record.get("tolerances")
-            )
+            tolerance = cross_target_tolerance(spec.precision(conversion), kind, context.overrides)
             diff = compare(base.outputs[output][theirs], actual[mine], tolerance)
-            verdict = Verdict.PASS if diff.n_outside == 0 else Verdict.FAIL
+            agree = diff.n_outside == 0
             who = f"{run.target}/{run.runtime} vs {base.target}/{base.runtime}"
             explanation = (
-                f"{who}: {'agree' if diff.n_outside == 0 else 'DISAGREE'} within {tolerance.describe()}"
-                f"{'' if diff.n_outside == 0 else f' on {diff.n_outside} row(s): {run.target} differs'}"
+                f"{who}: {'agree' if agree else 'DISAGREE'} within {tolerance.describe()}"
+                f"{'' if agree else f' on {diff.n_outside} row(s): {run.target} differs'}"
             )
             checks.append(
                 Check(
-                    conversion.format,
-                    run.runtime,
-                    output,
-                    verdict,
+                    format=conversion.format,
+                    runtime=run.runtime,
+                    output=output,
+                    verdict=Verdict.PASS if agree else Verdict.FAIL,
                     target=run.target,
                     kind=f"{kind} vs {base.target}",
                     rows=len(common),

@@ -247,20 +247,20 @@ def run_pipeline(registry: str, archive: str, models: list[str] | None, verbose:
 def _use_targets(path: str | None) -> None:
     """Point this run at a targets table; read it now so a bad file is a usage error before any work, and
     say up front which required targets are not ready (each model will fail on them, with the fix)."""
-    from parity.validators.targets.remote import remote_unavailable
+    from parity.validators.targets.reaches import unavailable
     from parity.validators.targets.table import load_targets
 
     if path:
         os.environ["PARITY_TARGETS"] = str(Path(path).resolve())
     for target in load_targets().values():
-        problem = remote_unavailable(target)
+        problem = unavailable(target)
         if problem:
             kind = "required: every model will fail on it" if target.required else "optional: skipped"
             print(f"target {target.name} is not ready ({kind}): {problem}", file=sys.stderr)
 
 
 def cmd_targets(args: argparse.Namespace) -> int:
-    from parity.validators.targets.remote import remote_unavailable
+    from parity.validators.targets.reaches import unavailable
     from parity.validators.targets.table import load_targets
 
     if args.action == "setup":
@@ -273,7 +273,7 @@ def cmd_targets(args: argparse.Namespace) -> int:
         os.environ["PARITY_TARGETS"] = str(Path(args.targets).resolve())
     rows = []
     for target in load_targets().values():
-        problem = remote_unavailable(target)
+        problem = unavailable(target)
         rows.append(
             {
                 "name": target.name,

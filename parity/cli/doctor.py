@@ -142,10 +142,10 @@ def check_prefect_api() -> Finding:
 
 def check_targets() -> Finding:
     """Every target of the table: a required one that is not ready means no model can pass."""
-    from parity.validators.targets.remote import remote_unavailable
+    from parity.validators.targets.reaches import unavailable
     from parity.validators.targets.table import load_targets
 
-    problems = {t.name: (t.required, remote_unavailable(t)) for t in load_targets().values()}
+    problems = {t.name: (t.required, unavailable(t)) for t in load_targets().values()}
     missing = [f"{name}: {why}" for name, (required, why) in problems.items() if why and required]
     skipped = [
         f"{name} (optional): {why}" for name, (required, why) in problems.items() if why and not required

@@ -14,13 +14,14 @@ import pytest
 import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
-from parity import converters
 from parity.archive import MANIFEST, REJECTED, Archive, BundleResult, Filed, build_report, file_model
 from parity.archive.bundle import _STAGING
+from parity.core.defaults import host_platform
 from parity.core.errors import ArchiveConflictError, IntegrityError
 from parity.registry import FileRegistry, RegisteredModel
+from parity.validators import formats
 from parity.validators.report import Check, Verdict
-from parity.validators.targets.table import Target, host_platform
+from parity.validators.targets.table import Target
 
 #: Only this process: emulated and pool targets are tested in test_targets.py and test_aarch64.py.
 HOST_ONLY = {"host": Target("host", host_platform(), "process")}
@@ -155,7 +156,9 @@ def registered(tmp_path: Path, logreg, iris) -> RegisteredModel:
 
 
 def _check(verdict: Verdict) -> Check:
-    return Check("onnx", "onnxruntime", "predict", verdict, kind="label", rows=150)
+    return Check(
+        format="onnx", runtime="onnxruntime", output="predict", verdict=verdict, kind="label", rows=150
+    )
 
 
 def test_file_model_archives_a_pass_without_artifacts(shelf, registered):
@@ -231,8 +234,7 @@ def validated(tmp_path_factory: pytest.TempPathFactory, logreg, iris):
     model = registry.open(registry.register(logreg, iris[0], "iris-lr", cv_scores={"cv5": [0.95, 0.97]}))
     context = ModelContext(model)
     conversions = {
-        fmt: converters.convert(fmt, model.estimator, model.reference, root / fmt)
-        for fmt in converters.FORMATS
+        fmt: formats.convert(fmt, model.estimator, model.reference, root / fmt) for fmt in formats.FORMATS
     }
     checks = [
         check for c in conversions.values() for check in validate_conversion(context, c, targets=HOST_ONLY)
@@ -244,9 +246,9 @@ def validated(tmp_path_factory: pytest.TempPathFactory, logreg, iris):
 def test_file_model_end_to_end_passes_and_archives(validated, tmp_path):
     model, conversions, checks = validated
     assert {fmt: str(c.status) for fmt, c in conversions.items()} == dict.fromkeys(
-        converters.FORMATS, "converted"
+        formats.FORMATS, "converted"
     )
-    assert checks and all(c.verdict is Verdict.PASS for c in checks), [c.cell() for c in checks]
+    assert checks and all(c.verdict is Verdict.PASS for c in checks), [c.cell for c in checks]
     shelf = Archive(tmp_path / "archive")
     filed = file_model(shelf, model, conversions, checks)
     assert (filed.outcome, filed.written) == ("passed", True)
@@ -274,14 +276,18 @@ def test_file_model_end_to_end_passes_and_archives(validated, tmp_path):
         ("onnx", "onnxruntime"),
         ("onnx", "onnx-reference"),
     }
-    assert set(report["conversions"]) == set(converters.FORMATS)
+    assert set(report["conversions"]) == set(formats.FORMATS)
 
 
 @pytest.mark.slow
 def test_file_model_end_to_end_failure_goes_to_rejected(validated, tmp_path):
     model, conversions, checks = validated
     failing = Check(
-        "onnx", "onnxruntime", "predict_proba", Verdict.FAIL, explanation="3 rows outside the band"
+        format="onnx",
+        runtime="onnxruntime",
+        output="predict_proba",
+        verdict=Verdict.FAIL,
+        explanation="3 rows outside the band",
     )
     shelf = Archive(tmp_path / "archive")
     filed = file_model(shelf, model, conversions, [*checks, failing])

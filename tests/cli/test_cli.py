@@ -198,8 +198,8 @@ def _table(text: str) -> list[dict[str, str]]:
 def test_models_lists_versions_and_archived_state(tmp_path, logreg, iris, capsys):
     X, _ = iris
     registry, shelf = FileRegistry(tmp_path / "registry"), Archive(tmp_path / "archive")
-    passed = Check("onnx", "onnxruntime", "predict", Verdict.PASS)
-    failed = Check("onnx", "onnxruntime", "predict", Verdict.FAIL)
+    passed = Check(format="onnx", runtime="onnxruntime", output="predict", verdict=Verdict.PASS)
+    failed = Check(format="onnx", runtime="onnxruntime", output="predict", verdict=Verdict.FAIL)
     good = registry.register(logreg, X, "good")
     file_model(shelf, registry.open(good), {}, [passed])
     bad = registry.register(logreg, X, "bad")

@@ -1,4 +1,4 @@
-"""parity.converters.FORMATS on small real models: what converts, what each converter records, what it refuses.
+"""parity.formats.FORMATS on small real models: what converts, what each converter records, what it refuses.
 
 Every (format, model) pair of the tables below gets one test, ids like ``pmml-RandomForestClassifier``. What
 does not convert is listed as data (:data:`EXPECTED_STATUS`), bugs in :data:`XFAIL`. PMML conversions run in
@@ -30,10 +30,12 @@ from sklearn.pipeline import Pipeline, make_pipeline
 from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.semi_supervised import LabelSpreading
 
-from parity import converters
-from parity.converters import FORMATS, Conversion, Status
-from parity.converters.onnx import FLOAT, TARGET_OPSET, feeds, input_spec
+from parity.converters.onnx import FLOAT, TARGET_OPSET, input_spec
 from parity.converters.pmml import VERIFY_ROWS, target_field
+from parity.core.records import Conversion, OnnxInput
+from parity.core.records import ConversionStatus as Status
+from parity.validators import formats
+from parity.validators.formats import FORMATS
 from parity.validators.runtimes.onnx import OnnxruntimeRuntime
 from parity.validators.runtimes.pmml import verification_rows
 
@@ -131,27 +133,27 @@ def _check_onnx(conversion: Conversion, estimator: object, X: pd.DataFrame) -> N
     details = conversion.details
     model = onnx.load(str(conversion.path))
     graph_inputs = [i.name for i in model.graph.input]
-    assert [entry["name"] for entry in details["inputs"]] == graph_inputs
-    assert [c for entry in details["inputs"] for c in entry["columns"]] == list(X.columns)
-    assert details["outputs"] == _roles(estimator)
-    assert set(details["outputs"]) <= {o.name for o in model.graph.output}
-    assert details["target_opset"] == {"ai.onnx": TARGET_OPSET[""], "ai.onnx.ml": TARGET_OPSET["ai.onnx.ml"]}
-    assert details["opset"] == {o.domain or "ai.onnx": o.version for o in model.opset_import}
+    assert [entry.name for entry in details.inputs] == graph_inputs
+    assert [c for entry in details.inputs for c in entry.columns] == list(X.columns)
+    assert details.outputs == _roles(estimator)
+    assert set(details.outputs) <= {o.name for o in model.graph.output}
+    assert details.target_opset == {"ai.onnx": TARGET_OPSET[""], "ai.onnx.ml": TARGET_OPSET["ai.onnx.ml"]}
+    assert details.opset == {o.domain or "ai.onnx": o.version for o in model.opset_import}
     # The pinned opsets are a ceiling: skl2onnx never writes a newer operator set than the target.
     for opset in model.opset_import:
         assert opset.version <= TARGET_OPSET[opset.domain if opset.domain == "ai.onnx.ml" else ""]
-    assert details["precision"] == FLOAT
+    assert details.precision == FLOAT
 
 
 def _check_pmml(conversion: Conversion, estimator: object, X: pd.DataFrame) -> None:
     details = conversion.details
-    assert details["target"] == target_field(X) == "y"
+    assert details.target == target_field(X) == "y"
     classes = getattr(estimator, "classes_", None)
-    assert details["classes"] == (None if classes is None else [str(c) for c in classes])
+    assert details.classes == (None if classes is None else [str(c) for c in classes])
     expected_rows = min(VERIFY_ROWS, len(X)) if hasattr(estimator, "predict") else 0
-    assert details["verification_rows"] == expected_rows
+    assert details.verification_rows == expected_rows
     assert verification_rows(conversion.path) == (expected_rows or None)
-    assert details["precision"] == "float64"
+    assert details.precision == "float64"
     assert conversion.path.read_text(encoding="utf-8").lstrip().startswith("<?xml")
 
 
@@ -169,7 +171,7 @@ def test_every_format_has_a_details_check():
 def test_convert(fmt: str, name: str, fitted, tmp_path: Path):
     estimator, X = fitted(name)
 
-    conversion = converters.convert(fmt, estimator, X, tmp_path / "out")
+    conversion = formats.convert(fmt, estimator, X, tmp_path / "out")
 
     expected = EXPECTED_STATUS.get(f"{fmt}-{name}", Status.CONVERTED)
     assert conversion.status is expected, conversion.message
@@ -192,23 +194,23 @@ def test_pmml_verification_rows_are_bounded_by_the_reference(fitted, tmp_path: P
     estimator, X = fitted("LogisticRegression")
     few = X.iloc[:30]
 
-    conversion = converters.convert("pmml", estimator, few, tmp_path)
+    conversion = formats.convert("pmml", estimator, few, tmp_path)
 
     assert conversion.ok, conversion.message
-    assert conversion.details["verification_rows"] == min(VERIFY_ROWS, len(few)) == 30
+    assert conversion.details.verification_rows == min(VERIFY_ROWS, len(few)) == 30
     assert verification_rows(conversion.path) == 30
 
 
 @pytest.mark.parametrize("name", ["LogisticRegression", "MixedTypesPipeline"])
 def test_onnx_details_record_the_opsets_the_file_declares(name: str, fitted, tmp_path: Path):
     estimator, X = fitted(name)
-    conversion = converters.convert("onnx", estimator, X, tmp_path)
+    conversion = formats.convert("onnx", estimator, X, tmp_path)
     declared: dict[str, int] = {}
     for opset in onnx.load(str(conversion.path)).opset_import:
         domain = opset.domain or "ai.onnx"
         declared[domain] = max(declared.get(domain, 0), opset.version)
 
-    assert conversion.details["opset"] == declared
+    assert conversion.details.opset == declared
 
 
 # --- ONNX inputs ---------------------------------------------------------------------------------------
@@ -216,19 +218,19 @@ def test_onnx_details_record_the_opsets_the_file_declares(name: str, fitted, tmp
 
 def test_input_spec_numeric_frame_is_one_matrix(iris):
     X, _ = iris
-    assert input_spec(X) == [{"name": "X", "columns": list(X.columns), "dtype": FLOAT}]
+    assert input_spec(X) == [OnnxInput(name="X", columns=list(X.columns), dtype=FLOAT)]
 
 
 def test_input_spec_bool_columns_count_as_numeric():
     X = pd.DataFrame({"a": [1.0, 2.0], "flag": [True, False]})
-    assert input_spec(X) == [{"name": "X", "columns": ["a", "flag"], "dtype": FLOAT}]
+    assert input_spec(X) == [OnnxInput(name="X", columns=["a", "flag"], dtype=FLOAT)]
 
 
 def test_input_spec_mixed_frame_is_one_input_per_column(mixed):
     X, _ = mixed
     spec = input_spec(X)
-    assert [entry["columns"] for entry in spec] == [[c] for c in X.columns]
-    assert {entry["name"]: entry["dtype"] for entry in spec} == {
+    assert [entry.columns for entry in spec] == [[c] for c in X.columns]
+    assert {entry.name: entry.dtype for entry in spec} == {
         **dict.fromkeys(MIXED_NUMERIC, FLOAT),
         **dict.fromkeys(MIXED_CATEGORIES, "string"),
     }
@@ -238,7 +240,7 @@ def test_feeds_match_the_declared_dtypes_and_blank_missing_strings(mixed):
     X, _ = mixed
     X = X.iloc[:5].copy()
     X.loc[X.index[0], "cellar"] = None
-    arrays = feeds(input_spec(X), X)
+    arrays = FORMATS["onnx"].feed_inputs(input_spec(X), X)
     assert set(arrays) == set(X.columns)
     assert arrays["alcohol"].dtype == np.float32
     assert arrays["alcohol"].shape == (5, 1)
@@ -249,7 +251,7 @@ def test_feeds_match_the_declared_dtypes_and_blank_missing_strings(mixed):
 
 def test_mixed_pipeline_converts_with_string_inputs_for_categories(fitted, tmp_path: Path):
     estimator, X = fitted("MixedTypesPipeline")
-    conversion = converters.convert("onnx", estimator, X, tmp_path)
+    conversion = formats.convert("onnx", estimator, X, tmp_path)
     assert conversion.ok, conversion.message
     graph = onnx.load(str(conversion.path)).graph
     elem_types = {i.name: i.type.tensor_type.elem_type for i in graph.input}
@@ -273,15 +275,15 @@ def test_column_name_with_slash_is_sanitised_and_recorded(tmp_path: Path):
         ]
     ).fit(X, y)
 
-    conversion = converters.convert("onnx", model, X, tmp_path)
+    conversion = formats.convert("onnx", model, X, tmp_path)
 
     assert conversion.ok, conversion.message
     graph_inputs = [i.name for i in onnx.load(str(conversion.path)).graph.input]
-    slash = conversion.details["inputs"][0]
-    assert slash["columns"] == ["ratio/total"]
-    assert slash["name"] in graph_inputs
-    assert "/" not in slash["name"]
-    raw = OnnxruntimeRuntime().evaluate(conversion.path, feeds(conversion.details["inputs"], X))
+    slash = conversion.details.inputs[0]
+    assert slash.columns == ["ratio/total"]
+    assert slash.name in graph_inputs
+    assert "/" not in slash.name
+    raw = OnnxruntimeRuntime().evaluate(conversion.path, FORMATS["onnx"].feeds(conversion, X))
     np.testing.assert_allclose(raw["probabilities"], model.predict_proba(X), atol=1e-5)
     np.testing.assert_array_equal(raw["label"], model.predict(X))
 
@@ -328,7 +330,7 @@ def test_unsupported_estimator_is_a_result_not_an_exception(fmt: str, name: str,
     X, y = iris
     estimator = UNSUPPORTED_MODELS[name]().fit(X, y)
 
-    conversion = converters.convert(fmt, estimator, X, tmp_path)
+    conversion = formats.convert(fmt, estimator, X, tmp_path)
 
     assert conversion.path is None
     assert not (tmp_path / FORMATS[fmt].filename).exists()
@@ -340,7 +342,7 @@ def test_unsupported_estimator_is_a_result_not_an_exception(fmt: str, name: str,
 def test_unknown_format_is_a_key_error_listing_the_known_ones(iris, tmp_path: Path):
     X, y = iris
     with pytest.raises(KeyError, match=r"no format 'joblib'; known formats: pmml, onnx"):
-        converters.convert("joblib", LogisticRegression(max_iter=1000).fit(X, y), X, tmp_path)
+        formats.convert("joblib", LogisticRegression(max_iter=1000).fit(X, y), X, tmp_path)
 
 
 @pytest.mark.slow
@@ -349,7 +351,7 @@ def test_failed_pmml_conversion_in_the_jvm_leaves_no_file(iris, tmp_path: Path):
     out = tmp_path / FORMATS["pmml"].filename
     out.write_text("stale artifact of an earlier conversion")
 
-    conversion = converters.convert("pmml", LabelSpreading().fit(X, y), X, tmp_path)
+    conversion = formats.convert("pmml", LabelSpreading().fit(X, y), X, tmp_path)
 
     assert not conversion.ok
     assert "Failed to convert" in conversion.message
@@ -364,7 +366,7 @@ def test_failed_pmml_preparation_leaves_no_file(iris, tmp_path: Path):
     out = tmp_path / FORMATS["pmml"].filename
     out.write_text("stale artifact of an earlier conversion")
 
-    conversion = converters.convert("pmml", estimator, renamed, tmp_path)
+    conversion = formats.convert("pmml", estimator, renamed, tmp_path)
 
     assert conversion.status is Status.FAILED
     assert conversion.message.startswith("preparing the PMMLPipeline:")

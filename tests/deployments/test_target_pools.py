@@ -10,8 +10,8 @@ import pytest
 from prefect_processes import PrefectServer, client_call
 from sklearn.linear_model import LogisticRegression
 
-from parity import converters
 from parity.registry import FileRegistry
+from parity.validators import formats
 from parity.validators.report import Verdict, outcome
 from parity.validators.targets.table import load_targets
 from parity.validators.validate import ModelContext, validate_conversion
@@ -56,14 +56,14 @@ def test_validation_fans_out_to_each_architecture_pool(workers, iris, tmp_path, 
     targets = load_targets(POOLS_FILE)
     context = ModelContext(model)
     checks = []
-    for fmt in converters.FORMATS:
-        conversion = converters.convert(fmt, model.estimator, model.reference, tmp_path / fmt)
+    for fmt in formats.FORMATS:
+        conversion = formats.convert(fmt, model.estimator, model.reference, tmp_path / fmt)
         checks += validate_conversion(context, conversion, targets=targets)
 
     for target, machine in POOL_TARGETS.items():
         cells = [c for c in checks if c.target == target]
         assert {(c.format, c.runtime) for c in cells} == {("onnx", "onnxruntime"), ("pmml", "jpmml")}, cells
-        assert all(c.verdict is Verdict.PASS for c in cells), [(c.cell(), c.explanation) for c in cells]
+        assert all(c.verdict is Verdict.PASS for c in cells), [(c.cell, c.explanation) for c in cells]
         # the runner's own word on where it ran, not the table's
         assert {c.where["machine"] for c in cells if c.where} <= {machine, "amd64"}
         assert any(c.where.get("machine") == machine for c in cells)

@@ -14,10 +14,10 @@ from sklearn.linear_model import LogisticRegression
 
 import parity.archive as archive_stage
 import parity.validators.validate as validate_module
-from parity import converters
 from parity.archive import Archive
 from parity.archive.audit import archived_versions, audit_bundle, compare_reports
 from parity.registry import FileRegistry
+from parity.validators import formats
 from parity.validators.validate import ModelContext, validate_conversion
 from tests.prefect_events import read_events
 
@@ -69,9 +69,7 @@ def shelf(iris, tmp_path_factory) -> Archive:
     registry = FileRegistry(root / "registry")
     model = registry.open(registry.register(LogisticRegression(max_iter=500).fit(X, y), X, MODEL))
     context = ModelContext(model)
-    conversions = {
-        f: converters.convert(f, model.estimator, model.reference, root / f) for f in converters.FORMATS
-    }
+    conversions = {f: formats.convert(f, model.estimator, model.reference, root / f) for f in formats.FORMATS}
     checks = [check for c in conversions.values() for check in validate_conversion(context, c)]
     filed = archive_stage.file_model(Archive(root / "archive"), model, conversions, checks)
     assert filed.outcome == "passed", filed.report

@@ -304,7 +304,9 @@ def test_first_outside_is_limited():
 
 
 def _check(verdict: Verdict) -> Check:
-    return Check("onnx", "onnxruntime", "predict", verdict, target="linux/x86_64")
+    return Check(
+        format="onnx", runtime="onnxruntime", output="predict", verdict=verdict, target="linux/x86_64"
+    )
 
 
 @pytest.mark.parametrize(
@@ -327,7 +329,13 @@ def test_outcome(verdicts: list[Verdict], unsupported: bool, expected: str):
 
 def test_check_to_json_turns_nan_into_none():
     check = Check(
-        "onnx", "onnxruntime", "predict_proba", Verdict.FAIL, max_abs=math.nan, max_rel=0.5, n_outside=3
+        format="onnx",
+        runtime="onnxruntime",
+        output="predict_proba",
+        verdict=Verdict.FAIL,
+        max_abs=math.nan,
+        max_rel=0.5,
+        n_outside=3,
     )
     data = check.to_json()
     assert data["max_abs"] is None
@@ -337,8 +345,10 @@ def test_check_to_json_turns_nan_into_none():
 
 
 def test_check_cell_names_format_runtime_target_output():
-    check = Check("pmml", "pypmml", "predict_proba", Verdict.PASS, target="linux/aarch64")
-    assert check.cell() == "pmml/pypmml/linux/aarch64/predict_proba"
+    check = Check(
+        format="pmml", runtime="pypmml", output="predict_proba", verdict=Verdict.PASS, target="linux/aarch64"
+    )
+    assert check.cell == "pmml/pypmml/linux/aarch64/predict_proba"
 
 
 def test_an_infinite_reference_matches_only_the_same_infinity():

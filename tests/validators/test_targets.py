@@ -11,13 +11,14 @@ import pytest
 from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression
 
-from parity import converters
+from parity.core.defaults import host_platform
 from parity.core.errors import InvalidInputError
 from parity.registry import FileRegistry
+from parity.validators import formats
 from parity.validators.report import Verdict, outcome
 from parity.validators.targets.columns import read_output, write_columns
 from parity.validators.targets.pool import pool_unavailable
-from parity.validators.targets.table import DEFAULT_FILE, Target, host_platform, load_targets
+from parity.validators.targets.table import DEFAULT_FILE, Target, load_targets
 from parity.validators.validate import ModelContext, validate_conversion
 
 HOST = host_platform()
@@ -96,7 +97,7 @@ def gbr_model(diabetes, tmp_path_factory):
     estimator = GradientBoostingRegressor(n_estimators=100, random_state=0).fit(X, y)
     ref = registry.register(estimator, X, "gbr", tolerances={"cross-target": {"atol": 0, "rtol": 0}})
     model = registry.open(ref)
-    conversion = converters.convert("onnx", model.estimator, model.reference, root / "artifacts")
+    conversion = formats.convert("onnx", model.estimator, model.reference, root / "artifacts")
     return model, conversion
 
 
@@ -121,7 +122,7 @@ def test_thread_count_difference_is_a_finding_that_names_the_target(gbr_model, t
     against_reference = [c for c in checks if c.target == "two-threads" and c.kind == "value"]
     assert against_reference[0].verdict is Verdict.PASS
     assert outcome(checks, False) == "failed"
-    assert checks[0].where["threads"] == 1 and against_reference[0].where["threads"] == 2
+    assert checks[0].where.threads == 1 and against_reference[0].where.threads == 2
 
 
 def test_an_optional_target_reports_without_blocking(gbr_model, tmp_path):
@@ -195,7 +196,7 @@ def test_pmml_runner_natively_matches_jpmml_evaluator_exactly(iris, tmp_path):
 
     X, y = iris
     estimator = LogisticRegression(max_iter=500).fit(X, y)
-    conversion = converters.convert("pmml", estimator, X, tmp_path)
+    conversion = formats.convert("pmml", estimator, X, tmp_path)
     frame, where = run_pmml_in(None, conversion.path, X)
     assert where["verification"] == "ok" and where["machine"] in ("amd64", "x86_64", "aarch64")
     expected = JpmmlRuntime().evaluate(conversion.path, X)

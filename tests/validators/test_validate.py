@@ -19,15 +19,16 @@ import pytest
 from sklearn.ensemble import GradientBoostingRegressor, HistGradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression
 
-from parity import converters
-from parity.converters import Conversion, Status
-from parity.converters.onnx import feeds
+from parity.core.defaults import host_platform
+from parity.core.records import Conversion
+from parity.core.records import ConversionStatus as Status
 from parity.core.tolerances import TOLERANCES, OutputKind, kind_of, scale_of
 from parity.registry import ModelRef, RegisteredModel
 from parity.registry.predictions import reference_predictions
-from parity.validators import RUNTIMES, runtimes_for
+from parity.validators import RUNTIMES, formats, runtimes_for
 from parity.validators.report import Check, Verdict
-from parity.validators.targets.table import Target, host_platform
+from parity.validators.runtimes import BaseRuntime
+from parity.validators.targets.table import Target
 from parity.validators.validate import (
     MAX_EXPLAINED_FRACTION,
     ModelContext,
@@ -92,7 +93,7 @@ def converted(request, tmp_path_factory) -> Callable[[str, str], tuple[ModelCont
         if (name, fmt) not in cache:
             context = contexts[name]
             out = tmp_path_factory.mktemp(f"{fmt}-{name}")
-            conversion = converters.convert(fmt, context.model.estimator, context.model.reference, out)
+            conversion = formats.convert(fmt, context.model.estimator, context.model.reference, out)
             assert conversion.ok, conversion.message
             cache[name, fmt] = (context, conversion)
         return cache[name, fmt]
@@ -119,11 +120,11 @@ def test_right_artifact_passes_within_the_documented_bands(runtime_name: str, mo
 
     assert {c.output for c in checks} == OUTPUTS[runtime_name, model]
     n = len(context.model.reference)
-    precision = conversion.details["precision"]
+    precision = conversion.details.precision
     for check in checks:
         assert check.verdict is Verdict.PASS, check.explanation
         assert (check.format, check.runtime, check.target) == (runtime.format, runtime_name, "here")
-        assert check.rows == len(sample_index(n, getattr(runtime, "sample_rows", None)))
+        assert check.rows == len(sample_index(n, runtime.sample_rows))
         assert check.n_outside == 0
         assert check.first_outside == []
         kind = kind_of(check.output, context.classifier)
@@ -137,9 +138,9 @@ def test_right_artifact_passes_within_the_documented_bands(runtime_name: str, mo
 
 
 def test_runtimes_for_follows_the_table():
-    for fmt in converters.FORMATS:
+    for fmt in formats.FORMATS:
         assert [r.name for r in runtimes_for(fmt)] == [n for n, r in RUNTIMES.items() if r.format == fmt]
-    assert {r.format for r in RUNTIMES.values()} == set(converters.FORMATS)
+    assert {r.format for r in RUNTIMES.values()} == set(formats.FORMATS)
 
 
 # --- a wrong ONNX artifact fails and names the cell ------------------------------------------------------
@@ -162,20 +163,20 @@ def test_wrong_onnx_artifact_fails_and_names_the_cell(runtime_name: str, iris, t
     X = pd.concat([X] * 4, ignore_index=True)  # 600 rows: more than onnx-reference samples
     estimator = LogisticRegression(max_iter=1000).fit(X, pd.concat([y] * 4, ignore_index=True))
     context = ModelContext(registered(estimator, X))
-    right = converters.convert("onnx", estimator, X, tmp_path)
-    wrong = dataclasses.replace(
-        right, path=_onnx_with_changed_coefficients(right.path, tmp_path / "wrong.onnx")
-    )
+    right = formats.convert("onnx", estimator, X, tmp_path)
+    wrong = right.at(_onnx_with_changed_coefficients(right.path, tmp_path / "wrong.onnx"))
     runtime = RUNTIMES[runtime_name]
 
     checks = {c.output: c for c in validate_runtime(context, wrong, runtime, host_platform())}
 
     proba = checks["predict_proba"]
     assert proba.verdict is Verdict.FAIL
-    assert proba.cell() == f"onnx/{runtime_name}/{host_platform()}/predict_proba"
-    index = sample_index(len(X), getattr(runtime, "sample_rows", None))
-    assert proba.rows == len(index) == min(len(X), getattr(runtime, "sample_rows", len(X)))
-    actual = runtime.evaluate(wrong.path, feeds(wrong.details["inputs"], X.iloc[index]))["probabilities"]
+    assert proba.cell == f"onnx/{runtime_name}/{host_platform()}/predict_proba"
+    index = sample_index(len(X), runtime.sample_rows)
+    assert proba.rows == len(index) == min(len(X), runtime.sample_rows or len(X))
+    actual = runtime.evaluate(wrong.path, formats.FORMATS["onnx"].feeds(wrong, X.iloc[index]))[
+        "probabilities"
+    ]
     expected = estimator.predict_proba(X.iloc[index])
     band = TOLERANCES[("float32", OutputKind.PROBABILITY)]
     outside = (np.abs(actual - expected) > band.atol + band.rtol * np.abs(expected)).any(axis=1)
@@ -190,7 +191,7 @@ def test_not_comparable_output_fails_with_the_shapes(iris, tmp_path: Path):
     X, y = iris
     estimator = LogisticRegression(max_iter=1000).fit(X, y)
     context = ModelContext(registered(estimator, X))
-    conversion = converters.convert("onnx", estimator, X, tmp_path)
+    conversion = formats.convert("onnx", estimator, X, tmp_path)
     context.model.predictions["predict_proba"] = context.model.predictions["predict_proba"][:, :2]
 
     checks = {c.output: c for c in validate_runtime(context, conversion, RUNTIMES["onnxruntime"], "here")}
@@ -220,7 +221,7 @@ def _pmml_with_changed_coefficient(source: Path, target: Path) -> Path:
 def test_wrong_pmml_artifact_fails_in_every_engine_and_in_verification(converted, tmp_path: Path):
     context, right = converted("LogisticRegression", "pmml")
     path = _pmml_with_changed_coefficient(right.path, tmp_path / "wrong.pmml")
-    wrong = dataclasses.replace(right, path=path)
+    wrong = right.at(path)
 
     checks = {(c.runtime, c.output): c for c in validate_conversion(context, wrong, targets=HOST_ONLY)}
 
@@ -230,10 +231,10 @@ def test_wrong_pmml_artifact_fails_in_every_engine_and_in_verification(converted
         assert proba.n_outside > 0
         assert proba.first_outside
         assert "double-precision artifact" in proba.explanation
-        assert proba.cell() == f"pmml/{runtime}/host/predict_proba"
+        assert proba.cell == f"pmml/{runtime}/host/predict_proba"
     verification = checks["jpmml_evaluator", "embedded-verification"]
     assert verification.verdict is Verdict.FAIL
-    assert verification.rows == right.details["verification_rows"]
+    assert verification.rows == right.details.verification_rows
     assert "embedded verification failed" in verification.explanation
     assert ("pypmml", "embedded-verification") not in checks
 
@@ -252,7 +253,7 @@ def test_right_pmml_artifact_passes_embedded_verification(converted):
     }
     assert all(c.verdict is Verdict.PASS for c in checks), [c.explanation for c in checks]
     (verification,) = [c for c in checks if c.kind == "verification"]
-    assert verification.explanation == f"{conversion.details['verification_rows']} embedded rows replayed"
+    assert verification.explanation == f"{conversion.details.verification_rows} embedded rows replayed"
 
 
 # --- float32 input rounding across a split is explained ---------------------------------------------------
@@ -299,7 +300,7 @@ def test_float32_input_rounding_across_a_split(
 ):
     X = _near_split_reference(n_near)
     context = ModelContext(registered(near_split_model, X))
-    conversion = converters.convert("onnx", near_split_model, X, tmp_path)
+    conversion = formats.convert("onnx", near_split_model, X, tmp_path)
     assert conversion.ok, conversion.message
 
     (check,) = validate_runtime(context, conversion, RUNTIMES[runtime_name], "here")
@@ -318,7 +319,7 @@ def test_float32_input_rounding_across_a_split(
 
 
 @dataclasses.dataclass
-class AbsentRuntime:
+class AbsentRuntime(BaseRuntime):
     """A runtime that is not installed here: it says so, and must never be called."""
 
     name: str = "absent-runtime"
@@ -332,7 +333,7 @@ class AbsentRuntime:
 
 
 @dataclasses.dataclass
-class BrokenRuntime:
+class BrokenRuntime(BaseRuntime):
     """A runtime that is installed and raises on every model."""
 
     name: str = "broken-runtime"
@@ -349,7 +350,7 @@ class BrokenRuntime:
 def iris_onnx(iris, tmp_path_factory) -> tuple[ModelContext, Conversion]:
     X, y = iris
     estimator = LogisticRegression(max_iter=1000).fit(X, y)
-    conversion = converters.convert("onnx", estimator, X, tmp_path_factory.mktemp("iris-onnx"))
+    conversion = formats.convert("onnx", estimator, X, tmp_path_factory.mktemp("iris-onnx"))
     assert conversion.ok, conversion.message
     return ModelContext(registered(estimator, X)), conversion
 
@@ -361,10 +362,10 @@ def test_unavailable_runtime_is_one_unavailable_row(iris_onnx):
 
     assert checks == [
         Check(
-            "onnx",
-            "absent-runtime",
-            "*",
-            Verdict.UNAVAILABLE,
+            format="onnx",
+            runtime="absent-runtime",
+            output="*",
+            verdict=Verdict.UNAVAILABLE,
             target="linux/x86_64",
             explanation="absent-runtime is not installed here: pip install absent-runtime.",
         )
@@ -407,7 +408,7 @@ def test_runtime_without_a_matching_output_fails(iris_onnx):
 )
 def test_conversion_without_artifact_is_one_row(status: Status, verdict: Verdict, iris_onnx):
     context, _ = iris_onnx
-    conversion = Conversion("onnx", status, None, "the converter's own words", 0.1)
+    conversion = Conversion(format="onnx", status=status, message="the converter's own words", seconds=0.1)
 
     assert conversion_check(conversion).verdict is verdict
     (check,) = validate_conversion(context, conversion)

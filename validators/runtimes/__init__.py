@@ -1,4 +1,9 @@
-"""The runtimes that evaluate a converted model file, as plain classes without Prefect."""
+"""The runtimes that evaluate a converted model file, as plain classes without Prefect.
+
+Each runtime declares what it can do (:class:`Runtime`); nothing is probed with ``hasattr``. Runtimes are
+listed in their format's spec (:data:`parity.validators.formats.FORMATS`), which is where
+:data:`parity.validators.RUNTIMES` is gathered from.
+"""
 
 from __future__ import annotations
 
@@ -8,22 +13,78 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
+from ..targets.table import Target
+
 Model = TypeVar("Model")
 
 
 class Runtime(Protocol):
-    """What every entry of :data:`validators.RUNTIMES` offers.
+    """What every runtime offers.
 
-    ``evaluate`` takes ONNX feeds (a dict of arrays) or, for PMML, a DataFrame of rows, and returns the
-    runtime's raw outputs (a dict of arrays, or a DataFrame).
+    Attributes
+    ----------
+    name : str
+        Unique across formats; shown in every report row.
+    format : str
+        The format whose artifacts it evaluates.
+    sample_rows : int or None
+        At most this many reference rows are evaluated (evenly spread); None for all. Slow runtimes set it.
+    verifies : bool
+        Whether :meth:`verify` replays the artifact's embedded verification rows.
+    tuned_by : tuple of str
+        Target settings that change its numerics (e.g. ``threads``); a process target whose settings differ
+        from the primary one runs the runtimes tuned by them, obtained with :meth:`for_target`.
     """
 
     name: str
     format: str
+    sample_rows: int | None
+    verifies: bool
+    tuned_by: tuple[str, ...]
 
-    def unavailable_reason(self) -> str | None: ...
+    def unavailable_reason(self) -> str | None:
+        """Why this runtime cannot run here, with what to do; None when it can."""
+        ...
 
-    def evaluate(self, path: Path, inputs: Any) -> Any: ...
+    def evaluate(self, path: Path, inputs: Any) -> Any:
+        """The runtime's raw outputs for ``inputs`` (fed as the format's spec prepares them)."""
+        ...
+
+    def verify(self, path: Path) -> tuple[bool, str]:
+        """Replay the artifact's embedded verification rows: ``(passed, what happened)``."""
+        ...
+
+    def for_target(self, target: Target) -> Runtime:
+        """This runtime with ``target``'s settings applied (itself when none of :attr:`tuned_by` apply)."""
+        ...
+
+    def start(self) -> None:
+        """Start what the runtime needs (a JVM) now rather than on first use; a no-op for most."""
+        ...
+
+
+class BaseRuntime:
+    """Defaults for the optional capabilities of :class:`Runtime`: all rows, no verification, no tuning."""
+
+    name: str
+    format: str
+    sample_rows: int | None = None
+    verifies: bool = False
+    tuned_by: tuple[str, ...] = ()
+
+    def verify(self, path: Path) -> tuple[bool, str]:
+        raise NotImplementedError(
+            f"runtime {self.name!r} does not replay embedded verification rows (verifies is False)."
+        )
+
+    def for_target(self, target: Target) -> Runtime:
+        return self  # type: ignore[return-value]
+
+    def start(self) -> None:
+        return None
+
+    def __repr__(self) -> str:
+        return f"<runtime {self.name} ({self.format})>"
 
 
 class ModelCache(Generic[Model]):

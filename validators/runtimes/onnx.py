@@ -2,19 +2,21 @@
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
 
-from parity.validators.runtimes import ModelCache
+from ..targets.table import Target
+from . import BaseRuntime, ModelCache, Runtime
 
 if TYPE_CHECKING:
     from onnx.reference import ReferenceEvaluator
     from onnxruntime import InferenceSession
 
 
-class OnnxruntimeRuntime:
+class OnnxruntimeRuntime(BaseRuntime):
     """onnxruntime on the CPU, with pinned threads and graph optimisation (both change numerics).
 
     Parameters
@@ -26,6 +28,7 @@ class OnnxruntimeRuntime:
 
     name = "onnxruntime"
     format = "onnx"
+    tuned_by: tuple[str, ...] = ("threads", "graph_optimization")
 
     def __init__(self, threads: int = 1, graph_optimization: str = "all") -> None:
         self.threads = threads
@@ -38,6 +41,10 @@ class OnnxruntimeRuntime:
         except ImportError as err:
             return f"onnxruntime is not importable ({err}); run `make setup` to install the pinned set."
         return None
+
+    def for_target(self, target: Target) -> Runtime:
+        """The onnxruntime runtime with ``target``'s thread count and graph optimisation."""
+        return _tuned(target.threads, target.graph_optimization)
 
     def settings(self) -> dict:
         import onnxruntime
@@ -71,7 +78,7 @@ class OnnxruntimeRuntime:
         return dict(zip(names, session.run(None, feeds), strict=True))
 
 
-class OnnxReferenceRuntime:
+class OnnxReferenceRuntime(BaseRuntime):
     """onnx's ReferenceEvaluator: a second implementation of the same operators, in numpy.
 
     It evaluates tree ensembles row by row (hundreds of rows per second on a forest), so it runs on a
@@ -81,7 +88,7 @@ class OnnxReferenceRuntime:
     name = "onnx-reference"
     format = "onnx"
     #: rows it evaluates at most per model
-    sample_rows = 500
+    sample_rows: int | None = 500
 
     def __init__(self) -> None:
         self._models: ModelCache[ReferenceEvaluator] = ModelCache(4, self._load)
@@ -108,3 +115,9 @@ class OnnxReferenceRuntime:
         """Run the model; one array per ONNX output name."""
         evaluator = self._models.get(path)
         return dict(zip(evaluator.output_names, evaluator.run(None, feeds), strict=True))
+
+
+@functools.cache
+def _tuned(threads: int, graph_optimization: str) -> OnnxruntimeRuntime:
+    """One onnxruntime runtime per setting, so its session cache serves every model of a run."""
+    return OnnxruntimeRuntime(threads, graph_optimization)

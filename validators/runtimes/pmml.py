@@ -29,7 +29,8 @@ import pandas as pd
 
 from parity.core.errors import EnvironmentProblem, InvalidInputError
 from parity.core.java import LEAN_JVM_OPTIONS, find_java
-from parity.validators.runtimes import ModelCache
+
+from . import BaseRuntime, ModelCache
 
 log = logging.getLogger(__name__)
 
@@ -140,7 +141,7 @@ def verification_rows(pmml_path: Path | str) -> int | None:
     return None
 
 
-class JpmmlRuntime:
+class JpmmlRuntime(BaseRuntime):
     """JPMML through jpmml_evaluator's JPype backend, with the JVM inside this process.
 
     The JVM starts on first use with ``-Xmx<max_heap>`` plus ``jvm_options`` and jpmml_evaluator's jars,
@@ -165,6 +166,7 @@ class JpmmlRuntime:
 
     name = "jpmml_evaluator"
     format = "pmml"
+    verifies: bool = True
 
     _jvm_lock: ClassVar[threading.Lock] = threading.Lock()
     #: The options this module started the JVM with; None while it did not start one.
@@ -351,7 +353,7 @@ class JpmmlRuntime:
             return self._backend
 
 
-class PypmmlRuntime:
+class PypmmlRuntime(BaseRuntime):
     """PMML4S through pypmml, in a child ``java`` process behind a py4j gateway.
 
     The gateway starts on first use with ``-Xmx<max_heap>`` plus ``jvm_options`` (after any options in

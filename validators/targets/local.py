@@ -17,13 +17,16 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from parity.core.errors import EnvironmentProblem, InvalidInputError
+from parity.core.records import Where
+
+from .runners import RemoteResult
+from .target import GRAPH_OPTIMIZATIONS, RunnerSettings
 
 if TYPE_CHECKING:
     from parity.validators.targets.aarch64 import Aarch64Env
 
 RUNNER = Path(__file__).resolve().parent.parent / "runner.py"
 WHERE_KEY = "__where__"  # the runner's reserved output name
-GRAPH_OPTS = ("disable", "basic", "extended", "all")
 # Emulated python + `import onnxruntime` alone takes seconds; inference is 6-60x slower than native.
 TIMEOUT_S = 1800
 
@@ -79,33 +82,82 @@ def run_onnx_in(
     _check_args(env, graph_opt, cpu, inputs)
     with tempfile.TemporaryDirectory(prefix="parity-runner-") as tmp:
         feed, out = Path(tmp) / "inputs.npz", Path(tmp) / "outputs.npz"
-        np.savez(feed, **{name: np.asarray(array) for name, array in inputs.items()})  # type: ignore[arg-type]
-        args = ["onnx", "--model", str(Path(model_path).resolve()), "--inputs", str(feed),
-                "--outputs", str(out), "--threads", str(threads), "--graph-opt", graph_opt]  # fmt: skip
-        command = runner_command(env, args, cpu=cpu)
-        sub_env = None if env is None else env.python_env()
-        try:
-            proc = subprocess.run(command, env=sub_env, capture_output=True, text=True, timeout=TIMEOUT_S)
-        except subprocess.TimeoutExpired as err:
-            raise EnvironmentProblem(
-                f"runner on {model_path} took more than {TIMEOUT_S} s and was stopped."
-            ) from err
-        if proc.returncode != 0:
-            where = "natively" if env is None else f"under {env.qemu} -cpu {cpu or env.cpu}"
-            raise EnvironmentProblem(f"runner on {model_path} {where} exited {proc.returncode}:\n"
-                                     f"{proc.stderr.strip()[-2000:]}")  # fmt: skip
-        with np.load(out, allow_pickle=False) as data:
-            outputs = {name: data[name] for name in data.files}
-    where_info = json.loads(str(outputs.pop(WHERE_KEY)))
-    return outputs, where_info
+        write_onnx_inputs(feed, inputs)
+        run_onnx_files(env, Path(model_path), feed, out, threads, graph_opt, cpu)
+        return read_onnx_outputs(out)
+
+
+def write_onnx_inputs(path: Path, inputs: Mapping[str, np.ndarray]) -> None:
+    """The runner's input file: one array per ONNX input name (npz, never pickled)."""
+    np.savez(path, **{name: np.asarray(array) for name, array in inputs.items()})  # type: ignore[arg-type]
+
+
+def read_onnx_outputs(path: Path) -> tuple[dict[str, np.ndarray], dict]:
+    """The runner's output file: one array per ONNX output name, and where it ran."""
+    with np.load(path, allow_pickle=False) as data:
+        outputs = {name: data[name] for name in data.files}
+    return outputs, json.loads(str(outputs.pop(WHERE_KEY)))
+
+
+def run_onnx_files(
+    env: Aarch64Env | None,
+    model_path: Path,
+    inputs: Path,
+    outputs: Path,
+    threads: int = 1,
+    graph_opt: str = "all",
+    cpu: str | None = None,
+) -> None:
+    """Run the runner on files: ``inputs`` (npz) → ``outputs`` (npz with ``__where__``). See :func:`run_onnx_in`.
+
+    Raises
+    ------
+    EnvironmentProblem
+        When the runner fails or takes more than :data:`TIMEOUT_S`; the message holds its stderr's end.
+    """
+    args = ["onnx", "--model", str(model_path.resolve()), "--inputs", str(inputs.resolve()),
+            "--outputs", str(outputs.resolve()), "--threads", str(threads), "--graph-opt", graph_opt]  # fmt: skip
+    command = runner_command(env, args, cpu=cpu)
+    sub_env = None if env is None else env.python_env()
+    try:
+        proc = subprocess.run(command, env=sub_env, capture_output=True, text=True, timeout=TIMEOUT_S)
+    except subprocess.TimeoutExpired as err:
+        raise EnvironmentProblem(f"runner on {model_path} took more than {TIMEOUT_S} s and was stopped.") from err
+    if proc.returncode != 0:
+        where = "natively" if env is None else f"under {env.qemu} -cpu {cpu or env.cpu}"
+        raise EnvironmentProblem(f"runner on {model_path} {where} exited {proc.returncode}:\n"
+                                 f"{proc.stderr.strip()[-2000:]}")  # fmt: skip
 
 
 def _check_args(env: object, graph_opt: str, cpu: str | None, inputs: Mapping[str, np.ndarray]) -> None:
-    if graph_opt not in GRAPH_OPTS:
-        raise InvalidInputError(f"graph_opt={graph_opt!r}: expected one of {', '.join(GRAPH_OPTS)}.")
+    if graph_opt not in GRAPH_OPTIMIZATIONS:
+        raise InvalidInputError(f"graph_opt={graph_opt!r}: expected one of {', '.join(GRAPH_OPTIMIZATIONS)}.")
     if cpu is not None and env is None:
         raise InvalidInputError(f"cpu={cpu!r} needs an emulated target: pass env=setup_aarch64().")
     bad = [name for name, value in inputs.items() if np.asarray(value).dtype == object]
     if bad:
         raise InvalidInputError(f"inputs {bad}: object arrays cannot travel without pickling; "
                                 "pass strings as numpy unicode arrays (dtype '<U...').")  # fmt: skip
+
+
+class OnnxRunner:
+    """The ONNX runner (``validators/runner.py``, onnxruntime) as a :class:`~.runners.RemoteRunner`."""
+
+    runtime = "onnxruntime"
+    inputs_file = "inputs.npz"
+    outputs_file = "outputs.npz"
+    replays_verification = False
+
+    def write_inputs(self, path: Path, inputs: Mapping[str, np.ndarray]) -> None:
+        _check_args(None, "all", None, inputs)
+        write_onnx_inputs(path, inputs)
+
+    def run_files(
+        self, env: Aarch64Env | None, artifact: Path, inputs: Path, outputs: Path, settings: RunnerSettings
+    ) -> None:
+        cpu = settings.cpu if env is not None else None
+        run_onnx_files(env, artifact, inputs, outputs, settings.threads, settings.graph_optimization, cpu)
+
+    def read_outputs(self, path: Path) -> RemoteResult:
+        outputs, where = read_onnx_outputs(path)
+        return RemoteResult(outputs, Where.model_validate(where))

@@ -15,8 +15,11 @@ import pandas as pd
 
 from parity.core.errors import EnvironmentProblem, InvalidInputError
 from parity.core.java import LEAN_JVM_OPTIONS, cache_root, compile_java, find_java, java_version
+from parity.core.records import Where
 
 from .columns import read_output, write_columns
+from .runners import RemoteResult
+from .target import RunnerSettings
 
 if TYPE_CHECKING:
     from .aarch64 import Aarch64Env
@@ -160,3 +163,25 @@ def run_pmml_files(
     The runner's JVM (one per target) stays warm for the next model.
     """
     _runner_for(env, cpu).run(pmml.resolve(), inputs.resolve(), outputs.resolve())
+
+
+class PmmlRunner:
+    """The PMML runner (``PmmlRunner.java``, JPMML in one warm JVM per target) as a
+    :class:`~.runners.RemoteRunner`; it also replays the PMML's embedded verification rows."""
+
+    runtime = "jpmml"
+    inputs_file = "inputs.bin"
+    outputs_file = "outputs.bin"
+    replays_verification = True
+
+    def write_inputs(self, path: Path, inputs: pd.DataFrame) -> None:
+        write_columns(path, inputs)
+
+    def run_files(
+        self, env: Aarch64Env | None, artifact: Path, inputs: Path, outputs: Path, settings: RunnerSettings
+    ) -> None:
+        run_pmml_files(env, artifact, inputs, outputs, settings.cpu if env is not None else None)
+
+    def read_outputs(self, path: Path) -> RemoteResult:
+        frame, where = read_output(path)
+        return RemoteResult(frame, Where.model_validate(where))

@@ -1,32 +1,27 @@
 """Targets reached through a Prefect work pool of machines of that platform.
 
-The parent copies the artifact and the input rows into a job folder under ``PARITY_SHARED_DIR`` (storage
-every worker can read and write: NFS, or a bucket mounted with the same path everywhere), starts the
-pool's ``run-on-target`` deployment with ``run_deployment``, waits for it, and reads the runner's
-outputs back from the job folder. Outputs travel as npz or Parity's binary columns, never as text.
+The parent copies the artifact and the runner's input file into a job folder under ``PARITY_SHARED_DIR``
+(storage every worker can read and write: NFS, or a bucket mounted with the same path everywhere), starts
+the pool's ``run-on-target`` deployment with ``run_deployment``, waits for it, and reads the runner's output
+file back from the job folder. Inputs and outputs travel in the runner's binary files, never as text.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import uuid
 from pathlib import Path
 from typing import Any, cast
 
-import pandas as pd
-
-from parity.converters import Conversion
 from parity.core.errors import EnvironmentProblem
 
-from .table import Target
+from .runners import RemoteResult, RemoteRunner
+from .target import RunnerSettings, Target
 
 SHARED_DIR_ENV = "PARITY_SHARED_DIR"
 #: How long a pool target may take, queueing included.
 TIMEOUT_S = 1800
-INPUTS = {"onnx": "inputs.npz", "pmml": "inputs.bin"}
-OUTPUTS = {"onnx": "outputs.npz", "pmml": "outputs.bin"}
 
 
 def shared_dir() -> Path | None:
@@ -48,24 +43,22 @@ def pool_unavailable(target: Target) -> str | None:
     return None
 
 
-def write_job(job: Path, conversion: Conversion, X: pd.DataFrame) -> None:
-    """Artifact and input rows into a job folder, in the runner's formats."""
-    from .columns import write_columns
-    from .remote import artifact_of, runner_inputs
+def run_on_pool(
+    target: Target, fmt: str, runner: RemoteRunner, artifact: Path, inputs: Any
+) -> RemoteResult:
+    """Run ``runner`` on ``target``'s pool for one artifact and return what it wrote.
 
-    artifact = artifact_of(conversion)
-    job.mkdir(parents=True)
-    shutil.copyfile(artifact, job / artifact.name)
-    if conversion.format == "onnx":
-        import numpy as np
-
-        np.savez(job / INPUTS["onnx"], **runner_inputs(conversion, X))  # type: ignore[arg-type]
-    else:
-        write_columns(job / INPUTS["pmml"], X)
-
-
-def run_on_pool(target: Target, conversion: Conversion, X: pd.DataFrame):
-    """Run the runner on ``target``'s pool and return its :class:`~validators.targets.remote.RemoteResult`.
+    Parameters
+    ----------
+    target : Target
+        A work-pool target (its ``deployment`` runs :func:`run_job` on the pool).
+    fmt : str
+        The artifact's format: the worker looks its runner up by it.
+    runner : RemoteRunner
+        The format's runner.
+    artifact : Path
+    inputs
+        Rows as the format's spec prepared them for the runner.
 
     Raises
     ------
@@ -76,24 +69,25 @@ def run_on_pool(target: Target, conversion: Conversion, X: pd.DataFrame):
     from prefect.deployments import run_deployment
     from prefect.futures import PrefectFlowRunFuture
 
-    from .remote import artifact_of
-
     root = shared_dir()
     if root is None:
         raise ValueError(
             f"{target.name}: set {SHARED_DIR_ENV} to a folder every worker of the pool can read and write."
         )
     job = root / "jobs" / uuid.uuid4().hex
+    settings = target.runner_settings()
     parameters = {
         "job": str(job),
-        "artifact": artifact_of(conversion).name,
-        "fmt": conversion.format,
-        "threads": target.threads,
-        "graph_optimization": target.graph_optimization,
-        "cpu": target.cpu,
+        "artifact": artifact.name,
+        "fmt": fmt,
+        "threads": settings.threads,
+        "graph_optimization": settings.graph_optimization,
+        "cpu": settings.cpu,
     }
     try:
-        write_job(job, conversion, X)
+        job.mkdir(parents=True)
+        shutil.copyfile(artifact, job / artifact.name)
+        runner.write_inputs(job / runner.inputs_file, inputs)
         if target.deployment is None:
             raise ValueError(f"{target.name}: a work-pool target needs a deployment")
         # called synchronously, run_deployment returns the FlowRun (its coroutine only inside an event loop)
@@ -116,7 +110,7 @@ def run_on_pool(target: Target, conversion: Conversion, X: pd.DataFrame):
             raise EnvironmentProblem(
                 f"{target.name}: the run on {target.deployment} ended {state.type.value}: {state.message}"
             )
-        return read_job(job, conversion.format)
+        return runner.read_outputs(job / runner.outputs_file)
     except EnvironmentProblem:
         raise
     except Exception as err:
@@ -140,27 +134,8 @@ def _cancel(flow_run_id) -> None:
     run_coro_as_sync(cancel())
 
 
-def read_job(job: Path, fmt: str):
-    """Outputs and where-info a runner left in a job folder."""
-    from .remote import RemoteResult
-
-    if fmt == "onnx":
-        import numpy as np
-
-        with np.load(job / OUTPUTS["onnx"], allow_pickle=False) as data:
-            outputs = {name: data[name] for name in data.files}
-        where = json.loads(str(outputs.pop("__where__")))
-        return RemoteResult(outputs, where)
-    from .columns import read_output
-
-    frame, where = read_output(job / OUTPUTS["pmml"])
-    return RemoteResult(frame, where)
-
-
-def run_job(
-    job: Path, artifact: str, fmt: str, threads: int, graph_optimization: str, cpu: str | None
-) -> dict:
-    """On a pool's machine: run the runner on a job folder (under emulation when PARITY_EMULATE is set).
+def run_job(job: Path, artifact: str, runner: RemoteRunner, settings: RunnerSettings) -> dict:
+    """On a pool's machine: run ``runner`` on a job folder (under emulation when PARITY_EMULATE is set).
 
     ``PARITY_EMULATE=aarch64`` lets a worker on an x86_64 machine serve an aarch64 pool through qemu
     (as the tests do); on a real aarch64 machine it stays unset and the runner runs natively.
@@ -170,21 +145,5 @@ def run_job(
         from .aarch64 import setup_aarch64
 
         env = setup_aarch64(log=lambda _line: None)
-    if fmt == "onnx":
-        import numpy as np
-
-        from .local import run_onnx_in
-
-        with np.load(job / INPUTS["onnx"], allow_pickle=False) as data:
-            inputs = {name: data[name] for name in data.files}
-        outputs, where = run_onnx_in(
-            env, job / artifact, inputs, threads, graph_optimization, cpu if env else None
-        )
-        partial = job / "outputs.partial.npz"
-        np.savez(partial, __where__=np.array(json.dumps(where)), **outputs)  # type: ignore[arg-type]
-        os.replace(partial, job / OUTPUTS["onnx"])
-    else:
-        from .pmml_runner import run_pmml_files
-
-        run_pmml_files(env, job / artifact, job / INPUTS["pmml"], job / OUTPUTS["pmml"], cpu if env else None)
+    runner.run_files(env, job / artifact, job / runner.inputs_file, job / runner.outputs_file, settings)
     return {"job": str(job), "machine": os.uname().machine, "emulated": env is not None}

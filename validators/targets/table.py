@@ -4,51 +4,23 @@ from __future__ import annotations
 
 import os
 import tomllib
-from dataclasses import dataclass, fields
+from dataclasses import fields
 from pathlib import Path
 
-from parity.core.defaults import host_platform
 from parity.core.errors import InvalidInputError
 
+from .reaches import REACHES
+from .target import GRAPH_OPTIMIZATIONS, RunnerSettings, Target
+
+__all__ = ["DEFAULT_FILE", "RunnerSettings", "Target", "load_targets"]
+
 DEFAULT_FILE = Path(__file__).with_name("targets.toml")
-REACHES = ("process", "emulator", "work-pool")
-GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
-#: Reference rows evaluated on a target that is not this process, unless the table says otherwise.
-REMOTE_SAMPLE_ROWS = 200
-EMULATED_PLATFORMS = {"linux/aarch64": "aarch64"}
-
-
-@dataclass(frozen=True)
-class Target:
-    """One place artifacts run. See ``targets.toml`` for what each field means."""
-
-    name: str
-    platform: str
-    reach: str
-    required: bool = True
-    threads: int = 1
-    graph_optimization: str = "all"
-    cpu: str | None = None
-    sample_rows: int | None = None
-    deployment: str | None = None
-
-    def rows_limit(self) -> int | None:
-        """How many reference rows this target evaluates (None: all)."""
-        if self.sample_rows is not None:
-            return self.sample_rows
-        return None if self.reach == "process" else REMOTE_SAMPLE_ROWS
-
-    def settings(self) -> dict:
-        """The settings that change numerics, for the report."""
-        data = {"threads": self.threads, "graph_optimization": self.graph_optimization}
-        if self.cpu:
-            data["cpu"] = self.cpu
-        return data
 
 
 def _check(target: Target, source: str) -> Target:
+    reach = REACHES.get(target.reach)
     problem = None
-    if target.reach not in REACHES:
+    if reach is None:
         problem = f"reach {target.reach!r} is not one of {', '.join(REACHES)}"
     elif target.graph_optimization not in GRAPH_OPTIMIZATIONS:
         problem = (
@@ -56,12 +28,8 @@ def _check(target: Target, source: str) -> Target:
         )
     elif target.threads < 1:
         problem = f"threads must be at least 1, got {target.threads}"
-    elif target.reach == "process" and target.platform != host_platform():
-        problem = f"a process target runs here, on {host_platform()}, not on {target.platform}"
-    elif target.reach == "emulator" and target.platform not in EMULATED_PLATFORMS:
-        problem = f"no emulator for {target.platform}; emulated platforms: {', '.join(EMULATED_PLATFORMS)}"
-    elif target.reach == "work-pool" and not target.deployment:
-        problem = "a work-pool target needs deployment = 'flow-name/deployment-name'"
+    else:
+        problem = reach.problem(target)
     if problem:
         raise InvalidInputError(f"{source}: target {target.name!r}: {problem}.")
     return target

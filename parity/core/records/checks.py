@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from ..defaults import host_platform
 from .base import Record
@@ -41,15 +42,16 @@ class Where(Record):
     providers: list[str] | None = None
     #: the PMML runner's replay of the embedded verification rows: "ok" or what went wrong
     verification: str | None = None
-    seconds: str | float | None = None
+    seconds: str | float | dict[str, float] | None = None
     # the target's settings that change numerics
     threads: int | None = None
     graph_optimization: str | None = None
     cpu: str | None = None
 
-    def to_json(self) -> dict:
-        """Only the fields that were described (as reports have always been written)."""
-        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
+    @model_serializer(mode="wrap")
+    def _described_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Only the fields that were described, as reports have always been written."""
+        return {key: value for key, value in handler(self).items() if value is not None}
 
     def merged(self, **settings: object) -> Where:
         """This description with the target's settings added."""
@@ -91,7 +93,3 @@ class Check(Record):
         """A short label naming this cell, e.g. ``onnx/onnxruntime/linux-x86_64/predict_proba``."""
         return f"{self.format}/{self.runtime}/{self.target}/{self.output}"
 
-    def to_json(self) -> dict:
-        data = super().to_json()
-        data["where"] = self.where.to_json()
-        return data

@@ -1,0 +1,228 @@
+"""The formats Parity converts to, one spec per format in :data:`FORMATS`, each carrying all its behaviour.
+
+A spec knows its artifact's file name, its converter, how reference rows are fed to its runtimes and to its
+runner, how raw outputs map to the estimator's reference outputs, the artifact's precision, its in-process
+runtimes, its runner for targets away from this process, and which of its runtimes is the same engine as
+that runner (their outputs are compared across targets). Nothing outside this module asks which format a
+conversion is: it asks the conversion's spec. Adding a format is one spec here (plus its converter module
+and its details record).
+"""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from parity.converters import convert_onnx, convert_pmml, shared_pmml_converter
+from parity.core.records import Conversion, OnnxDetails, OnnxInput, PmmlDetails, Precision
+
+from .runtimes import Runtime
+from .runtimes.onnx import OnnxReferenceRuntime, OnnxruntimeRuntime
+from .runtimes.pmml import JpmmlRuntime, PypmmlRuntime
+from .targets.local import OnnxRunner
+from .targets.pmml_runner import PmmlRunner
+from .targets.runners import RemoteRunner
+
+
+class FormatSpec(ABC):
+    """One format: everything Parity does differently for its artifacts.
+
+    Attributes
+    ----------
+    name : str
+        The format's name in reports (``onnx``, ``pmml``).
+    filename : str
+        The artifact's file name in a bundle.
+    runtimes : tuple of Runtime
+        The in-process runtimes that evaluate its artifacts, in report order.
+    remote : RemoteRunner
+        The runner that evaluates its artifacts on targets away from this process.
+    engine : str
+        The runtime (of :attr:`runtimes`) that is the same engine as :attr:`remote`: cross-target
+        comparisons put its outputs next to the runner's.
+    """
+
+    name: str
+    filename: str
+    runtimes: tuple[Runtime, ...]
+    remote: RemoteRunner
+    engine: str
+
+    def convert(self, estimator: object, X: pd.DataFrame, out_dir: Path) -> Conversion:
+        """Convert ``estimator`` into ``out_dir / filename``; a refusal is a result, not an exception."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return self._convert(estimator, X, out_dir / self.filename)
+
+    @abstractmethod
+    def _convert(self, estimator: object, X: pd.DataFrame, out_path: Path) -> Conversion: ...
+
+    @abstractmethod
+    def feeds(self, conversion: Conversion, X: pd.DataFrame) -> Any:
+        """Rows ``X`` as this format's in-process runtimes take them."""
+
+    @abstractmethod
+    def remote_inputs(self, conversion: Conversion, X: pd.DataFrame) -> Any:
+        """Rows ``X`` as this format's runner takes them (nothing that would need pickling)."""
+
+    @abstractmethod
+    def outputs(self, raw: Any, conversion: Conversion) -> dict[str, np.ndarray]:
+        """A runtime's (or the runner's) raw outputs as reference outputs (``predict``, ``predict_proba``...)."""
+
+    def precision(self, conversion: Conversion) -> Precision:
+        """The artifact's numeric precision, as its converter read it from the artifact."""
+        return self.details(conversion).precision
+
+    @abstractmethod
+    def details(self, conversion: Conversion) -> OnnxDetails | PmmlDetails:
+        """The conversion's details record, checked to be this format's."""
+
+    def embedded_rows(self, conversion: Conversion) -> int:
+        """How many verification rows the converter embedded in the artifact (0: the format has none)."""
+        return 0
+
+    def same_engine(self, runtime: str) -> bool:
+        """Whether outputs named ``runtime`` come from the engine compared across targets."""
+        return runtime in (self.engine, self.remote.runtime)
+
+    def __repr__(self) -> str:
+        return f"<format {self.name}>"
+
+
+def _checked(conversion: Conversion, kind: type, fmt: str) -> Any:
+    if not isinstance(conversion.details, kind):
+        raise ValueError(
+            f"the {conversion.format} conversion ({conversion.status}) has no {fmt} details: it produced no "
+            f"{fmt} artifact to run."
+        )
+    return conversion.details
+
+
+class OnnxFormat(FormatSpec):
+    """ONNX through skl2onnx: float32 matrix or per-column inputs; onnxruntime and onnx's reference."""
+
+    name = "onnx"
+    filename = "model.onnx"
+    engine = "onnxruntime"
+
+    def __init__(self) -> None:
+        self.runtimes = (OnnxruntimeRuntime(), OnnxReferenceRuntime())
+        self.remote = OnnxRunner()
+
+    def _convert(self, estimator: object, X: pd.DataFrame, out_path: Path) -> Conversion:
+        return convert_onnx(estimator, X, out_path)
+
+    def details(self, conversion: Conversion) -> OnnxDetails:
+        return _checked(conversion, OnnxDetails, self.name)
+
+    def feeds(self, conversion: Conversion, X: pd.DataFrame) -> dict[str, np.ndarray]:
+        """One array per ONNX input, in the dtype the model declares; missing strings become ''."""
+        return self.feed_inputs(self.details(conversion).inputs, X)
+
+    @staticmethod
+    def feed_inputs(inputs: list[OnnxInput], X: pd.DataFrame) -> dict[str, np.ndarray]:
+        """Arrays for the given ONNX inputs (see :meth:`feeds`)."""
+        arrays = {}
+        for entry in inputs:
+            block = X[entry.columns]
+            if entry.dtype == "string":
+                arrays[entry.name] = block.astype(object).where(block.notna(), "").astype(str).to_numpy(object)
+            else:
+                arrays[entry.name] = block.to_numpy(dtype=np.float64).astype(np.float32)
+        return arrays
+
+    def remote_inputs(self, conversion: Conversion, X: pd.DataFrame) -> dict[str, np.ndarray]:
+        """The feeds with strings as unicode arrays, never pickled objects."""
+        return {name: (a.astype(str) if a.dtype == object else a) for name, a in self.feeds(conversion, X).items()}
+
+    def outputs(self, raw: dict[str, np.ndarray], conversion: Conversion) -> dict[str, np.ndarray]:
+        """ONNX output names → reference outputs (``label`` → ``predict``...), by the conversion's roles."""
+        roles = self.details(conversion).outputs
+        return {role: np.asarray(raw[name]) for name, role in roles.items() if name in raw}
+
+
+class PmmlFormat(FormatSpec):
+    """PMML through sklearn2pmml (a warm converter JVM), verification rows embedded; JPMML and PMML4S."""
+
+    name = "pmml"
+    filename = "model.pmml"
+    engine = "jpmml_evaluator"
+
+    def __init__(self) -> None:
+        self.runtimes = (JpmmlRuntime(), PypmmlRuntime())
+        self.remote = PmmlRunner()
+
+    def _convert(self, estimator: object, X: pd.DataFrame, out_path: Path) -> Conversion:
+        return convert_pmml(estimator, X, out_path, shared_pmml_converter())
+
+    def details(self, conversion: Conversion) -> PmmlDetails:
+        return _checked(conversion, PmmlDetails, self.name)
+
+    def embedded_rows(self, conversion: Conversion) -> int:
+        return self.details(conversion).verification_rows
+
+    def feeds(self, conversion: Conversion, X: pd.DataFrame) -> pd.DataFrame:
+        return X
+
+    def remote_inputs(self, conversion: Conversion, X: pd.DataFrame) -> pd.DataFrame:
+        return X
+
+    def outputs(self, raw: pd.DataFrame, conversion: Conversion) -> dict[str, np.ndarray]:
+        """PMML result columns → reference outputs.
+
+        JPMML names the prediction after the target field (``y``), pypmml ``predicted_y``; class
+        probabilities are ``probability(<class>)`` in both, put back in the estimator's ``classes_`` order. A
+        runtime that gives no label (pypmml for classifiers) simply has no ``predict`` output to compare.
+        """
+        details = self.details(conversion)
+        outputs: dict[str, np.ndarray] = {}
+        for column in (details.target, f"predicted_{details.target}"):
+            if column in raw.columns:
+                outputs["predict"] = raw[column].to_numpy()
+                break
+        if details.classes:
+            columns = [f"probability({c})" for c in details.classes]
+            if all(c in raw.columns for c in columns):
+                outputs["predict_proba"] = raw[columns].to_numpy(dtype=np.float64)
+        return outputs
+
+
+def _table(*specs: FormatSpec) -> dict[str, FormatSpec]:
+    table: dict[str, FormatSpec] = {}
+    for spec in specs:
+        if spec.name in table:
+            raise ValueError(f"format {spec.name!r} registered twice; each format needs a unique name.")
+        table[spec.name] = spec
+    return table
+
+
+#: Every format Parity converts to. Order is archive priority: PMML is the long-term format.
+FORMATS: dict[str, FormatSpec] = _table(PmmlFormat(), OnnxFormat())
+
+
+def format_of(name: str) -> FormatSpec:
+    """The spec of format ``name``.
+
+    Raises
+    ------
+    KeyError
+        For a format not in :data:`FORMATS` (the message lists those that are).
+    """
+    try:
+        return FORMATS[name]
+    except KeyError:
+        raise KeyError(f"no format {name!r}; known formats: {', '.join(FORMATS)}") from None
+
+
+def convert(fmt: str, estimator: object, X: pd.DataFrame, out_dir: Path) -> Conversion:
+    """Convert ``estimator`` to format ``fmt`` into ``out_dir``; see :data:`FORMATS`.
+
+    Raises
+    ------
+    KeyError
+        For a format not in :data:`FORMATS` (the message lists those that are).
+    """
+    return format_of(fmt).convert(estimator, X, out_dir)
