@@ -56,7 +56,7 @@ def import_times() -> dict[str, float]:
 
 def runtime_figures(runtime, conversion, X, validate_mod) -> dict:
     """Cold and warm seconds of one runtime on ``X`` (or on its sample), and rows per second warm."""
-    index = validate_mod.sample_index(len(X), getattr(runtime, "sample_rows", None))
+    index = validate_mod.sample_index(len(X), runtime.sample_rows)
     rows = X.iloc[index]
     cold, _ = timed(validate_mod.run_runtime, runtime, conversion, rows)
     warm, _ = timed(validate_mod.run_runtime, runtime, conversion, rows)
@@ -72,19 +72,20 @@ def runtime_figures(runtime, conversion, X, validate_mod) -> dict:
 
 
 def stage_model(name, registry, rows, scratch) -> dict:
-    from parity import converters, validators
+    from parity import validators
+    from parity.validators.formats import convert
     from parity.validators import validate as validate_mod
 
     ref = registry.resolve(name)
     load_s, model = timed(registry.open, ref)
     onnx_s, onnx = timed(
-        converters.convert, "onnx", model.estimator, model.reference, scratch / name / "onnx"
+        convert, "onnx", model.estimator, model.reference, scratch / name / "onnx"
     )
     first_s, pmml = timed(
-        converters.convert, "pmml", model.estimator, model.reference, scratch / name / "pmml"
+        convert, "pmml", model.estimator, model.reference, scratch / name / "pmml"
     )
     warm = [
-        timed(converters.convert, "pmml", model.estimator, model.reference, scratch / name / f"pmml{i}")[0]
+        timed(convert, "pmml", model.estimator, model.reference, scratch / name / f"pmml{i}")[0]
         for i in range(PMML_WARM_REPEATS)
     ]
     assert onnx.ok and pmml.ok, (onnx.message, pmml.message)
@@ -95,7 +96,7 @@ def stage_model(name, registry, rows, scratch) -> dict:
         runtimes[runtime.name] = runtime_figures(runtime, conversions[runtime.format], X, validate_mod)
     on_reference = {}
     for runtime in validators.RUNTIMES.values():
-        index = validate_mod.sample_index(len(model.reference), getattr(runtime, "sample_rows", None))
+        index = validate_mod.sample_index(len(model.reference), runtime.sample_rows)
         on_reference[runtime.name] = round(
             timed(
                 validate_mod.run_runtime, runtime, conversions[runtime.format], model.reference.iloc[index]

@@ -46,13 +46,12 @@ def setup_times(fresh: bool) -> dict:
 
 
 def per_model(rows: int) -> list[dict]:
-    from parity import converters
     from parity.cli.demo import build_demo_registry
     from parity.registry import FileRegistry
     from parity.validators.targets.aarch64 import setup_aarch64
     from parity.validators.targets.local import run_onnx_in
     from parity.validators.targets.pmml_runner import run_pmml_in
-    from parity.validators.targets.remote import runner_inputs
+    from parity.validators.formats import FORMATS
 
     env = setup_aarch64(log=lambda _l: None)
     results = []
@@ -63,9 +62,9 @@ def per_model(rows: int) -> list[dict]:
         for ref in registry.refs():
             model = registry.open(ref)
             X = model.reference.sample(n=rows, replace=len(model.reference) < rows, random_state=0)
-            onnx = converters.convert("onnx", model.estimator, model.reference, root / ref.name)
-            pmml = converters.convert("pmml", model.estimator, model.reference, root / ref.name)
-            feeds = runner_inputs(onnx, X)
+            onnx = FORMATS["onnx"].convert(model.estimator, model.reference, root / ref.name)
+            pmml = FORMATS["pmml"].convert(model.estimator, model.reference, root / ref.name)
+            feeds = FORMATS["onnx"].remote_inputs(onnx, X)
             row = {"model": ref.name, "rows": rows}
             row["onnx_native_s"], _ = timed(run_onnx_in, None, onnx.path, feeds)
             row["onnx_emulated_s"], (_, where) = timed(run_onnx_in, env, onnx.path, feeds)
