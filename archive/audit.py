@@ -75,7 +75,7 @@ def replay(folder: Path) -> list:
 
     Returns
     -------
-    list of validators.report.Check
+    list of parity.core.records.Check
         Today's report rows, made exactly as validation made the archived ones.
     """
     from parity.core.records import Conversion, ConversionStatus

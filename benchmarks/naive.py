@@ -25,7 +25,7 @@ T0 = time.perf_counter()
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
-#: The same sample Parity's onnx-reference runtime evaluates (validators.runtimes.onnx.OnnxReferenceRuntime).
+#: The same sample Parity's onnx-reference runtime evaluates (parity.validators.runtimes.onnx.OnnxReferenceRuntime).
 REFERENCE_SAMPLE_ROWS = 500
 VERIFY_ROWS = 100
 

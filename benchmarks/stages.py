@@ -6,7 +6,7 @@ JVM), each runtime of ``validators.RUNTIMES`` on ``--rows`` rows (the reference 
 little noise; onnx-reference on its own sample; cold call = first call, loads the model and, for the
 first model, starts the runtime's JVM; warm = the same call again), the runtimes on the reference rows
 alone (what a ``parity run`` evaluates), and the whole one-model flow
-``flows.validate.convert_and_validate`` in Prefect's ephemeral mode (after a trivial flow has started the
+``parity.flows.validate.convert_and_validate`` in Prefect's ephemeral mode (after a trivial flow has started the
 temporary server, whose start-up is reported on its own).
 
 The flows run on a targets table of this machine only unless ``--targets default``.

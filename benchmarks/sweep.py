@@ -7,7 +7,7 @@
     and over 12 (the demo models registered 3 times each under different names). The peak RSS of each
     whole process tree (Python, Prefect's server, child JVMs) is sampled from /proc every 0.1 s.
 (c) PMML conversion of the demo batch: one ``sklearn2pmml.sklearn2pmml()`` per model (a JVM each) against
-    ``converters.pmml_server.WarmPmmlConverter`` (one JVM; first pass includes its start, second is warm).
+    ``parity.converters.pmml_server.WarmPmmlConverter`` (one JVM; first pass includes its start, second is warm).
 
 The compared runs use a targets table of this machine only (``--targets host``), the work the naive
 script does; ``--with-default-targets`` adds a run on Parity's built-in table (emulated aarch64 and a

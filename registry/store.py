@@ -250,7 +250,7 @@ class FileRegistry:
         Notes
         -----
         When a Prefect API is configured, the new version is announced as the ``parity.model.registered``
-        event (see :mod:`registry.events`); failing to send it only logs a warning.
+        event (see :mod:`parity.registry.events`); failing to send it only logs a warning.
         """
         check_name(name)
         if version is not None and (isinstance(version, bool) or not isinstance(version, int) or version < 1):
