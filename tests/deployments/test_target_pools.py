@@ -65,8 +65,8 @@ def test_validation_fans_out_to_each_architecture_pool(workers, iris, tmp_path, 
         assert {(c.format, c.runtime) for c in cells} == {("onnx", "onnxruntime"), ("pmml", "jpmml")}, cells
         assert all(c.verdict is Verdict.PASS for c in cells), [(c.cell, c.explanation) for c in cells]
         # the runner's own word on where it ran, not the table's
-        assert {c.where["machine"] for c in cells if c.where} <= {machine, "amd64"}
-        assert any(c.where.get("machine") == machine for c in cells)
+        assert {c.where.machine for c in cells if c.where.machine} <= {machine, "amd64"}
+        assert any(c.where.machine == machine for c in cells)
         assert any(c.output == "embedded-verification" for c in cells)
         assert any(c.kind.endswith("vs linux-x86_64") for c in cells)
     assert outcome(checks, False) == "passed"
