@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import math
+from typing import Any
 
-from pydantic import ConfigDict, Field, field_validator
+from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
 
 from ..defaults import host_platform
 from .base import Record
@@ -46,6 +47,11 @@ class Where(Record):
     threads: int | None = None
     graph_optimization: str | None = None
     cpu: str | None = None
+
+    @model_serializer(mode="wrap")
+    def _described_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Only the fields that were described (as reports have always been written), also when nested."""
+        return {k: v for k, v in handler(self).items() if v is not None}
 
     def to_json(self) -> dict:
         """Only the fields that were described (as reports have always been written)."""
