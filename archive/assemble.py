@@ -11,11 +11,20 @@ from typing import Protocol
 import skops.io as sio
 
 from parity.converters import FORMATS
-from parity.core.records import Check, Conversion, Identity, Metadata, Outcome, Report, targets_section
+from parity.core.records import (
+    Check,
+    Conversion,
+    ConversionStatus,
+    Identity,
+    Metadata,
+    Outcome,
+    Report,
+    decide_outcome,
+    targets_section,
+)
 from parity.core.records.base import now
 from parity.core.toolchain import tool_versions
 from parity.registry import RegisteredModel
-from parity.validators.report import outcome
 
 from .bundle import Archive
 
@@ -52,11 +61,11 @@ def build_report(
     """The report of one model version: every check, every conversion, and the notes from loading it."""
     rows = [Check.model_validate(c.to_json()) for c in checks]
     done = {fmt: Conversion.model_validate(c.to_json()) for fmt, c in conversions.items()}
-    unsupported = any(c.status == "unsupported" for c in done.values())
+    unsupported = any(c.status is ConversionStatus.UNSUPPORTED for c in done.values())
     return Report(
         name=model.ref.name,
         version=model.ref.version,
-        outcome=Outcome(outcome(list(checks), unsupported)),  # type: ignore[arg-type]
+        outcome=decide_outcome(rows, unsupported),
         validated_at=now(),
         estimator=model.record.estimator_summary,
         reference_rows=len(model.reference),

@@ -2,7 +2,7 @@
 
 from .audit import BundleAudit
 from .base import Document, Record
-from .bundle import Identity, Manifest, Metadata, Report, TargetEntry, targets_section
+from .bundle import Identity, Manifest, Metadata, Report, TargetEntry, decide_outcome, targets_section
 from .checks import Check, Where
 from .conversions import DETAILS, Conversion, OnnxDetails, OnnxInput, PmmlDetails, Precision
 from .events import AuditPayload, OutcomePayload, RegisteredPayload
@@ -68,5 +68,6 @@ __all__ = [
     "TrainingData",
     "Verdict",
     "Where",
+    "decide_outcome",
     "targets_section",
 ]

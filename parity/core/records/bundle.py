@@ -34,6 +34,22 @@ def targets_section(checks: Iterable[Check]) -> dict[str, TargetEntry]:
     return {target: TargetEntry(required=required[target], where=where[target]) for target in required}
 
 
+def decide_outcome(checks: Iterable[Check], conversions_unsupported: bool) -> Outcome:
+    """A model's outcome from its checks; optional targets never block.
+
+    ``failed`` when a required cell failed, errored or had no runtime (or no cell passed at all);
+    ``unsupported`` when a converter does not support the estimator; ``passed`` otherwise.
+    """
+    required = [c for c in checks if c.required]
+    if any(c.verdict in (Verdict.FAIL, Verdict.ERROR, Verdict.UNAVAILABLE) for c in required):
+        return Outcome.FAILED
+    if conversions_unsupported or any(c.verdict is Verdict.UNSUPPORTED for c in required):
+        return Outcome.UNSUPPORTED
+    if not any(c.verdict is Verdict.PASS for c in required):
+        return Outcome.FAILED
+    return Outcome.PASSED
+
+
 class Report(Document):
     """``report.json``: one model version's verdicts, every conversion, and the notes from loading it.
 
