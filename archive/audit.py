@@ -12,6 +12,7 @@ A corrupt bundle is not replayed: its artifacts cannot be trusted to mean anythi
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -23,7 +24,7 @@ from parity.core.records import BundleAudit, Check, ConversionStatus, Metadata, 
 from parity.registry import ModelRef, RegisteredModel, load_model
 from parity.registry.predictions import predictions_from_frame
 from parity.validators.targets.remote import remote_unavailable
-from parity.validators.targets.table import load_targets
+from parity.validators.targets.table import Target, load_targets
 from parity.validators.validate import ModelContext, validate_conversion
 
 from .bundle import MANIFEST, REJECTED, Archive
@@ -50,13 +51,15 @@ def archived_versions(archive: Archive) -> list[tuple[str, int]]:
     return sorted(found)
 
 
-def replay(folder: Path) -> list[Check]:
+def replay(folder: Path, targets: Mapping[str, Target] | None = None) -> list[Check]:
     """Evaluate a bundle's artifacts on its stored reference rows in today's runtimes.
 
     Parameters
     ----------
     folder : Path
         An intact bundle.
+    targets : mapping of str to Target, optional
+        Where to replay; default every target of today's table that is set up here.
 
     Returns
     -------
@@ -82,7 +85,8 @@ def replay(folder: Path) -> list[Check]:
     context = ModelContext(model)
     # Targets not set up here today are left out rather than reported as drift (their archived cells are then
     # not compared): an audit on a machine without the emulator still checks everything it can.
-    targets = {name: t for name, t in load_targets().items() if remote_unavailable(t) is None}
+    if targets is None:
+        targets = {name: t for name, t in load_targets().items() if remote_unavailable(t) is None}
     checks: list[Check] = []
     for fmt, archived in report.conversions.items():
         if archived.status is not ConversionStatus.CONVERTED or fmt not in FORMATS:
@@ -152,7 +156,13 @@ def compare_reports(archived: list[Check], today: list[Check]) -> list[str]:
     return changes
 
 
-def audit_bundle(archive: Archive, name: str, version: int, replay_outputs: bool = True) -> BundleAudit:
+def audit_bundle(
+    archive: Archive,
+    name: str,
+    version: int,
+    replay_outputs: bool = True,
+    targets: Mapping[str, Target] | None = None,
+) -> BundleAudit:
     """Check one bundle's checksums, then replay it in today's runtimes and compare with its report.
 
     Parameters
@@ -161,6 +171,8 @@ def audit_bundle(archive: Archive, name: str, version: int, replay_outputs: bool
     name, version : the archived model version
     replay_outputs : bool
         False checks the checksums only.
+    targets : mapping of str to Target, optional
+        Where to replay (see :func:`replay`); archived cells of other targets are not compared.
 
     Returns
     -------
@@ -177,7 +189,7 @@ def audit_bundle(archive: Archive, name: str, version: int, replay_outputs: bool
     if corrupt or not replay_outputs:
         return BundleAudit(name=name, version=version, path=str(folder), corrupt=corrupt)
     try:
-        today = replay(folder)
+        today = replay(folder, targets)
         archived = Report.read(folder / "report.json").checks
     except Exception as err:
         message = f"replay failed: {type(err).__name__}: {str(err).strip()[:500]}"

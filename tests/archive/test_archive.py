@@ -18,8 +18,8 @@ from parity import converters
 from parity.archive import MANIFEST, REJECTED, Archive, BundleResult, Filed, build_report, file_model
 from parity.archive.bundle import _STAGING
 from parity.core.errors import ArchiveConflictError, IntegrityError
-from parity.registry import FileRegistry, RegisteredModel
 from parity.core.records import Check, Manifest, Metadata, Outcome, Report, Verdict
+from parity.registry import FileRegistry, RegisteredModel
 from parity.validators.targets.table import Target, host_platform
 
 #: Only this process: emulated and pool targets are tested in test_targets.py and test_aarch64.py.

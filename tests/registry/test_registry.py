@@ -259,7 +259,9 @@ def test_default_source_is_the_calling_module(registry, logreg, iris):
 
 
 def test_environment_is_recorded(registry, logreg, iris):
-    environment = registry.record(registry.register(logreg, iris[0], "iris-lr")).provenance.environment.to_json()
+    environment = registry.record(
+        registry.register(logreg, iris[0], "iris-lr")
+    ).provenance.environment.to_json()
     assert environment["python"] == ".".join(map(str, sys.version_info[:3]))
     assert environment["scikit-learn"] == sklearn.__version__
     assert environment["distributions"]["scikit-learn"] == sklearn.__version__
