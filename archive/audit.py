@@ -12,7 +12,6 @@ A corrupt bundle is not replayed: its artifacts cannot be trusted to mean anythi
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
 
 import pandas as pd
@@ -51,14 +50,14 @@ def archived_versions(archive: Archive) -> list[tuple[str, int]]:
     return sorted(found)
 
 
-def replay(folder: Path, targets: Mapping[str, Target] | None = None) -> list[Check]:
+def replay(folder: Path, targets: dict[str, Target] | None = None) -> list[Check]:
     """Evaluate a bundle's artifacts on its stored reference rows in today's runtimes.
 
     Parameters
     ----------
     folder : Path
         An intact bundle.
-    targets : mapping of str to Target, optional
+    targets : dict of str to Target, optional
         Where to replay; default every target of today's table that is set up here.
 
     Returns
@@ -161,7 +160,7 @@ def audit_bundle(
     name: str,
     version: int,
     replay_outputs: bool = True,
-    targets: Mapping[str, Target] | None = None,
+    targets: dict[str, Target] | None = None,
 ) -> BundleAudit:
     """Check one bundle's checksums, then replay it in today's runtimes and compare with its report.
 
@@ -171,7 +170,7 @@ def audit_bundle(
     name, version : the archived model version
     replay_outputs : bool
         False checks the checksums only.
-    targets : mapping of str to Target, optional
+    targets : dict of str to Target, optional
         Where to replay (see :func:`replay`); archived cells of other targets are not compared.
 
     Returns

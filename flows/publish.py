@@ -160,7 +160,7 @@ def start_progress(total: int) -> UUID:
     UUID
         The artifact's id, for :func:`update_progress`.
     """
-    return create_progress_artifact(
+    return create_progress_artifact(  # type: ignore[return-value]  # sync here: never a coroutine
         progress=0.0 if total else 100.0,
         key=SWEEP_PROGRESS_KEY,
         description=f"0 of {total} model versions validated",

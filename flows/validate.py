@@ -128,7 +128,7 @@ def pending_versions(registry: str, archive: str) -> list[tuple[str, int]]:
     return [(r.name, r.version) for r in store.refs() if not shelf.is_archived(r.name, r.version)]
 
 
-@flow(name="validate-registry", task_runner=ThreadPoolTaskRunner(max_workers=SWEEP_WORKERS))
+@flow(name="validate-registry", task_runner=ThreadPoolTaskRunner(max_workers=SWEEP_WORKERS))  # type: ignore[arg-type]
 def validate_registry(
     registry: str = DEFAULT_REGISTRY, archive: str = DEFAULT_ARCHIVE, models: list[str] | None = None
 ):

@@ -238,7 +238,7 @@ def run_pipeline(registry: str, archive: str, models: list[str] | None, verbose:
     for report in reports:
         where = report.bundle or report.error or ""
         print(f"{report.name}:{report.version}: {report.outcome} -> {where}")
-    print(state.message or "")
+    print(state.message or "")  # type: ignore[attr-defined]  # a State: the flow ran synchronously
     if not reports:
         return EXIT_OK
     return EXIT_OK if all(r.outcome == "passed" for r in reports) else EXIT_FAILED
@@ -336,7 +336,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
     state = audit_archive(str(args.archive), replay=not args.no_replay, return_state=True)
     audits = audits_of(state)
     _print_table(audit_rows(audits), AUDIT_COLUMNS)
-    print(state.message or "")
+    print(state.message or "")  # type: ignore[attr-defined]  # a State: the flow ran synchronously
     return EXIT_OK if all(a.status == "ok" for a in audits) else EXIT_FAILED
 
 

@@ -17,7 +17,7 @@ import parity.validators.validate as validate_module
 from parity import converters
 from parity.archive import Archive
 from parity.archive.audit import archived_versions, audit_bundle, compare_reports
-from parity.core.records import AuditStatus, Check, Report, Verdict
+from parity.core.records import AuditStatus, Check, Verdict
 from parity.registry import FileRegistry
 from parity.validators.validate import ModelContext, validate_conversion
 from tests.prefect_events import read_events
