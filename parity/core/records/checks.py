@@ -42,7 +42,8 @@ class Where(Record):
     providers: list[str] | None = None
     #: the PMML runner's replay of the embedded verification rows: "ok" or what went wrong
     verification: str | None = None
-    seconds: str | float | None = None
+    #: the runner's own timings (the ONNX runner: seconds to load and to run)
+    seconds: dict[str, float] | str | float | None = None
     # the target's settings that change numerics
     threads: int | None = None
     graph_optimization: str | None = None
