@@ -2,87 +2,115 @@
 
 from __future__ import annotations
 
-import json
 import tempfile
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
+from typing import Protocol
 
 import skops.io as sio
 
-from parity.core.records import Conversion
+from parity.core.records import (
+    Check,
+    Conversion,
+    ConversionStatus,
+    Identity,
+    Metadata,
+    Outcome,
+    Report,
+    decide_outcome,
+    targets_section,
+)
+from parity.core.records.base import now
 from parity.core.toolchain import tool_versions
 from parity.registry import RegisteredModel
 from parity.validators.formats import format_of
-from parity.validators.report import SCHEMA, Check, outcome
 
 from .bundle import Archive
+
+
+class _Serialisable(Protocol):
+    """A check as the validators hand it over: a record, or anything with the record's JSON."""
+
+    def to_json(self) -> dict: ...
+
+
+class _Converted(_Serialisable, Protocol):
+    """A conversion as the converters hand it over: a record, or anything with the record's JSON."""
+
+    @property
+    def ok(self) -> bool: ...
+
+    @property
+    def path(self) -> Path | None: ...
 
 
 @dataclass(frozen=True)
 class Filed:
     """Where a model version's result went."""
 
-    outcome: str  # passed | failed | unsupported
+    outcome: Outcome
     path: Path
     written: bool
-    report: dict
+    report: Report
 
 
-def build_report(model: RegisteredModel, conversions: dict[str, Conversion], checks: list[Check]) -> dict:
+def build_report(
+    model: RegisteredModel, conversions: Mapping[str, _Converted], checks: Sequence[_Serialisable]
+) -> Report:
     """The report of one model version: every check, every conversion, and the notes from loading it."""
-    unsupported = any(str(c.status) == "unsupported" for c in conversions.values())
-    return {
-        "schema": SCHEMA,
-        "name": model.ref.name,
-        "version": model.ref.version,
-        "outcome": outcome(checks, unsupported),
-        "validated_at": datetime.now(UTC).isoformat(timespec="seconds"),
-        "estimator": model.record["estimator_summary"],
-        "reference_rows": len(model.reference),
-        "original_sklearn_version": model.original_sklearn_version,
-        "notes": list(model.notes),
-        "conversions": {fmt: c.to_json() for fmt, c in conversions.items()},
-        "targets": targets_section(checks),
-        "checks": [c.to_json() for c in checks],
-    }
+    rows = [Check.model_validate(c.to_json()) for c in checks]
+    done = {fmt: Conversion.model_validate(c.to_json()) for fmt, c in conversions.items()}
+    unsupported = any(c.status is ConversionStatus.UNSUPPORTED for c in done.values())
+    return Report(
+        name=model.ref.name,
+        version=model.ref.version,
+        outcome=decide_outcome(rows, unsupported),
+        validated_at=now(),
+        estimator=model.record.estimator_summary,
+        reference_rows=len(model.reference),
+        original_sklearn_version=model.original_sklearn_version,
+        notes=list(model.notes),
+        conversions=done,
+        targets=targets_section(rows),
+        checks=rows,
+    )
 
 
-def targets_section(checks: list[Check]) -> dict:
-    """Per target: whether it is required, and per runtime where its outputs really came from."""
-    section: dict[str, dict] = {}
-    for check in checks:
-        entry = section.setdefault(check.target, {"required": check.required, "where": {}})
-        if check.where:
-            entry["where"].setdefault(f"{check.format}/{check.runtime}", check.where)
-    return section
-
-
-def build_metadata(model: RegisteredModel, report: dict) -> dict:
+def build_metadata(model: RegisteredModel, report: Report) -> Metadata:
     """Provenance (as registered), tool versions of this run, and timestamps."""
     record = model.record
-    return {
-        "schema": SCHEMA,
-        "name": model.ref.name,
-        "version": model.ref.version,
-        "estimator_type": record["estimator_type"],
-        "estimator": record["estimator_summary"],
-        "registered_at": record["registered_at"],
-        "validated_at": report["validated_at"],
-        "provenance": record["provenance"],
-        "registered_model": record["model"],
-        "trusted_types": record.get("trusted_types", []),
-        "tolerances": record.get("tolerances", {}),
-        "classes": record["predictions"].get("classes"),
-        "reference": record["reference"],
-        "tools": tool_versions(),
-    }
+    return Metadata(
+        name=model.ref.name,
+        version=model.ref.version,
+        estimator_type=record.estimator_type,
+        estimator=record.estimator_summary,
+        registered_at=record.registered_at,
+        validated_at=report.validated_at,
+        provenance=record.provenance,
+        registered_model=record.model,
+        trusted_types=record.trusted_types,
+        tolerances=record.tolerances,
+        classes=record.predictions.classes,
+        reference=record.reference,
+        tools=tool_versions(),
+    )
 
 
 def file_model(
-    archive: Archive, model: RegisteredModel, conversions: dict[str, Conversion], checks: list[Check]
+    archive: Archive,
+    model: RegisteredModel,
+    conversions: Mapping[str, _Converted],
+    checks: Sequence[_Serialisable],
 ) -> Filed:
     """Archive a version that passed; keep a failed one, with its reasons, in the rejected area.
+
+    Parameters
+    ----------
+    archive : Archive
+    model : RegisteredModel
+    conversions : mapping of format to Conversion
+    checks : sequence of Check
 
     Returns
     -------
@@ -95,34 +123,28 @@ def file_model(
     """
     report = build_report(model, conversions, checks)
     metadata = build_metadata(model, report)
+    record = model.record
     files: dict[str, Path | bytes] = {
         format_of(fmt).filename: c.path for fmt, c in conversions.items() if c.ok and c.path is not None
     }
-    files["reference.parquet"] = model.path / model.record["reference"]["file"]
-    files["predictions.parquet"] = model.path / model.record["predictions"]["file"]
-    files["report.json"] = _json(report)
-    files["metadata.json"] = _json(metadata)
-    identity = {
-        "model_sha256": model.record["model"]["sha256"],
-        "reference_sha256": model.record["reference"]["sha256"],
-    }
+    files["reference.parquet"] = model.path / record.reference.file
+    files["predictions.parquet"] = model.path / record.predictions.file
+    files["report.json"] = report.to_bytes()
+    files["metadata.json"] = metadata.to_bytes()
+    identity = Identity(model_sha256=record.model.sha256, reference_sha256=record.reference.sha256)
     with tempfile.TemporaryDirectory(prefix="parity-bundle-") as scratch:
         files["model.skops"] = _as_skops(model, Path(scratch))
-        if report["outcome"] == "passed":
+        if report.outcome is Outcome.PASSED:
             result = archive.write_bundle(model.ref.name, model.ref.version, files, identity)
-            return Filed("passed", result.path, result.written, report)
+            return Filed(Outcome.PASSED, result.path, result.written, report)
         path = archive.write_rejected(model.ref.name, model.ref.version, files, identity)
-        return Filed(report["outcome"], path, True, report)
+        return Filed(report.outcome, path, True, report)
 
 
 def _as_skops(model: RegisteredModel, scratch: Path) -> Path:
     """The original model as skops: the registered file itself, or a skops dump of a trusted pickle."""
-    if model.record["model"]["format"] == "skops":
+    if model.record.model.format == "skops":
         return model.model_file
     target = scratch / "model.skops"
     sio.dump(model.estimator, target)
     return target
-
-
-def _json(data: dict) -> bytes:
-    return json.dumps(data, indent=2, sort_keys=True, default=str).encode()

@@ -12,41 +12,25 @@ A corrupt bundle is not replayed: its artifacts cannot be trusted to mean anythi
 
 from __future__ import annotations
 
-import json
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import pandas as pd
+
+from parity.core.errors import RecordError
+from parity.core.records import BundleAudit, Check, ConversionStatus, Metadata, Report, Verdict
+from parity.registry import ModelRef, RegisteredModel, load_model
+from parity.registry.predictions import predictions_from_frame
+from parity.validators.formats import FORMATS
+from parity.validators.targets.reaches import unavailable
+from parity.validators.targets.table import Target, load_targets
+from parity.validators.validate import ModelContext, validate_conversion
 
 from .bundle import MANIFEST, REJECTED, Archive
 
 #: Figures of a report row that must come out identical when the same artifact is replayed.
 FIGURES = ("max_abs", "max_rel", "n_outside")
 
-
-@dataclass(frozen=True)
-class BundleAudit:
-    """What an audit found in one bundle."""
-
-    name: str
-    version: int
-    path: str
-    corrupt: list[str] = field(default_factory=list)
-    drift: list[str] = field(default_factory=list)
-    replayed: int = 0
-    error: str | None = None
-
-    @property
-    def status(self) -> str:
-        """``corrupt``, ``error``, ``drift`` or ``ok``, worst first."""
-        if self.corrupt:
-            return "corrupt"
-        if self.error:
-            return "error"
-        return "drift" if self.drift else "ok"
-
-    def to_json(self) -> dict:
-        return {**asdict(self), "status": self.status}
+__all__ = ["FIGURES", "BundleAudit", "archived_versions", "audit_bundle", "compare_reports", "replay"]
 
 
 def archived_versions(archive: Archive) -> list[tuple[str, int]]:
@@ -65,74 +49,69 @@ def archived_versions(archive: Archive) -> list[tuple[str, int]]:
     return sorted(found)
 
 
-def replay(folder: Path) -> list:
+def replay(folder: Path, targets: dict[str, Target] | None = None) -> list[Check]:
     """Evaluate a bundle's artifacts on its stored reference rows in today's runtimes.
 
     Parameters
     ----------
     folder : Path
         An intact bundle.
+    targets : dict of str to Target, optional
+        Where to replay; default every target of today's table that is set up here.
 
     Returns
     -------
-    list of parity.core.records.Check
+    list of Check
         Today's report rows, made exactly as validation made the archived ones.
-    """
-    from parity.core.records import Conversion, ConversionStatus
-    from parity.registry import ModelRef, RegisteredModel, load_model
-    from parity.registry.predictions import predictions_from_frame
-    from parity.validators.formats import FORMATS
-    from parity.validators.targets.reaches import unavailable
-    from parity.validators.targets.table import load_targets
-    from parity.validators.validate import ModelContext, validate_conversion
 
-    metadata = json.loads((folder / "metadata.json").read_text())
-    report = json.loads((folder / "report.json").read_text())
-    loaded = load_model(folder / "model.skops", "skops", trusted_types=metadata.get("trusted_types", []))
+    Raises
+    ------
+    RecordError, RecordSchemaError
+        The bundle's ``metadata.json`` or ``report.json`` is damaged or of a schema this version does not read.
+    """
+    metadata = Metadata.read(folder / "metadata.json")
+    report = Report.read(folder / "report.json")
+    loaded = load_model(folder / "model.skops", "skops", trusted_types=metadata.trusted_types)
     model = RegisteredModel(
-        ModelRef(metadata["name"], metadata["version"]),
+        ModelRef(metadata.name, metadata.version),
         folder,
-        metadata,
+        metadata,  # type: ignore[arg-type]  # stands in for the registration: validation never reads it
         loaded.estimator,
         pd.read_parquet(folder / "reference.parquet"),
         predictions_from_frame(pd.read_parquet(folder / "predictions.parquet")),
     )
-    context = ModelContext(model)
+    context = ModelContext(model, tolerances=metadata.tolerances)
     # Targets not set up here today are left out rather than reported as drift (their archived cells are then
     # not compared): an audit on a machine without the emulator still checks everything it can.
-    targets = {name: t for name, t in load_targets().items() if unavailable(t) is None}
-    checks = []
-    for fmt, archived in report["conversions"].items():
-        recorded = Conversion.model_validate(archived)
-        if recorded.status is not ConversionStatus.CONVERTED or fmt not in FORMATS:
+    if targets is None:
+        targets = {name: t for name, t in load_targets().items() if unavailable(t) is None}
+    checks: list[Check] = []
+    for fmt, archived in report.conversions.items():
+        if archived.status is not ConversionStatus.CONVERTED or fmt not in FORMATS:
             continue
-        conversion = recorded.at(folder / FORMATS[fmt].filename)
+        conversion = archived.at(folder / FORMATS[fmt].filename)
         checks.extend(validate_conversion(context, conversion, targets=targets))
     return checks
 
 
-def _cell(check: dict) -> str:
-    return f"{check['format']}/{check['runtime']}/{check['target']}/{check['output']}"
-
-
-def _numbered(checks: list[dict]) -> dict[tuple[str, int], dict]:
+def _numbered(checks: list[Check]) -> dict[tuple[str, int], Check]:
     """Rows by cell and occurrence: a cell can hold a target's own row and its cross-target comparison."""
     seen: dict[str, int] = {}
     numbered = {}
     for check in checks:
-        cell = _cell(check)
+        cell = check.cell
         seen[cell] = seen.get(cell, -1) + 1
         numbered[(cell, seen[cell])] = check
     return numbered
 
 
-def compare_reports(archived: list[dict], today: list[dict]) -> list[str]:
+def compare_reports(archived: list[Check], today: list[Check]) -> list[str]:
     """Cells of today's replay that differ from the archived report, described for people.
 
     Parameters
     ----------
-    archived, today : list of dict
-        Report rows (``Check.to_json()``). Archived cells of targets that today's replay did not cover
+    archived, today : list of Check
+        Report rows. Archived cells of targets that today's replay did not cover
         (another architecture) are not compared.
 
     Returns
@@ -141,28 +120,39 @@ def compare_reports(archived: list[dict], today: list[dict]) -> list[str]:
         One line per changed cell; empty when every replayed cell is identical.
     """
     before = _numbered(archived)
-    targets = {c["target"] for c in today}
+    targets = {c.target for c in today}
     changes = []
-    for (cell, _), check in _numbered(today).items():
-        old = before.pop((cell, _), None)
+    for key, check in _numbered(today).items():
+        cell = check.cell
+        old = before.pop(key, None)
         if old is None:
-            if check["verdict"] != "pass":
-                changes.append(f"{cell}: new cell with verdict {check['verdict']}")
+            if check.verdict is not Verdict.PASS:
+                changes.append(f"{cell}: new cell with verdict {check.verdict}")
             continue
-        if old["verdict"] != check["verdict"]:
-            changes.append(f"{cell}: verdict {old['verdict']} → {check['verdict']}")
-        moved = [f"{k} {old.get(k)} → {check.get(k)}" for k in FIGURES if old.get(k) != check.get(k)]
+        if old.verdict is not check.verdict:
+            changes.append(f"{cell}: verdict {old.verdict} → {check.verdict}")
+        moved = [
+            f"{k} {getattr(old, k)} → {getattr(check, k)}"
+            for k in FIGURES
+            if getattr(old, k) != getattr(check, k)
+        ]
         if moved:
             changes.append(f"{cell}: output changed ({', '.join(moved)})")
     changes.extend(
-        f"{cell}: archived with verdict {old['verdict']}, no longer produced"
-        for (cell, _), old in sorted(before.items())
-        if old["target"] in targets and old["kind"] != "conversion"
+        f"{old.cell}: archived with verdict {old.verdict}, no longer produced"
+        for _, old in sorted(before.items(), key=lambda item: item[0])
+        if old.target in targets and old.kind != "conversion"
     )
     return changes
 
 
-def audit_bundle(archive: Archive, name: str, version: int, replay_outputs: bool = True) -> BundleAudit:
+def audit_bundle(
+    archive: Archive,
+    name: str,
+    version: int,
+    replay_outputs: bool = True,
+    targets: dict[str, Target] | None = None,
+) -> BundleAudit:
     """Check one bundle's checksums, then replay it in today's runtimes and compare with its report.
 
     Parameters
@@ -171,6 +161,8 @@ def audit_bundle(archive: Archive, name: str, version: int, replay_outputs: bool
     name, version : the archived model version
     replay_outputs : bool
         False checks the checksums only.
+    targets : dict of str to Target, optional
+        Where to replay (see :func:`replay`); archived cells of other targets are not compared.
 
     Returns
     -------
@@ -180,16 +172,22 @@ def audit_bundle(archive: Archive, name: str, version: int, replay_outputs: bool
     folder = archive.bundle_path(name, version)
     try:
         corrupt = archive.check(folder)
-    except (OSError, ValueError, KeyError) as err:
-        return BundleAudit(name, version, str(folder), corrupt=[f"{MANIFEST}: unreadable ({err})"])
+    except (OSError, RecordError) as err:
+        return BundleAudit(
+            name=name, version=version, path=str(folder), corrupt=[f"{MANIFEST}: unreadable ({err})"]
+        )
     if corrupt or not replay_outputs:
-        return BundleAudit(name, version, str(folder), corrupt=corrupt)
+        return BundleAudit(name=name, version=version, path=str(folder), corrupt=corrupt)
     try:
-        today = [c.to_json() for c in replay(folder)]
-        archived = json.loads((folder / "report.json").read_text())["checks"]
+        today = replay(folder, targets)
+        archived = Report.read(folder / "report.json").checks
     except Exception as err:
         message = f"replay failed: {type(err).__name__}: {str(err).strip()[:500]}"
-        return BundleAudit(name, version, str(folder), error=message)
+        return BundleAudit(name=name, version=version, path=str(folder), error=message)
     return BundleAudit(
-        name, version, str(folder), drift=compare_reports(archived, today), replayed=len(today)
+        name=name,
+        version=version,
+        path=str(folder),
+        drift=compare_reports(archived, today),
+        replayed=len(today),
     )

@@ -6,7 +6,6 @@ and nothing there is presented as validated. Model names cannot start with ``_``
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import uuid
@@ -16,9 +15,9 @@ from pathlib import Path
 
 from parity.core.durable import fsync_dir
 from parity.core.errors import ArchiveConflictError, IntegrityError
+from parity.core.records import Identity, Manifest
 from parity.registry.loading import sha256_of
 
-SCHEMA = 1
 MANIFEST = "manifest.json"
 REJECTED = "_rejected"
 _STAGING = ".staging"
@@ -56,11 +55,17 @@ class Archive:
     def is_archived(self, name: str, version: int) -> bool:
         return (self.bundle_path(name, version) / MANIFEST).is_file()
 
-    def manifest(self, name: str, version: int) -> dict:
-        return json.loads((self.bundle_path(name, version) / MANIFEST).read_text())
+    def manifest(self, name: str, version: int) -> Manifest:
+        """A bundle's manifest.
+
+        Raises
+        ------
+        FileNotFoundError, RecordError, RecordSchemaError
+        """
+        return Manifest.read(self.bundle_path(name, version) / MANIFEST)
 
     def write_bundle(
-        self, name: str, version: int, files: dict[str, Path | bytes], identity: dict[str, str]
+        self, name: str, version: int, files: dict[str, Path | bytes], identity: Identity | dict[str, str]
     ) -> BundleResult:
         """Write a bundle for a validated model version, once.
 
@@ -68,7 +73,7 @@ class Archive:
         ----------
         name, version : model version
         files : mapping of bundle file name to a source path or bytes
-        identity : dict
+        identity : Identity or dict
             What makes this version this version (the original model's and reference data's SHA-256). A
             second call with the same identity leaves the bundle alone; a different one is refused.
 
@@ -81,6 +86,7 @@ class Archive:
         ArchiveConflictError
             A bundle exists for this version with a different identity.
         """
+        identity = Identity.model_validate(identity)
         final = self.bundle_path(name, version)
         if self.is_archived(name, version):
             return self._existing(final, identity)
@@ -96,8 +102,11 @@ class Archive:
         fsync_dir(final.parent)
         return BundleResult(final, True)
 
-    def write_rejected(self, name: str, version: int, files: dict[str, Path | bytes], identity: dict) -> Path:
+    def write_rejected(
+        self, name: str, version: int, files: dict[str, Path | bytes], identity: Identity | dict[str, str]
+    ) -> Path:
         """Keep a failed attempt's report and artifacts, each attempt in its own folder."""
+        identity = Identity.model_validate(identity)
         attempt = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:8]}"
         final = self.root / REJECTED / name / str(version) / attempt
         staged = self._stage(files, identity)
@@ -114,25 +123,31 @@ class Archive:
         return sorted(folder.iterdir()) if folder.is_dir() else []
 
     def check(self, path: Path) -> list[str]:
-        """Problems with a bundle's files against its manifest (empty when intact)."""
-        manifest = json.loads((path / MANIFEST).read_text())
+        """Problems with a bundle's files against its manifest (empty when intact).
+
+        Raises
+        ------
+        FileNotFoundError, RecordError, RecordSchemaError
+            No manifest, or one this version of Parity cannot read.
+        """
+        manifest = Manifest.read(path / MANIFEST)
         problems = []
-        for file, digest in manifest["files"].items():
+        for file, digest in manifest.files.items():
             target = path / file
             if not target.is_file():
                 problems.append(f"{file}: missing")
             elif sha256_of(target) != digest:
                 problems.append(f"{file}: SHA-256 differs from the manifest")
-        extra = {p.name for p in path.iterdir()} - set(manifest["files"]) - {MANIFEST}
+        extra = {p.name for p in path.iterdir()} - set(manifest.files) - {MANIFEST}
         problems.extend(f"{file}: not in the manifest" for file in sorted(extra))
         return problems
 
-    def _existing(self, final: Path, identity: dict[str, str]) -> BundleResult:
-        manifest = json.loads((final / MANIFEST).read_text())
-        if manifest.get("identity") != identity:
+    def _existing(self, final: Path, identity: Identity) -> BundleResult:
+        manifest = Manifest.read(final / MANIFEST)
+        if manifest.identity != identity:
             raise ArchiveConflictError(
                 f"{final} already holds a bundle for a different model (archived identity "
-                f"{manifest.get('identity')}, now {identity}). Bundles are immutable: register the new model "
+                f"{manifest.identity.to_json()}, now {identity.to_json()}). Bundles are immutable: register the new model "
                 "as a new version."
             )
         problems = self.check(final)
@@ -140,7 +155,7 @@ class Archive:
             raise IntegrityError(f"{final}: the archived bundle is damaged: {'; '.join(problems)}.")
         return BundleResult(final, False)
 
-    def _stage(self, files: dict[str, Path | bytes], identity: dict) -> Path:
+    def _stage(self, files: dict[str, Path | bytes], identity: Identity) -> Path:
         staging_root = self.root / _STAGING
         staging_root.mkdir(parents=True, exist_ok=True)
         staged = staging_root / uuid.uuid4().hex
@@ -156,13 +171,7 @@ class Archive:
                     with open(target, "rb+") as handle:
                         os.fsync(handle.fileno())
                 digests[file] = sha256_of(target)
-            manifest = {
-                "schema": SCHEMA,
-                "identity": identity,
-                "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "files": digests,
-            }
-            _write_durably(staged / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True).encode())
+            _write_durably(staged / MANIFEST, Manifest(identity=identity, files=digests).to_bytes())
             fsync_dir(staged)
         except BaseException:
             shutil.rmtree(staged, ignore_errors=True)

@@ -73,17 +73,13 @@ def runtime_figures(runtime, conversion, X, validate_mod) -> dict:
 
 def stage_model(name, registry, rows, scratch) -> dict:
     from parity import validators
-    from parity.validators.formats import convert
     from parity.validators import validate as validate_mod
+    from parity.validators.formats import convert
 
     ref = registry.resolve(name)
     load_s, model = timed(registry.open, ref)
-    onnx_s, onnx = timed(
-        convert, "onnx", model.estimator, model.reference, scratch / name / "onnx"
-    )
-    first_s, pmml = timed(
-        convert, "pmml", model.estimator, model.reference, scratch / name / "pmml"
-    )
+    onnx_s, onnx = timed(convert, "onnx", model.estimator, model.reference, scratch / name / "onnx")
+    first_s, pmml = timed(convert, "pmml", model.estimator, model.reference, scratch / name / "pmml")
     warm = [
         timed(convert, "pmml", model.estimator, model.reference, scratch / name / f"pmml{i}")[0]
         for i in range(PMML_WARM_REPEATS)

@@ -48,10 +48,10 @@ def setup_times(fresh: bool) -> dict:
 def per_model(rows: int) -> list[dict]:
     from parity.cli.demo import build_demo_registry
     from parity.registry import FileRegistry
+    from parity.validators.formats import FORMATS
     from parity.validators.targets.aarch64 import setup_aarch64
     from parity.validators.targets.local import run_onnx_in
     from parity.validators.targets.pmml_runner import run_pmml_in
-    from parity.validators.formats import FORMATS
 
     env = setup_aarch64(log=lambda _l: None)
     results = []

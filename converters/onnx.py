@@ -88,7 +88,8 @@ def convert_onnx(estimator: object, X: pd.DataFrame, out_path: Path) -> Conversi
     out_path.unlink(missing_ok=True)
     spec = input_spec(X)
     types = [
-        (e.name, (FloatTensorType if e.dtype == FLOAT else StringTensorType)([None, len(e.columns)])) for e in spec
+        (e.name, (FloatTensorType if e.dtype == FLOAT else StringTensorType)([None, len(e.columns)]))
+        for e in spec
     ]
     options = {id(estimator): {"zipmap": False}} if is_classifier(estimator) else None
     try:

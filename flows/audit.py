@@ -17,7 +17,8 @@ from parity.archive import Archive
 from parity.archive.audit import archived_versions, audit_bundle
 from parity.core.defaults import DEFAULT_ARCHIVE
 from parity.core.errors import ArchiveAuditFailed
-from parity.registry.events import EVENT_SCHEMA, model_resource
+from parity.core.records import AuditPayload, AuditStatus, BundleAudit
+from parity.registry.events import model_resource
 
 CORRUPT = "parity.archive.corrupt"
 DRIFT = "parity.archive.drift"
@@ -32,27 +33,27 @@ def list_bundles(archive: str) -> list[tuple[str, int]]:
 
 
 @task(cache_policy=NO_CACHE)
-def audit_one(archive: str, name: str, version: int, replay: bool) -> dict:
+def audit_one(archive: str, name: str, version: int, replay: bool) -> BundleAudit:
     """Check one bundle's checksums and replay its reference rows in today's runtimes."""
-    return audit_bundle(Archive(archive), name, version, replay_outputs=replay).to_json()
+    return audit_bundle(Archive(archive), name, version, replay_outputs=replay)
 
 
-def audit_event(audit: dict) -> tuple[str, dict] | None:
+#: The event announcing each kind of bad bundle.
+EVENTS = {AuditStatus.CORRUPT: CORRUPT, AuditStatus.DRIFT: DRIFT}
+
+
+def audit_event(audit: BundleAudit) -> tuple[str, AuditPayload] | None:
     """The event announcing a bad bundle (corruption wins over drift), or None for a sound one."""
-    if audit["status"] not in ("corrupt", "drift"):
+    event = EVENTS.get(audit.status)
+    if event is None:
         return None
-    event = CORRUPT if audit["status"] == "corrupt" else DRIFT
-    payload = {
-        "schema": EVENT_SCHEMA,
-        "name": audit["name"],
-        "version": audit["version"],
-        "bundle": audit["path"],
-        "findings": audit["corrupt"] or audit["drift"],
-    }
+    payload = AuditPayload(
+        name=audit.name, version=audit.version, bundle=audit.path, findings=audit.corrupt or audit.drift
+    )
     return event, payload
 
 
-def audits_of(state) -> list[dict]:
+def audits_of(state) -> list[BundleAudit]:
     """The per-bundle audits of a finished ``audit_archive`` state, whether it Completed or Failed."""
     result = state.result(raise_on_failure=False)
     if isinstance(result, ArchiveAuditFailed):
@@ -62,22 +63,22 @@ def audits_of(state) -> list[dict]:
     return result
 
 
-def audit_rows(audits: list[dict]) -> list[dict]:
+def audit_rows(audits: list[BundleAudit]) -> list[dict]:
     """One table row per bundle."""
     return [
         {
-            "model": f"{a['name']}:{a['version']}",
-            "status": a["status"],
-            "replayed": a["replayed"],
-            "findings": "; ".join(a["corrupt"] or a["drift"] or ([a["error"]] if a["error"] else [])),
-            "bundle": a["path"],
+            "model": f"{a.name}:{a.version}",
+            "status": str(a.status),
+            "replayed": a.replayed,
+            "findings": "; ".join(a.findings),
+            "bundle": a.path,
         }
         for a in audits
     ]
 
 
 @task(cache_policy=NO_CACHE)
-def publish_audit(audits: list[dict]) -> None:
+def publish_audit(audits: list[BundleAudit]) -> None:
     """Show the audit in the Prefect UI and emit one event per corrupt or drifted bundle."""
     rows = audit_rows(audits)
     bad = [row for row in rows if row["status"] != "ok"]
@@ -91,23 +92,26 @@ def publish_audit(audits: list[dict]) -> None:
         announced = audit_event(audit)
         if announced:
             event, payload = announced
-            emit_event(event=event, resource=model_resource(audit["name"], audit["version"]), payload=payload)
+            emit_event(
+                event=event, resource=model_resource(audit.name, audit.version), payload=payload.to_json()
+            )
 
 
 @flow(name="audit-archive")
 def audit_archive(archive: str = DEFAULT_ARCHIVE, replay: bool = True):
     """Audit every bundle of the archive: checksums, then (``replay``) today's runtimes against the report.
 
-    Returns the list of per-bundle audits (dicts); ends Failed, naming the bad bundles, when any bundle is
+    Returns the list of per-bundle audits (:class:`~parity.core.records.BundleAudit`); ends Failed, naming the bad bundles, when any bundle is
     corrupt, drifted or could not be replayed (the state's data is then an :class:`ArchiveAuditFailed`
     holding the same list).
     """
     audits = [audit_one(archive, name, version, replay) for name, version in list_bundles(archive)]
     publish_audit(audits)
-    counts = {s: sum(a["status"] == s for a in audits) for s in ("ok", "drift", "corrupt", "error")}
+    shown = (AuditStatus.OK, AuditStatus.DRIFT, AuditStatus.CORRUPT, AuditStatus.ERROR)
+    counts = {s: sum(a.status is s for a in audits) for s in shown}
     message = f"{len(audits)} bundles: " + ", ".join(f"{n} {s}" for s, n in counts.items())
     get_run_logger().info("audit: %s", message)
-    bad = [f"{a['name']}:{a['version']} {a['status']}" for a in audits if a["status"] != "ok"]
+    bad = [f"{a.name}:{a.version} {a.status}" for a in audits if a.status is not AuditStatus.OK]
     if bad:
         text = f"{message} ({', '.join(bad)})"
         return Failed(message=text, data=ArchiveAuditFailed(text, audits))

@@ -12,7 +12,6 @@ A sweep shows a progress artifact (:func:`start_progress`, :func:`update_progres
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 from uuid import UUID
 
@@ -28,7 +27,8 @@ from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
 import parity.archive as archive_stage
-from parity.registry.events import EVENT_SCHEMA, model_resource
+from parity.core.records import Check, Metadata, Outcome, OutcomePayload, Report, Verdict
+from parity.registry.events import model_resource
 from parity.validators.report import fmt_float
 
 from .summary import artifact_key, failing_cells, markdown, one_line, table_rows
@@ -40,37 +40,41 @@ SWEEP_PROGRESS_KEY = "parity-sweep-progress"
 WORST_ROWS = 5
 
 
-def worst_checks(report: dict, limit: int = WORST_ROWS) -> list[dict]:
+def worst_checks(report: Report, limit: int = WORST_ROWS) -> list[Check]:
     """The checks furthest from passing: non-passing verdicts first, then by relative and absolute error."""
 
-    def badness(check: dict) -> tuple[int, float, float]:
-        def figure(key: str) -> float:
-            value = check.get(key)
-            return -1.0 if value is None or math.isnan(value) else float(value)
+    def badness(check: Check) -> tuple[bool, float, float]:
+        def figure(value: float | None) -> float:
+            return -1.0 if value is None else float(value)  # the record holds no NaN
 
-        return (check["verdict"] != "pass", figure("max_rel"), figure("max_abs"))
+        return (check.verdict is not Verdict.PASS, figure(check.max_rel), figure(check.max_abs))
 
-    return sorted(report["checks"], key=badness, reverse=True)[:limit]
+    return sorted(report.checks, key=badness, reverse=True)[:limit]
 
 
 def provenance_lines(folder: Path) -> list[str]:
-    """Markdown lines from a bundle's ``metadata.json`` (training data, source, scores, tools)."""
+    """Markdown lines from a bundle's ``metadata.json`` (training data, source, scores, tools).
+
+    Raises
+    ------
+    RecordError, RecordSchemaError
+        The bundle's ``metadata.json`` is damaged or of a schema this version of Parity does not read.
+    """
     path = folder / "metadata.json"
     if not path.is_file():
         return [f"- no metadata.json in `{folder}`"]
-    metadata = json.loads(path.read_text())
-    provenance = metadata.get("provenance", {})
-    data = provenance.get("training_data", {})
-    sources = [entry["origin"] for entry in provenance.get("source", {}).get("files", [])]
-    tools = metadata.get("tools", {})
+    metadata = Metadata.read(path)
+    provenance = metadata.provenance
+    data = provenance.training_data
+    sources = [entry.origin for entry in provenance.source.files]
+    snapshot = f" (snapshot SHA-256 `{data.snapshot_sha256[:12]}…`)" if data.snapshot_sha256 else ""
     return [
-        f"- registered at: {metadata.get('registered_at', '?')}, validated at: {metadata.get('validated_at', '?')}",
-        f"- training data: {data.get('uri') or 'not recorded'}"
-        + (f" (snapshot SHA-256 `{data['snapshot_sha256'][:12]}…`)" if data.get("snapshot_sha256") else ""),
+        f"- registered at: {metadata.registered_at}, validated at: {metadata.validated_at}",
+        f"- training data: {data.uri or 'not recorded'}{snapshot}",
         f"- training source: {', '.join(f'`{s}`' for s in sources) or 'not recorded'}",
-        f"- cross-validation: {json.dumps(provenance.get('cv_scores', {})) or '{}'}",
-        f"- model SHA-256: `{metadata.get('registered_model', {}).get('sha256', '?')}`",
-        "- tools: " + ", ".join(f"{k} {v}" for k, v in sorted(tools.items())),
+        f"- cross-validation: {json.dumps(provenance.cv_scores)}",
+        f"- model SHA-256: `{metadata.registered_model.sha256}`",
+        "- tools: " + ", ".join(f"{k} {v}" for k, v in sorted(metadata.tools.items())),
     ]
 
 
@@ -87,47 +91,48 @@ def report_markdown(filed: archive_stage.Filed) -> str:
     str
     """
     report = filed.report
-    where = "archive bundle" if filed.outcome == "passed" else "rejected attempt (not archived)"
+    passed = filed.outcome is Outcome.PASSED
+    where = "archive bundle" if passed else "rejected attempt (not archived)"
     lines = [markdown(report, str(filed.path)), "", "## Worst rows", ""]
     lines += ["| cell | verdict | max_abs | max_rel | n_outside |", "|---|---|---|---|---|"]
     for c in worst_checks(report):
-        cell = f"{c['format']}/{c['runtime']}/{c['target']}/{c['output']}"
         lines.append(
-            f"| {cell} | {c['verdict']} | {fmt_float(c['max_abs'])} | {fmt_float(c['max_rel'])} | {c['n_outside']} |"
+            f"| {c.cell} | {c.verdict} | {fmt_float(c.max_abs)} | {fmt_float(c.max_rel)} | {c.n_outside} |"
         )
     lines += ["", "## Provenance", "", *provenance_lines(Path(filed.path))]
     lines += ["", "## Where it is", "", f"- {where}: `{filed.path}`"]
-    if filed.outcome == "passed":
+    if passed:
         lines.append("- written by this run" if filed.written else "- already archived: left untouched")
     return "\n".join(lines)
 
 
-def outcome_event(filed: archive_stage.Filed) -> tuple[str, dict]:
+def outcome_event(filed: archive_stage.Filed) -> tuple[str, OutcomePayload]:
     """The event name and payload announcing one model version's verdict."""
     report = filed.report
-    payload = {
-        "schema": EVENT_SCHEMA,
-        "name": report["name"],
-        "version": report["version"],
-        "outcome": report["outcome"],
-        "location": str(filed.path),
-        "archived": filed.outcome == "passed",
-        "written": filed.written,
-        "failing_cells": failing_cells(report),
-        "summary": one_line(report),
-    }
-    return (VALIDATED if filed.outcome == "passed" else REJECTED), payload
+    passed = filed.outcome is Outcome.PASSED
+    payload = OutcomePayload(
+        name=report.name,
+        version=report.version,
+        outcome=report.outcome,
+        location=str(filed.path),
+        archived=passed,
+        written=filed.written,
+        failing_cells=failing_cells(report),
+        summary=one_line(report),
+    )
+    return (VALIDATED if passed else REJECTED), payload
 
 
 @task(cache_policy=NO_CACHE)
 def publish(filed: archive_stage.Filed) -> None:
     """Show the verdicts, report and bundle link in the Prefect UI, and emit the outcome event."""
     report = filed.report
-    name, version = report["name"], report["version"]
+    name, version = report.name, report.version
+    passed = filed.outcome is Outcome.PASSED
     create_table_artifact(
         key=artifact_key(name),
         table=table_rows(report),
-        description=f"{name} v{version}: {report['outcome']}",
+        description=f"{name} v{version}: {report.outcome}",
     )
     create_markdown_artifact(
         key=artifact_key(name, "report"), markdown=report_markdown(filed), description=one_line(report)
@@ -135,11 +140,11 @@ def publish(filed: archive_stage.Filed) -> None:
     create_link_artifact(
         key=artifact_key(name, "bundle"),
         link=Path(filed.path).resolve().as_uri(),
-        link_text=f"{name} v{version}: {'archive bundle' if filed.outcome == 'passed' else 'rejected attempt'}",
+        link_text=f"{name} v{version}: {'archive bundle' if passed else 'rejected attempt'}",
         description=f"{name} v{version}: {filed.path}",
     )
     event, payload = outcome_event(filed)
-    emit_event(event=event, resource=model_resource(name, version), payload=payload)
+    emit_event(event=event, resource=model_resource(name, version), payload=payload.to_json())
 
 
 def start_progress(total: int) -> UUID:
@@ -155,7 +160,7 @@ def start_progress(total: int) -> UUID:
     UUID
         The artifact's id, for :func:`update_progress`.
     """
-    return create_progress_artifact(
+    return create_progress_artifact(  # type: ignore[return-value]  # sync here: never a coroutine
         progress=0.0 if total else 100.0,
         key=SWEEP_PROGRESS_KEY,
         description=f"0 of {total} model versions validated",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 
+from parity.core.records import Report, Where
 from parity.validators.report import fmt_float
 
 #: Columns of the verdict table, as shown in the CLI and the Prefect table artifact.
@@ -26,70 +27,62 @@ def artifact_key(name: str, suffix: str = "") -> str:
     return f"parity-{slug}{'-' + suffix if suffix else ''}"
 
 
-def table_rows(report: dict) -> list[dict]:
+def table_rows(report: Report) -> list[dict]:
     """One row per check, with figures as short strings."""
     rows = []
-    for check in report["checks"]:
-        row = {column: check.get(column, "") for column in TABLE_COLUMNS}
-        row["max_abs"], row["max_rel"] = fmt_float(check["max_abs"]), fmt_float(check["max_rel"])
-        row["explanation"] = check.get("explanation", "")
+    for check in report.checks:
+        data = check.to_json()
+        row = {column: data.get(column, "") for column in TABLE_COLUMNS}
+        row["max_abs"], row["max_rel"] = fmt_float(check.max_abs), fmt_float(check.max_rel)
+        row["explanation"] = check.explanation
         rows.append(row)
     return rows
 
 
-def failing_cells(report: dict) -> list[str]:
-    """``format/runtime/target/output`` of every check that did not pass."""
-    return [
-        f"{c['format']}/{c['runtime']}/{c['target']}/{c['output']}: {c['verdict']}"
-        for c in report["checks"]
-        if c["verdict"] != "pass"
-    ]
+def failing_cells(report: Report) -> list[str]:
+    """``format/runtime/target/output: verdict`` of every check that did not pass."""
+    return [f"{c.cell}: {c.verdict}" for c in report.failing]
 
 
-def one_line(report: dict) -> str:
+def one_line(report: Report) -> str:
     """``iris-lr:1 passed (9 checks)`` or the failing cells."""
-    head = f"{report['name']}:{report['version']} {report['outcome']}"
+    head = f"{report.name}:{report.version} {report.outcome}"
     bad = failing_cells(report)
-    return f"{head}: {'; '.join(bad)}" if bad else f"{head} ({len(report['checks'])} checks)"
+    return f"{head}: {'; '.join(bad)}" if bad else f"{head} ({len(report.checks)} checks)"
 
 
-def markdown(report: dict, where: str) -> str:
+def markdown(report: Report, where: str) -> str:
     """A markdown summary of one model version for the Prefect UI."""
     lines = [
-        f"# {report['name']} v{report['version']}: {report['outcome'].upper()}",
+        f"# {report.name} v{report.version}: {report.outcome.upper()}",
         "",
-        f"- estimator: `{report['estimator']}`",
-        f"- reference rows: {report['reference_rows']}",
+        f"- estimator: `{report.estimator}`",
+        f"- reference rows: {report.reference_rows}",
         f"- bundle: `{where}`",
     ]
-    for fmt, conversion in report["conversions"].items():
-        lines.append(
-            f"- {fmt}: {conversion['status']} in {conversion['seconds']:.2f} s — {conversion['message'].splitlines()[0] if conversion['message'] else ''}"
-        )
-    lines += [f"- note: {note}" for note in report["notes"]]
+    for fmt, conversion in report.conversions.items():
+        said = conversion.message.splitlines()[0] if conversion.message else ""
+        lines.append(f"- {fmt}: {conversion.status} in {conversion.seconds:.2f} s — {said}")
+    lines += [f"- note: {note}" for note in report.notes]
     lines += ["", "| " + " | ".join(TABLE_COLUMNS) + " |", "|" + "---|" * len(TABLE_COLUMNS)]
     for row in table_rows(report):
         lines.append("| " + " | ".join(str(row[c]) for c in TABLE_COLUMNS) + " |")
-    targets = report.get("targets", {})
-    if targets:
+    if report.targets:
         lines += ["", "## Where the outputs came from", ""]
-        for name, entry in targets.items():
-            lines.append(f"- **{name}** ({'required' if entry['required'] else 'optional'})")
-            for runtime, where in entry["where"].items():
-                lines.append(f"  - {runtime}: {describe_where(where)}")
-    explained = [
-        (c, c["explanation"])
-        for c in report["checks"]
-        if c.get("explanation") and c["output"] != "embedded-verification"
-    ]
+        for name, entry in report.targets.items():
+            lines.append(f"- **{name}** ({'required' if entry.required else 'optional'})")
+            for runtime, described in entry.where.items():
+                lines.append(f"  - {runtime}: {describe_where(described)}")
+    explained = [c for c in report.checks if c.explanation and c.output != "embedded-verification"]
     if explained:
         lines += ["", "## Explanations", ""]
-        lines += [f"- **{c['format']}/{c['runtime']}/{c['output']}**: {text}" for c, text in explained]
+        lines += [f"- **{c.format}/{c.runtime}/{c.output}**: {c.explanation}" for c in explained]
     return "\n".join(lines)
 
 
-def describe_where(where: dict) -> str:
+def describe_where(described: Where) -> str:
     """One line from a runner's own description of where it ran, plus the target's settings."""
+    where = described.to_json()
     cpuinfo = where.get("cpuinfo", "")
     if isinstance(cpuinfo, dict):
         parts = [str(cpuinfo[k]) for k in ("model name", "CPU implementer", "CPU part") if k in cpuinfo]

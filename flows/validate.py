@@ -20,7 +20,7 @@ from prefect.task_runners import ThreadPoolTaskRunner
 import parity.archive as archive_stage
 from parity.core.defaults import DEFAULT_ARCHIVE, DEFAULT_REGISTRY, PROGRESS_LOGGER
 from parity.core.errors import ModelNotValidated, SweepNotPassed
-from parity.core.records import Conversion
+from parity.core.records import Conversion, Outcome, Report
 from parity.registry import FileRegistry, RegisteredModel
 from parity.validators.formats import FORMATS, format_of
 from parity.validators.report import Check
@@ -74,7 +74,7 @@ def convert_and_validate(
 ):
     """Validate one registered model version and archive it when it passes.
 
-    Returns the model's report (a dict); the run ends Failed, naming the failing cells, when the model
+    Returns the model's report (a :class:`~parity.core.records.Report`); the run ends Failed, naming the failing cells, when the model
     does not pass.
     """
     logger = get_run_logger()
@@ -86,26 +86,25 @@ def convert_and_validate(
         checks = [check for c in conversions.values() for check in validate(context, c)]
         filed = file_result(archive, model, conversions, checks)
     publish(filed)
-    report = dict(filed.report, seconds=round(time.perf_counter() - start, 2), bundle=str(filed.path))
+    seconds = round(time.perf_counter() - start, 2)
+    report = filed.report.filed(seconds, str(filed.path))
     line = one_line(report)
     logger.info(line)
-    progress.info("%s  [%.1f s]", line, report["seconds"])
-    if report["outcome"] == "passed":
+    progress.info("%s  [%.1f s]", line, seconds)
+    if report.outcome is Outcome.PASSED:
         return Completed(message=line, data=report)
-    return Failed(
-        message=f"{model.ref}: {report['outcome']}: " + "; ".join(failing_cells(report)), data=report
-    )
+    return Failed(message=f"{model.ref}: {report.outcome}: " + "; ".join(failing_cells(report)), data=report)
 
 
 @task(cache_policy=NO_CACHE)
-def validate_one(name: str, version: int, registry: str, archive: str) -> dict:
+def validate_one(name: str, version: int, registry: str, archive: str) -> Report:
     """Run the one-model flow for one version; its failure is a result here, never a crash of the sweep."""
     state = convert_and_validate(name, version, registry, archive, return_state=True)
     try:
         report = result_data(state)
     except Exception as err:  # the child crashed before producing a report
         return _crashed(name, version, state, err)
-    if isinstance(report, dict):
+    if isinstance(report, Report):
         return report
     return _crashed(name, version, state, report if isinstance(report, Exception) else None)
 
@@ -116,10 +115,10 @@ def result_data(state):
     return result.data if isinstance(result, (ModelNotValidated, SweepNotPassed)) else result
 
 
-def _crashed(name: str, version: int, state, err: Exception | None = None) -> dict:
+def _crashed(name: str, version: int, state, err: Exception | None = None) -> Report:
     message = str(err) if err else (state.message or state.name)
     progress.info("%s:%s error: %s", name, version, message)
-    return {"name": name, "version": version, "outcome": "error", "checks": [], "error": message}
+    return Report.crashed(name, version, message)
 
 
 def pending_versions(registry: str, archive: str) -> list[tuple[str, int]]:
@@ -128,7 +127,7 @@ def pending_versions(registry: str, archive: str) -> list[tuple[str, int]]:
     return [(r.name, r.version) for r in store.refs() if not shelf.is_archived(r.name, r.version)]
 
 
-@flow(name="validate-registry", task_runner=ThreadPoolTaskRunner(max_workers=SWEEP_WORKERS))
+@flow(name="validate-registry", task_runner=ThreadPoolTaskRunner(max_workers=SWEEP_WORKERS))  # type: ignore[arg-type]
 def validate_registry(
     registry: str = DEFAULT_REGISTRY, archive: str = DEFAULT_ARCHIVE, models: list[str] | None = None
 ):
@@ -143,14 +142,11 @@ def validate_registry(
     for done, _ in enumerate(as_completed(futures), 1):
         update_progress(progress_id, done, len(todo))
     reports = [future.result() for future in futures]
-    counts = {
-        kind: sum(r["outcome"] == kind for r in reports)
-        for kind in ("passed", "failed", "unsupported", "error")
-    }
+    counts = {kind: sum(r.outcome is kind for r in reports) for kind in Outcome}
     message = ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "nothing to validate"
     get_run_logger().info("sweep: %s", message)
-    if counts["failed"] or counts["unsupported"] or counts["error"]:
-        bad = [f"{r['name']}:{r['version']}" for r in reports if r["outcome"] != "passed"]
+    if any(n for kind, n in counts.items() if kind is not Outcome.PASSED):
+        bad = [f"{r.name}:{r.version}" for r in reports if r.outcome is not Outcome.PASSED]
         text = f"{message} (not passed: {', '.join(bad)})"
         return Failed(message=text, data=SweepNotPassed(text, reports))
     return Completed(message=message if todo else "nothing to validate", data=reports)

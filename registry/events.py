@@ -8,6 +8,8 @@ The event a registration emits, and that the event-triggered deployment listens 
                 "parity.model.name": "<name>", "parity.model.version": "<version>"}
     payload  = {"schema": 1, "name": "<name>", "version": <int>, "registry": "<absolute registry path>"}
 
+(the payload is :class:`parity.core.records.RegisteredPayload`, sent as its JSON).
+
 Training code that registers models by other means can emit the same event with :func:`emit_registered`
 (or ``prefect.events.emit_event`` with the fields above). Nothing is sent unless a Prefect API is
 configured (``PREFECT_API_URL``): a registration never starts a temporary server just to announce itself.
@@ -23,7 +25,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-EVENT_SCHEMA = 1
+from parity.core.records import RegisteredPayload
+
 REGISTERED = "parity.model.registered"
 #: How long a registration waits for the Prefect server to take its event before giving up with a warning.
 EMIT_TIMEOUT_SECONDS = 15.0
@@ -41,14 +44,9 @@ def model_resource(name: str, version: int) -> dict[str, str]:
     }
 
 
-def registered_payload(name: str, version: int, registry: str | os.PathLike[str]) -> dict[str, Any]:
+def registered_payload(name: str, version: int, registry: str | os.PathLike[str]) -> RegisteredPayload:
     """The payload of ``parity.model.registered``: what the triggered flow needs to find the model."""
-    return {
-        "schema": EVENT_SCHEMA,
-        "name": name,
-        "version": int(version),
-        "registry": str(Path(registry).resolve()),
-    }
+    return RegisteredPayload(name=name, version=int(version), registry=str(Path(registry).resolve()))
 
 
 def prefect_api_url() -> str | None:
@@ -141,7 +139,7 @@ def emit_registered(name: str, version: int, registry: str | os.PathLike[str]) -
         if prefect_api_url() is None:
             return None
         return send_event(
-            REGISTERED, model_resource(name, version), registered_payload(name, version, registry)
+            REGISTERED, model_resource(name, version), registered_payload(name, version, registry).to_json()
         )
     except Exception as err:
         logger.warning(

@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import errno
-import json
 import os
 import re
 import shutil
 import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -20,10 +18,11 @@ import skops.io as sio
 
 from parity.core.durable import fsync_dir, fsync_tree
 from parity.core.errors import InvalidInputError, RegistryError
+from parity.core.records import ModelFile, Provenance, RegistrationRecord
+from parity.core.records.base import now
 
 from . import events, loading, predictions, provenance
 
-SCHEMA = 1
 RECORD_FILE = "registration.json"
 REFERENCE_FILE = "reference.parquet"
 PREDICTIONS_FILE = "predictions.parquet"
@@ -58,7 +57,7 @@ class RegisteredModel:
 
     ref: ModelRef
     path: Path
-    record: dict
+    record: RegistrationRecord
     estimator: object
     reference: pd.DataFrame
     predictions: dict[str, np.ndarray]
@@ -67,7 +66,7 @@ class RegisteredModel:
 
     @property
     def model_file(self) -> Path:
-        return self.path / self.record["model"]["file"]
+        return self.path / self.record.model.file
 
 
 def check_name(name: str) -> str:
@@ -154,11 +153,19 @@ class FileRegistry:
     def path(self, ref: ModelRef) -> Path:
         return self.root / ref.name / str(ref.version)
 
-    def record(self, ref: ModelRef) -> dict:
-        """The registration record (JSON) of a version."""
+    def record(self, ref: ModelRef) -> RegistrationRecord:
+        """The registration record of a version.
+
+        Raises
+        ------
+        RegistryError
+            The version is not registered.
+        RecordError, RecordSchemaError
+            Its ``registration.json`` is damaged or of a schema this version of Parity does not read.
+        """
         path = self.path(ref) / RECORD_FILE
         try:
-            return json.loads(path.read_text())
+            return RegistrationRecord.read(path)
         except FileNotFoundError:
             raise RegistryError(f"{ref}: no {RECORD_FILE} in {path.parent}; is it registered?") from None
 
@@ -171,23 +178,23 @@ class FileRegistry:
         """
         record = self.record(ref)
         folder = self.path(ref)
-        model = record["model"]
+        model = record.model
         loaded = loading.load_model(
-            folder / model["file"],
-            model["format"],
-            trusted_types=record.get("trusted_types", []),
-            trusted_pickle=model.get("trusted_pickle", False),
-            expected_sha256=model["sha256"],
+            folder / model.file,
+            model.format,
+            trusted_types=record.trusted_types,
+            trusted_pickle=model.trusted_pickle,
+            expected_sha256=model.sha256,
         )
         notes = list(loaded.notes)
-        trained_with = record["provenance"]["environment"].get("scikit-learn")
+        trained_with = record.provenance.environment.scikit_learn
         here = provenance.environment_sklearn()
         original = loaded.original_sklearn_version
         if trained_with and trained_with != here:
             notes.append(f"registered under scikit-learn {trained_with}, validated under {here}")
             original = original or trained_with
-        reference = pd.read_parquet(folder / record["reference"]["file"])
-        preds = predictions.predictions_from_frame(pd.read_parquet(folder / record["predictions"]["file"]))
+        reference = pd.read_parquet(folder / record.reference.file)
+        preds = predictions.predictions_from_frame(pd.read_parquet(folder / record.predictions.file))
         return RegisteredModel(ref, folder, record, loaded.estimator, reference, preds, original, notes)
 
     # -- writing ---------------------------------------------------------------------------------------
@@ -268,32 +275,34 @@ class FileRegistry:
             outputs = predictions.reference_predictions(estimator, reference)
             reference.to_parquet(staging / REFERENCE_FILE, index=False)
             predictions.predictions_to_frame(outputs).to_parquet(staging / PREDICTIONS_FILE, index=False)
-            record = {
-                "schema": SCHEMA,
-                "name": name,
-                "estimator_type": f"{type(estimator).__module__}.{type(estimator).__qualname__}",
-                "estimator_summary": _summary(estimator),
-                "registered_at": datetime.now(UTC).isoformat(timespec="seconds"),
-                "model": model_entry,
-                "trusted_types": trusted,
-                "reference": {
-                    "file": REFERENCE_FILE,
-                    "rows": len(reference),
-                    "columns": [{"name": str(c), "dtype": str(t)} for c, t in reference.dtypes.items()],
-                    "sha256": loading.sha256_of(staging / REFERENCE_FILE),
-                },
-                "predictions": {
-                    "file": PREDICTIONS_FILE,
-                    "outputs": {
-                        k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in outputs.items()
+            record = RegistrationRecord.model_validate(
+                {
+                    "name": name,
+                    "version": version or 1,  # the number actually taken is set when moved into place
+                    "estimator_type": f"{type(estimator).__module__}.{type(estimator).__qualname__}",
+                    "estimator_summary": _summary(estimator),
+                    "registered_at": now(),
+                    "model": model_entry,
+                    "trusted_types": trusted,
+                    "reference": {
+                        "file": REFERENCE_FILE,
+                        "rows": len(reference),
+                        "columns": [{"name": str(c), "dtype": str(t)} for c, t in reference.dtypes.items()],
+                        "sha256": loading.sha256_of(staging / REFERENCE_FILE),
                     },
-                    "classes": _classes(estimator),
-                },
-                "tolerances": {k: dict(v) for k, v in (tolerances or {}).items()},
-                "provenance": _provenance(
-                    staging, training_data_uri, training_data_snapshot, source_files, cv_scores
-                ),
-            }
+                    "predictions": {
+                        "file": PREDICTIONS_FILE,
+                        "outputs": {
+                            k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in outputs.items()
+                        },
+                        "classes": _classes(estimator),
+                    },
+                    "tolerances": {k: dict(v) for k, v in (tolerances or {}).items()},
+                    "provenance": _provenance(
+                        staging, training_data_uri, training_data_snapshot, source_files, cv_scores
+                    ),
+                }
+            )
             ref = self._commit(staging, record, name, version)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
@@ -309,13 +318,12 @@ class FileRegistry:
         folder = self.root / name
         return max((int(p.name) for p in folder.iterdir() if p.name.isdigit()), default=0)
 
-    def _commit(self, staging: Path, record: dict, name: str, version: int | None) -> ModelRef:
+    def _commit(self, staging: Path, record: RegistrationRecord, name: str, version: int | None) -> ModelRef:
         """Move the staged folder into place, durably; a taken version is never overwritten."""
         (self.root / name).mkdir(exist_ok=True)
         for _attempt in range(100):
             number = version if version is not None else self._taken(name) + 1
-            record["version"] = number
-            (staging / RECORD_FILE).write_text(json.dumps(record, indent=2, sort_keys=True))
+            (staging / RECORD_FILE).write_bytes(record.model_copy(update={"version": number}).to_bytes())
             fsync_tree(staging)
             target = self.root / name / str(number)
             try:
@@ -351,7 +359,7 @@ def _stage_model(
     trusted: list[str],
     trust_pickle: bool,
     sha256: str | None,
-) -> tuple[dict, object]:
+) -> tuple[ModelFile, object]:
     """Write or copy the model into ``staging`` and load it back the way the pipeline will."""
     if (estimator is None) == (model_file is None):
         raise InvalidInputError("give exactly one of a fitted estimator or model_file.")
@@ -370,9 +378,13 @@ def _stage_model(
     loaded = loading.load_model(
         target, fmt, trusted_types=trusted, trusted_pickle=trust_pickle, expected_sha256=sha256 or None
     )
-    entry = {"file": target.name, "format": fmt, "sha256": digest, "trusted_pickle": bool(trust_pickle)}
-    if loaded.original_sklearn_version:
-        entry["original_sklearn_version"] = loaded.original_sklearn_version
+    entry = ModelFile(
+        file=target.name,
+        format=fmt,
+        sha256=digest,
+        trusted_pickle=bool(trust_pickle),
+        original_sklearn_version=loaded.original_sklearn_version or None,
+    )
     return entry, loaded.estimator
 
 
@@ -405,7 +417,7 @@ def _provenance(
     snapshot: str | os.PathLike[str] | None,
     source_files: Sequence[str | os.PathLike[str]] | None,
     cv_scores: Mapping[str, float | Sequence[float]] | None,
-) -> dict:
+) -> Provenance:
     data: dict[str, object] = {"uri": training_data_uri}
     if snapshot is not None:
         snapshot_path = Path(snapshot)
@@ -432,9 +444,11 @@ def _provenance(
             {"file": f"source/{path.name}", "origin": str(path), "sha256": loading.sha256_of(kept)}
         )
     scores = {str(k): _scores(k, v) for k, v in (cv_scores or {}).items()}
-    return {
-        "training_data": data,
-        "source": {"origin": origin, "files": sources},
-        "cv_scores": scores,
-        "environment": provenance.environment(),
-    }
+    return Provenance.model_validate(
+        {
+            "training_data": data,
+            "source": {"origin": origin, "files": sources},
+            "cv_scores": scores,
+            "environment": provenance.environment(),
+        }
+    )

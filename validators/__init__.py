@@ -16,9 +16,13 @@ def _gather_runtimes() -> dict[str, Runtime]:
     for spec in FORMATS.values():
         for runtime in spec.runtimes:
             if runtime.name in table:
-                raise ValueError(f"runtime {runtime.name!r} registered twice; each runtime needs a unique name.")
+                raise ValueError(
+                    f"runtime {runtime.name!r} registered twice; each runtime needs a unique name."
+                )
             if runtime.format != spec.name:
-                raise ValueError(f"runtime {runtime.name!r} evaluates {runtime.format}, but is listed under {spec.name}.")
+                raise ValueError(
+                    f"runtime {runtime.name!r} evaluates {runtime.format}, but is listed under {spec.name}."
+                )
             table[runtime.name] = runtime
     return table
 

@@ -129,14 +129,18 @@ class OnnxFormat(FormatSpec):
         for entry in inputs:
             block = X[entry.columns]
             if entry.dtype == "string":
-                arrays[entry.name] = block.astype(object).where(block.notna(), "").astype(str).to_numpy(object)
+                arrays[entry.name] = (
+                    block.astype(object).where(block.notna(), "").astype(str).to_numpy(object)
+                )
             else:
                 arrays[entry.name] = block.to_numpy(dtype=np.float64).astype(np.float32)
         return arrays
 
     def remote_inputs(self, conversion: Conversion, X: pd.DataFrame) -> dict[str, np.ndarray]:
         """The feeds with strings as unicode arrays, never pickled objects."""
-        return {name: (a.astype(str) if a.dtype == object else a) for name, a in self.feeds(conversion, X).items()}
+        return {
+            name: (a.astype(str) if a.dtype == object else a) for name, a in self.feeds(conversion, X).items()
+        }
 
     def outputs(self, raw: dict[str, np.ndarray], conversion: Conversion) -> dict[str, np.ndarray]:
         """ONNX output names → reference outputs (``label`` → ``predict``...), by the conversion's roles."""

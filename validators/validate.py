@@ -35,6 +35,8 @@ class ModelContext:
     """What validating one model needs, computed at most once."""
 
     model: RegisteredModel
+    #: tolerance overrides; default: the registration's (a replayed bundle passes its metadata's)
+    tolerances: dict[str, dict[str, float]] | None = None
     _rounded: dict[str, np.ndarray] | None = field(default=None, repr=False)
 
     @property
@@ -44,7 +46,7 @@ class ModelContext:
     @property
     def overrides(self) -> dict[str, dict[str, float]]:
         """The model's tolerance overrides, as registered."""
-        return dict(self.model.record.get("tolerances") or {})
+        return self.model.record.tolerances if self.tolerances is None else self.tolerances
 
     def rounded_reference(self) -> dict[str, np.ndarray]:
         """The estimator's outputs on the reference rows with numeric inputs rounded to float32."""
@@ -103,7 +105,12 @@ class Run:
 
 def _cell_of(conversion: Conversion, runtime: str, target: str, required: bool, where: Where | None = None):
     """A maker of this runtime-and-target's rows (the fields every one of its checks shares)."""
-    shared: dict[str, Any] = {"format": conversion.format, "runtime": runtime, "target": target, "required": required}
+    shared: dict[str, Any] = {
+        "format": conversion.format,
+        "runtime": runtime,
+        "target": target,
+        "required": required,
+    }
     if where is not None:
         shared["where"] = where
 
@@ -288,7 +295,9 @@ def validate_conversion(
     for target in targets.values():
         reach = REACHES[target.reach]
         if reach.in_process:
-            found, made = _on_this_process(context, spec, conversion, target, target is primary, runtime_names)
+            found, made = _on_this_process(
+                context, spec, conversion, target, target is primary, runtime_names
+            )
         else:
             found, made = _on_remote(context, spec, conversion, target, reach)
         checks.extend(found)

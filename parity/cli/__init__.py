@@ -142,8 +142,8 @@ def cmd_models(args: argparse.Namespace) -> int:
             {
                 "name": ref.name,
                 "version": ref.version,
-                "estimator": record["estimator_summary"],
-                "registered_at": record["registered_at"],
+                "estimator": record.estimator_summary,
+                "registered_at": record.registered_at,
                 "archived": state + (f" ({rejected} rejected)" if rejected and state == "archived" else ""),
             }
         )
@@ -232,16 +232,16 @@ def run_pipeline(registry: str, archive: str, models: list[str] | None, verbose:
     rows = []
     for report in reports:
         for row in table_rows(report):
-            rows.append({"model": f"{report['name']}:{report['version']}", **row})
+            rows.append({"model": f"{report.name}:{report.version}", **row})
     _print_table(rows, ["model", *(c for c in TABLE_COLUMNS if c != "max_rel")])
     print()
     for report in reports:
-        where = report.get("bundle") or report.get("error", "")
-        print(f"{report['name']}:{report['version']}: {report['outcome']} -> {where}")
-    print(state.message or "")
+        where = report.bundle or report.error or ""
+        print(f"{report.name}:{report.version}: {report.outcome} -> {where}")
+    print(state.message or "")  # type: ignore[attr-defined]  # a State: the flow ran synchronously
     if not reports:
         return EXIT_OK
-    return EXIT_OK if all(r["outcome"] == "passed" for r in reports) else EXIT_FAILED
+    return EXIT_OK if all(r.outcome == "passed" for r in reports) else EXIT_FAILED
 
 
 def _use_targets(path: str | None) -> None:
@@ -336,8 +336,8 @@ def cmd_audit(args: argparse.Namespace) -> int:
     state = audit_archive(str(args.archive), replay=not args.no_replay, return_state=True)
     audits = audits_of(state)
     _print_table(audit_rows(audits), AUDIT_COLUMNS)
-    print(state.message or "")
-    return EXIT_OK if all(a["status"] == "ok" for a in audits) else EXIT_FAILED
+    print(state.message or "")  # type: ignore[attr-defined]  # a State: the flow ran synchronously
+    return EXIT_OK if all(a.status == "ok" for a in audits) else EXIT_FAILED
 
 
 # -- parser ----------------------------------------------------------------------------------------------

@@ -48,7 +48,7 @@ class _CarriesData(ParityError, RuntimeError):
 
 
 class ModelNotValidated(_CarriesData):
-    """A model version did not pass; ``data`` is its report (a dict)."""
+    """A model version did not pass; ``data`` is its report (a :class:`~parity.core.records.Report`)."""
 
 
 class SweepNotPassed(_CarriesData):
@@ -59,7 +59,7 @@ class ArchiveAuditFailed(_CarriesData):
     """Bundles need action; ``data`` (also ``audits``) holds every bundle's audit, sound ones included."""
 
     @property
-    def audits(self) -> list[dict]:
+    def audits(self) -> list:
         return self.data  # type: ignore[return-value]
 
 

@@ -18,9 +18,9 @@ from parity.archive import MANIFEST, REJECTED, Archive, BundleResult, Filed, bui
 from parity.archive.bundle import _STAGING
 from parity.core.defaults import host_platform
 from parity.core.errors import ArchiveConflictError, IntegrityError
+from parity.core.records import Check, Manifest, Metadata, Outcome, Report, Verdict
 from parity.registry import FileRegistry, RegisteredModel
 from parity.validators import formats
-from parity.validators.report import Check, Verdict
 from parity.validators.targets.table import Target
 
 #: Only this process: emulated and pool targets are tested in test_targets.py and test_aarch64.py.
@@ -73,10 +73,11 @@ def test_write_bundle_writes_files_and_manifest(shelf, files):
     assert (result.path / "model.pmml").read_text() == "<PMML/>\n"
     assert (result.path / "notes.txt").read_bytes() == b"hello\n"
     manifest = shelf.manifest("iris-lr", 1)
-    assert manifest["schema"] == 1
-    assert manifest["identity"] == IDENTITY
-    assert manifest["files"] == {name: _sha(result.path / name) for name in files}
-    assert manifest["files"]["notes.txt"] == hashlib.sha256(b"hello\n").hexdigest()
+    assert isinstance(manifest, Manifest) and manifest.schema_version == 1
+    assert manifest.identity.to_json() == IDENTITY
+    assert manifest.files == {name: _sha(result.path / name) for name in files}
+    assert manifest.files["notes.txt"] == hashlib.sha256(b"hello\n").hexdigest()
+    assert json.loads((result.path / MANIFEST).read_text())["schema"] == 1
     assert shelf.is_archived("iris-lr", 1) and not shelf.is_archived("iris-lr", 2)
     assert shelf.check(result.path) == []
     assert list((shelf.root / _STAGING).iterdir()) == []
@@ -163,13 +164,13 @@ def _check(verdict: Verdict) -> Check:
 
 def test_file_model_archives_a_pass_without_artifacts(shelf, registered):
     filed = file_model(shelf, registered, {}, [_check(Verdict.PASS)])
-    assert filed == Filed("passed", shelf.bundle_path("iris-lr", 1), True, filed.report)
+    assert filed == Filed(Outcome.PASSED, shelf.bundle_path("iris-lr", 1), True, filed.report)
     names = {p.name for p in filed.path.iterdir()}
     assert names == BUNDLE_FILES - {"model.onnx", "model.pmml"}
     assert (filed.path / "model.skops").read_bytes() == registered.model_file.read_bytes()
-    assert shelf.manifest("iris-lr", 1)["identity"] == {
-        "model_sha256": registered.record["model"]["sha256"],
-        "reference_sha256": registered.record["reference"]["sha256"],
+    assert shelf.manifest("iris-lr", 1).identity.to_json() == {
+        "model_sha256": registered.record.model.sha256,
+        "reference_sha256": registered.record.reference.sha256,
     }
     again = file_model(shelf, registered, {}, [_check(Verdict.PASS)])
     assert (again.outcome, again.written) == ("passed", False)
@@ -209,6 +210,7 @@ def test_file_model_rejects_what_did_not_pass(shelf, registered, checks, outcome
     filed = file_model(shelf, registered, {}, checks)
     assert filed.outcome == outcome
     assert filed.path.parent == shelf.root / REJECTED / "iris-lr" / "1"
+    assert Report.read(filed.path / "report.json").outcome is Outcome(outcome)
     assert json.loads((filed.path / "report.json").read_text())["outcome"] == outcome
     assert not shelf.bundle_path("iris-lr", 1).exists()
 
@@ -216,11 +218,11 @@ def test_file_model_rejects_what_did_not_pass(shelf, registered, checks, outcome
 def test_build_report_carries_loading_notes(registered):
     registered.notes.append("pickled with scikit-learn 1.5.0")
     report = build_report(registered, {}, [_check(Verdict.PASS)])
-    assert report["schema"] == 1
-    assert (report["name"], report["version"], report["outcome"]) == ("iris-lr", 1, "passed")
-    assert report["reference_rows"] == 150
-    assert report["notes"] == ["pickled with scikit-learn 1.5.0"]
-    assert report["checks"][0]["verdict"] == "pass"
+    assert report.to_json()["schema"] == 1
+    assert (report.name, report.version, report.outcome) == ("iris-lr", 1, Outcome.PASSED)
+    assert report.reference_rows == 150
+    assert report.notes == ["pickled with scikit-learn 1.5.0"]
+    assert report.checks[0].verdict is Verdict.PASS
 
 
 # -- end to end: register → convert → validate → file (JVM) ----------------------------------------------
@@ -257,16 +259,17 @@ def test_file_model_end_to_end_passes_and_archives(validated, tmp_path):
     assert (filed.path / "model.pmml").read_bytes() == conversions["pmml"].path.read_bytes()
     assert (filed.path / "model.onnx").read_bytes() == conversions["onnx"].path.read_bytes()
 
-    metadata = json.loads((filed.path / "metadata.json").read_text())
-    assert metadata["provenance"] == model.record["provenance"]
-    assert metadata["provenance"]["cv_scores"] == {"cv5": [0.95, 0.97]}
-    tools = metadata["tools"]
+    metadata = Metadata.read(filed.path / "metadata.json")
+    assert metadata.provenance == model.record.provenance
+    assert metadata.provenance.cv_scores == {"cv5": [0.95, 0.97]}
+    tools = metadata.tools
     for tool in ("scikit-learn", "skl2onnx", "sklearn2pmml", "onnxruntime", "skops", "python"):
         assert tools[tool], tool
-    assert "version" in tools["java"]
-    assert metadata["registered_at"] == model.record["registered_at"]
-    assert metadata["validated_at"]
-    assert metadata["classes"] == [0, 1, 2]
+    assert "version" in (tools["java"] or "")
+    assert metadata.registered_at == model.record.registered_at
+    assert metadata.validated_at
+    assert metadata.classes == [0, 1, 2]
+    assert Report.read(filed.path / "report.json") == filed.report
 
     report = json.loads((filed.path / "report.json").read_text())
     assert (report["schema"], report["outcome"]) == (1, "passed")

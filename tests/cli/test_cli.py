@@ -123,7 +123,7 @@ def test_register_without_source_keeps_none(model_file, tmp_path, registry_dir, 
     iris[0].to_csv(reference, index=False)
     assert main(_register_args(model_file, reference, registry_dir)) == EXIT_OK
     record = FileRegistry(registry_dir).record(ModelRef("iris-lr", 1))
-    assert record["provenance"]["source"] == {"origin": "given", "files": []}
+    assert record.provenance.source.to_json() == {"origin": "given", "files": []}
 
 
 @pytest.mark.parametrize(
@@ -220,7 +220,7 @@ def test_models_lists_versions_and_archived_state(tmp_path, logreg, iris, capsys
         ("scaler", "1"): ("StandardScaler", "no"),
     }
     assert all(
-        r["registered_at"] == registry.record(ModelRef(r["name"], int(r["version"])))["registered_at"]
+        r["registered_at"] == registry.record(ModelRef(r["name"], int(r["version"]))).registered_at
         for r in rows
     )
 

@@ -16,6 +16,7 @@ import parity.archive as archive_stage
 import parity.validators.validate as validate_module
 from parity.archive import Archive
 from parity.archive.audit import archived_versions, audit_bundle, compare_reports
+from parity.core.records import AuditStatus, Check, Verdict
 from parity.registry import FileRegistry
 from parity.validators import formats
 from parity.validators.validate import ModelContext, validate_conversion
@@ -27,17 +28,17 @@ MODEL = "iris-audit"
 def _row(
     output: str = "probabilities", verdict: str = "pass", max_abs: float = 1e-7, target: str = "linux/x86_64"
 ):
-    return {
-        "format": "onnx",
-        "runtime": "onnxruntime",
-        "target": target,
-        "output": output,
-        "verdict": verdict,
-        "kind": "probability",
-        "max_abs": max_abs,
-        "max_rel": 1e-6,
-        "n_outside": 0,
-    }
+    return Check(
+        format="onnx",
+        runtime="onnxruntime",
+        target=target,
+        output=output,
+        verdict=Verdict(verdict),
+        kind="probability",
+        max_abs=max_abs,
+        max_rel=1e-6,
+        n_outside=0,
+    )
 
 
 def test_identical_replay_is_no_drift():
@@ -172,10 +173,11 @@ def test_audit_flow_fails_naming_the_corrupt_bundle_and_emits_the_event(prefect_
     assert state.is_failed()
     assert f"{MODEL}:1 corrupt" in state.message
     (audit,) = audits_of(state)
-    assert audit["corrupt"] == ["report.json: SHA-256 differs from the manifest"]
+    assert audit.status is AuditStatus.CORRUPT
+    assert audit.corrupt == ["report.json: SHA-256 differs from the manifest"]
     events = _wait_for_events("parity.archive.corrupt", since)
     assert [e.resource.id for e in events] == [f"parity.model.{MODEL}.1"]
-    assert events[0].payload["findings"] == audit["corrupt"]
+    assert events[0].payload["findings"] == audit.corrupt
     assert events[0].payload["bundle"] == str(copy.bundle_path(MODEL, 1))
 
 

@@ -52,7 +52,7 @@ def test_sweep_state_counts_every_outcome(swept):
     assert state.is_failed()
     assert "1 passed" in state.message and "1 unsupported" in state.message
     assert "iris-spreading:1" in state.message
-    outcomes = {r["name"]: r["outcome"] for r in result_data(state)}
+    outcomes = {r.name: r.outcome for r in result_data(state)}
     assert outcomes == {"iris-logreg": "passed", "iris-spreading": "unsupported"}
 
 

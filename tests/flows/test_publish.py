@@ -12,6 +12,7 @@ import pytest
 from prefect import flow
 
 from parity.archive import Filed
+from parity.core.records import Check, Conversion, ConversionStatus, Metadata, Outcome, Report, Verdict
 from parity.flows.publish import (
     REJECTED,
     SWEEP_PROGRESS_KEY,
@@ -26,57 +27,65 @@ from parity.flows.publish import (
 from parity.flows.summary import artifact_key
 
 NAME = "Churn_Model.v2"
+#: A metadata.json written by Parity, as the starting point of this test's own.
+FIXTURE_METADATA = (
+    Path(__file__).parents[1] / "fixtures" / "schema-1" / "archive" / "iris-tree" / "1" / "metadata.json"
+)
 
 
-def _check(output: str, verdict: str = "pass", max_abs: float = 1e-8, max_rel: float = 1e-7) -> dict:
-    return {
-        "format": "onnx",
-        "runtime": "onnxruntime",
-        "target": "linux/x86_64",
-        "output": output,
-        "verdict": verdict,
-        "kind": "probability",
-        "rows": 150,
-        "max_abs": max_abs,
-        "max_rel": max_rel,
-        "n_outside": 0 if verdict == "pass" else 3,
-        "explanation": "" if verdict == "pass" else "3 row(s) outside the band",
-    }
+def _check(output: str, verdict: str = "pass", max_abs: float = 1e-8, max_rel: float = 1e-7) -> Check:
+    return Check(
+        format="onnx",
+        runtime="onnxruntime",
+        target="linux/x86_64",
+        output=output,
+        verdict=Verdict(verdict),
+        kind="probability",
+        rows=150,
+        max_abs=max_abs,
+        max_rel=max_rel,
+        n_outside=0 if verdict == "pass" else 3,
+        explanation="" if verdict == "pass" else "3 row(s) outside the band",
+    )
+
+
+def _metadata() -> Metadata:
+    data = json.loads(FIXTURE_METADATA.read_text())
+    data.update(registered_at="2026-11-01T00:00:00+00:00", validated_at="2026-11-02T00:00:00+00:00")
+    data["provenance"]["training_data"] = {"uri": "s3://data/churn.parquet"}
+    data["provenance"]["source"]["files"] = [
+        {"file": "source/train.py", "origin": "/src/train.py", "sha256": "cd" * 32}
+    ]
+    data["provenance"]["cv_scores"] = {"acc": 0.93}
+    data["registered_model"]["sha256"] = "ab" * 32
+    data["tools"] = {"skl2onnx": "1.20.0"}
+    return Metadata.from_data(data)
 
 
 def _filed(folder: Path, outcome: str = "passed") -> Filed:
     checks = [_check("label", max_abs=0.0, max_rel=0.0), _check("probabilities", max_abs=2e-7, max_rel=3e-6)]
     if outcome != "passed":
         checks.append(_check("decision", "fail", max_abs=0.5, max_rel=0.1))
-    report = {
-        "name": NAME,
-        "version": 3,
-        "outcome": outcome,
-        "estimator": "LogisticRegression",
-        "reference_rows": 150,
-        "notes": [],
-        "conversions": {"onnx": {"status": "converted", "seconds": 0.1, "message": "ok"}},
-        "checks": checks,
-    }
-    folder.mkdir(parents=True, exist_ok=True)
-    metadata = {
-        "registered_at": "2026-11-01T00:00:00+00:00",
-        "validated_at": "2026-11-02T00:00:00+00:00",
-        "provenance": {
-            "training_data": {"uri": "s3://data/churn.parquet"},
-            "source": {"files": [{"origin": "/src/train.py"}]},
-            "cv_scores": {"acc": 0.93},
+    report = Report(
+        name=NAME,
+        version=3,
+        outcome=Outcome(outcome),
+        validated_at="2026-11-02T00:00:00+00:00",
+        estimator="LogisticRegression",
+        reference_rows=150,
+        conversions={
+            "onnx": Conversion(format="onnx", status=ConversionStatus.CONVERTED, seconds=0.1, message="ok")
         },
-        "registered_model": {"sha256": "ab" * 32},
-        "tools": {"skl2onnx": "1.20.0"},
-    }
-    (folder / "metadata.json").write_text(json.dumps(metadata))
-    return Filed(outcome, folder, True, report)
+        checks=checks,
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "metadata.json").write_bytes(_metadata().to_bytes())
+    return Filed(Outcome(outcome), folder, True, report)
 
 
 def test_worst_checks_put_failures_first_then_the_largest_errors(tmp_path):
     report = _filed(tmp_path, "failed").report
-    assert [c["output"] for c in worst_checks(report)] == ["decision", "probabilities", "label"]
+    assert [c.output for c in worst_checks(report)] == ["decision", "probabilities", "label"]
 
 
 def test_markdown_report_has_summary_worst_rows_provenance_and_location(tmp_path):
@@ -96,8 +105,9 @@ def test_markdown_report_has_summary_worst_rows_provenance_and_location(tmp_path
 def test_outcome_event_of_a_failure_is_rejected_with_the_failing_cells(tmp_path):
     event, payload = outcome_event(_filed(tmp_path, "failed"))
     assert event == REJECTED
-    assert payload["failing_cells"] == ["onnx/onnxruntime/linux/x86_64/decision: fail"]
-    assert payload["archived"] is False and payload["version"] == 3
+    assert payload.failing_cells == ["onnx/onnxruntime/linux/x86_64/decision: fail"]
+    assert payload.archived is False and payload.version == 3
+    assert payload.to_json()["schema"] == 1 and payload.to_json()["outcome"] == "failed"
 
 
 async def _read(kind: str, key: str):
@@ -146,7 +156,7 @@ def test_publish_shows_table_report_link_and_emits_the_outcome(prefect_server, t
     assert slug == "parity-churn-model-v2"
     (table,) = asyncio.run(_read("artifact", slug))[:1]
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
-    assert [r["output"] for r in rows] == [c["output"] for c in filed.report["checks"]]
+    assert [r["output"] for r in rows] == [c.output for c in filed.report.checks]
     assert {"format", "runtime", "target", "output", "max_abs", "max_rel", "verdict"} <= set(rows[0])
     (report,) = asyncio.run(_read("artifact", f"{slug}-report"))[:1]
     assert "## Worst rows" in report.data

@@ -130,7 +130,7 @@ def test_register_numbers_versions_from_one(registry, logreg, iris):
     assert (first, second) == (ModelRef("iris-lr", 1), ModelRef("iris-lr", 2))
     assert registry.refs() == [first, second]
     assert registry.resolve("iris-lr") == second
-    assert registry.record(first)["version"] == 1
+    assert registry.record(first).version == 1
     assert str(second) == "iris-lr:2"
 
 
@@ -164,14 +164,15 @@ def test_open_round_trips_estimator_reference_and_predictions(registry, logreg, 
     assert model.original_sklearn_version is None and model.notes == []
     assert model.model_file == model.path / "model.skops"
     record = model.record
-    assert record["schema"] == 1
-    assert record["estimator_type"] == "sklearn.linear_model._logistic.LogisticRegression"
-    assert record["model"]["format"] == "skops"
-    assert record["model"]["sha256"] == _sha(model.model_file)
-    assert record["reference"]["sha256"] == _sha(model.path / REFERENCE_FILE)
-    assert record["reference"]["rows"] == 150
-    assert record["predictions"]["classes"] == [0, 1, 2]
-    assert record["predictions"]["outputs"]["predict_proba"] == {"shape": [150, 3], "dtype": "float64"}
+    assert record.schema_version == 1
+    assert record.estimator_type == "sklearn.linear_model._logistic.LogisticRegression"
+    assert record.model.format == "skops"
+    assert record.model.sha256 == _sha(model.model_file)
+    assert record.reference.sha256 == _sha(model.path / REFERENCE_FILE)
+    assert record.reference.rows == 150
+    assert record.predictions.classes == [0, 1, 2]
+    assert record.predictions.outputs["predict_proba"].to_json() == {"shape": [150, 3], "dtype": "float64"}
+    assert json.loads((model.path / RECORD_FILE).read_text())["schema"] == 1
 
 
 def test_transformer_keeps_transform_only(registry, iris):
@@ -180,7 +181,7 @@ def test_transformer_keeps_transform_only(registry, iris):
     model = registry.open(registry.register(scaler, X, "scaler"))
     assert list(model.predictions) == ["transform"]
     np.testing.assert_allclose(model.predictions["transform"], scaler.transform(X))
-    assert model.record["predictions"]["classes"] is None
+    assert model.record.predictions.classes is None
 
 
 def test_regressor_keeps_predict_only(registry, diabetes):
@@ -195,7 +196,7 @@ def test_pipeline_summary_names_each_step(registry, iris):
     X, y = iris
     pipeline = make_pipeline(StandardScaler(), LogisticRegression(max_iter=1000)).fit(X, y)
     record = registry.record(registry.register(pipeline, X, "iris-pipe"))
-    assert record["estimator_summary"] == "StandardScaler > LogisticRegression"
+    assert record.estimator_summary == "StandardScaler > LogisticRegression"
 
 
 def test_register_needs_exactly_one_of_estimator_or_file(registry, logreg, iris, tmp_path):
@@ -236,21 +237,21 @@ def test_provenance_records_training_data_sources_and_scores(registry, logreg, i
         cv_scores={"accuracy": 0.95, "cv5": [0.9, 0.95, 1.0]},
     )
     record = registry.record(ref)
-    data = record["provenance"]["training_data"]
-    assert data["uri"] == "s3://bucket/iris.csv"
-    assert data["snapshot"] == str(snapshot.resolve())
-    assert data["snapshot_sha256"] == hashlib.sha256(snapshot.read_bytes()).hexdigest()
-    source = record["provenance"]["source"]
+    data = record.provenance.training_data
+    assert data.uri == "s3://bucket/iris.csv"
+    assert data.snapshot == str(snapshot.resolve())
+    assert data.snapshot_sha256 == hashlib.sha256(snapshot.read_bytes()).hexdigest()
+    source = record.provenance.source.to_json()
     assert source["origin"] == "given"
     assert source["files"] == [{"file": "source/train.py", "origin": str(train_py), "sha256": _sha(train_py)}]
     assert (registry.path(ref) / "source" / "train.py").read_text() == "# how the model was trained\n"
-    assert record["provenance"]["cv_scores"] == {"accuracy": 0.95, "cv5": [0.9, 0.95, 1.0]}
-    assert isinstance(record["provenance"]["cv_scores"]["accuracy"], float)
+    assert record.provenance.cv_scores == {"accuracy": 0.95, "cv5": [0.9, 0.95, 1.0]}
+    assert isinstance(record.provenance.cv_scores["accuracy"], float)
 
 
 def test_default_source_is_the_calling_module(registry, logreg, iris):
     ref = registry.register(logreg, iris[0], "iris-lr")
-    source = registry.record(ref)["provenance"]["source"]
+    source = registry.record(ref).provenance.source.to_json()
     here = Path(__file__).resolve()
     assert source["origin"] == "calling module"
     assert source["files"] == [{"file": f"source/{here.name}", "origin": str(here), "sha256": _sha(here)}]
@@ -258,7 +259,9 @@ def test_default_source_is_the_calling_module(registry, logreg, iris):
 
 
 def test_environment_is_recorded(registry, logreg, iris):
-    environment = registry.record(registry.register(logreg, iris[0], "iris-lr"))["provenance"]["environment"]
+    environment = registry.record(
+        registry.register(logreg, iris[0], "iris-lr")
+    ).provenance.environment.to_json()
     assert environment["python"] == ".".join(map(str, sys.version_info[:3]))
     assert environment["scikit-learn"] == sklearn.__version__
     assert environment["distributions"]["scikit-learn"] == sklearn.__version__
@@ -287,7 +290,7 @@ def test_two_source_files_with_one_name_are_refused(registry, logreg, iris, tmp_
 
 def test_cv_scores_from_cross_val_score_array(registry, logreg, iris):
     ref = registry.register(logreg, iris[0], "m", cv_scores={"cv3": np.array([0.9, 0.95, 1.0])})
-    assert registry.record(ref)["provenance"]["cv_scores"] == {"cv3": [0.9, 0.95, 1.0]}
+    assert registry.record(ref).provenance.cv_scores == {"cv3": [0.9, 0.95, 1.0]}
 
 
 # -- names and references --------------------------------------------------------------------------------
@@ -427,13 +430,12 @@ def test_trusted_types_come_from_the_registration(registry, custom_skops, iris):
     X, _ = iris
     ref = registry.register(None, X, "custom", model_file=custom_skops, trusted_types=[CUSTOM_TYPE])
     record = registry.record(ref)
-    assert record["trusted_types"] == [CUSTOM_TYPE]
+    assert record.trusted_types == [CUSTOM_TYPE]
     model = registry.open(ref)
     assert type(model.estimator.steps[0][1]).__name__ == "Doubler"
     np.testing.assert_array_equal(model.predictions["predict"], model.estimator.predict(X))
     # the trust lives in registration.json only: take it away there and the same file is refused
-    record["trusted_types"] = []
-    (registry.path(ref) / RECORD_FILE).write_text(json.dumps(record))
+    (registry.path(ref) / RECORD_FILE).write_bytes(record.model_copy(update={"trusted_types": []}).to_bytes())
     with pytest.raises(UntrustedModelError, match=CUSTOM_TYPE):
         registry.open(ref)
 
@@ -473,7 +475,7 @@ def test_swapped_pickle_is_refused_on_open(registry, logreg, iris, tmp_path):
     path = _pickle_file(logreg, tmp_path / "model.pkl")
     ref = registry.register(None, iris[0], "pickled", model_file=path, trust_pickle=True, sha256=_sha(path))
     model = registry.open(ref)
-    assert model.record["model"] == {
+    assert model.record.model.to_json() == {
         "file": "model.pkl",
         "format": "pickle",
         "sha256": _sha(path),
@@ -494,7 +496,7 @@ def test_joblib_with_trust_and_hash_loads(registry, logreg, iris, tmp_path):
         None, iris[0], "joblib", model_file=path, trust_pickle=True, sha256=_sha(path).upper()
     )
     model = registry.open(ref)
-    assert model.record["model"]["format"] == "joblib"
+    assert model.record.model.format == "joblib"
     assert model.model_file.name == "model.joblib"
     np.testing.assert_array_equal(model.predictions["predict_proba"], logreg.predict_proba(iris[0]))
 
@@ -509,7 +511,7 @@ def test_old_sklearn_pickle_is_recorded_not_warned(registry, logreg, iris, tmp_p
         ref = registry.register(None, iris[0], "old", model_file=path, trust_pickle=True, sha256=_sha(path))
         model = registry.open(ref)
     assert [str(w.message) for w in caught] == []
-    assert model.record["model"]["original_sklearn_version"] == CLAIMED_SKLEARN
+    assert model.record.model.original_sklearn_version == CLAIMED_SKLEARN
     assert model.original_sklearn_version == CLAIMED_SKLEARN
     assert any(CLAIMED_SKLEARN in note and sklearn.__version__ in note for note in model.notes)
     np.testing.assert_array_equal(model.estimator.predict(iris[0]), logreg.predict(iris[0]))
@@ -541,7 +543,7 @@ def test_string_labels_round_trip(registry, iris, tmp_path):
     opened = registry.open(registry.register(model, X, "iris-names"))
     assert list(opened.predictions["predict"][:1]) == ["setosa"]
     np.testing.assert_array_equal(opened.predictions["predict"], model.predict(X))
-    assert opened.record["predictions"]["classes"] == list(IRIS_NAMES)
+    assert opened.record.predictions.classes == list(IRIS_NAMES)
     assert (opened.path / PREDICTIONS_FILE).is_file()
 
 

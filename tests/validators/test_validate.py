@@ -64,7 +64,8 @@ OUTPUTS: dict[tuple[str, str], set[str]] = {
 
 
 def registered(estimator: object, X: pd.DataFrame, name: str = "test-model") -> RegisteredModel:
-    """A registered model as the registry would load it, without writing a registry."""
+    """A registered model as the registry would load it, without writing a registry (so without a
+    registration record: its contexts pass their tolerances, none)."""
     return RegisteredModel(
         ref=ModelRef(name, 1),
         path=Path("."),
@@ -89,7 +90,7 @@ def converted(request, tmp_path_factory) -> Callable[[str, str], tuple[ModelCont
         if name not in contexts:
             data, build = MODELS[name]
             X, y = request.getfixturevalue(data)
-            contexts[name] = ModelContext(registered(build().fit(X, y), X, name))
+            contexts[name] = ModelContext(registered(build().fit(X, y), X, name), tolerances={})
         if (name, fmt) not in cache:
             context = contexts[name]
             out = tmp_path_factory.mktemp(f"{fmt}-{name}")
@@ -162,7 +163,7 @@ def test_wrong_onnx_artifact_fails_and_names_the_cell(runtime_name: str, iris, t
     X, y = iris
     X = pd.concat([X] * 4, ignore_index=True)  # 600 rows: more than onnx-reference samples
     estimator = LogisticRegression(max_iter=1000).fit(X, pd.concat([y] * 4, ignore_index=True))
-    context = ModelContext(registered(estimator, X))
+    context = ModelContext(registered(estimator, X), tolerances={})
     right = formats.convert("onnx", estimator, X, tmp_path)
     wrong = right.at(_onnx_with_changed_coefficients(right.path, tmp_path / "wrong.onnx"))
     runtime = RUNTIMES[runtime_name]
@@ -190,7 +191,7 @@ def test_not_comparable_output_fails_with_the_shapes(iris, tmp_path: Path):
     """An artifact whose output has the wrong width: the cell fails, it does not raise."""
     X, y = iris
     estimator = LogisticRegression(max_iter=1000).fit(X, y)
-    context = ModelContext(registered(estimator, X))
+    context = ModelContext(registered(estimator, X), tolerances={})
     conversion = formats.convert("onnx", estimator, X, tmp_path)
     context.model.predictions["predict_proba"] = context.model.predictions["predict_proba"][:, :2]
 
@@ -299,7 +300,7 @@ def test_float32_input_rounding_across_a_split(
     n_near: int, verdict: Verdict, words: str, runtime_name: str, near_split_model, tmp_path: Path
 ):
     X = _near_split_reference(n_near)
-    context = ModelContext(registered(near_split_model, X))
+    context = ModelContext(registered(near_split_model, X), tolerances={})
     conversion = formats.convert("onnx", near_split_model, X, tmp_path)
     assert conversion.ok, conversion.message
 
@@ -352,7 +353,7 @@ def iris_onnx(iris, tmp_path_factory) -> tuple[ModelContext, Conversion]:
     estimator = LogisticRegression(max_iter=1000).fit(X, y)
     conversion = formats.convert("onnx", estimator, X, tmp_path_factory.mktemp("iris-onnx"))
     assert conversion.ok, conversion.message
-    return ModelContext(registered(estimator, X)), conversion
+    return ModelContext(registered(estimator, X), tolerances={}), conversion
 
 
 def test_unavailable_runtime_is_one_unavailable_row(iris_onnx):

@@ -122,7 +122,9 @@ def run_onnx_files(
     try:
         proc = subprocess.run(command, env=sub_env, capture_output=True, text=True, timeout=TIMEOUT_S)
     except subprocess.TimeoutExpired as err:
-        raise EnvironmentProblem(f"runner on {model_path} took more than {TIMEOUT_S} s and was stopped.") from err
+        raise EnvironmentProblem(
+            f"runner on {model_path} took more than {TIMEOUT_S} s and was stopped."
+        ) from err
     if proc.returncode != 0:
         where = "natively" if env is None else f"under {env.qemu} -cpu {cpu or env.cpu}"
         raise EnvironmentProblem(f"runner on {model_path} {where} exited {proc.returncode}:\n"

@@ -43,9 +43,7 @@ def pool_unavailable(target: Target) -> str | None:
     return None
 
 
-def run_on_pool(
-    target: Target, fmt: str, runner: RemoteRunner, artifact: Path, inputs: Any
-) -> RemoteResult:
+def run_on_pool(target: Target, fmt: str, runner: RemoteRunner, artifact: Path, inputs: Any) -> RemoteResult:
     """Run ``runner`` on ``target``'s pool for one artifact and return what it wrote.
 
     Parameters

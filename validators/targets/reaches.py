@@ -64,7 +64,9 @@ class Reach:
         """Why ``target`` cannot run here now, with the command that fixes it; None when it can."""
         return None
 
-    def run(self, target: Target, fmt: str, runner: RemoteRunner, artifact: Path, inputs: Any) -> RemoteResult:
+    def run(
+        self, target: Target, fmt: str, runner: RemoteRunner, artifact: Path, inputs: Any
+    ) -> RemoteResult:
         """Run ``runner`` on ``artifact`` with ``inputs`` on ``target``; its outputs and where it ran."""
         raise NotImplementedError(f"the {self.name} reach does not run runners")
 
@@ -101,7 +103,9 @@ class EmulatorReach(Reach):
     def unavailable(self, target: Target) -> str | None:
         return aarch64_status()
 
-    def run(self, target: Target, fmt: str, runner: RemoteRunner, artifact: Path, inputs: Any) -> RemoteResult:
+    def run(
+        self, target: Target, fmt: str, runner: RemoteRunner, artifact: Path, inputs: Any
+    ) -> RemoteResult:
         env = setup_aarch64(log=lambda _line: None)  # returns at once once unavailable() said it is ready
         with tempfile.TemporaryDirectory(prefix="parity-emulated-") as scratch:
             given, made = Path(scratch) / runner.inputs_file, Path(scratch) / runner.outputs_file
@@ -123,7 +127,9 @@ class WorkPoolReach(Reach):
     def unavailable(self, target: Target) -> str | None:
         return pool_unavailable(target)
 
-    def run(self, target: Target, fmt: str, runner: RemoteRunner, artifact: Path, inputs: Any) -> RemoteResult:
+    def run(
+        self, target: Target, fmt: str, runner: RemoteRunner, artifact: Path, inputs: Any
+    ) -> RemoteResult:
         return run_on_pool(target, fmt, runner, artifact, inputs)
 
 

@@ -1,23 +1,73 @@
 """Every record Parity writes or sends, typed and versioned (pydantic). See :mod:`.base` for the rules."""
 
+from .audit import BundleAudit
 from .base import Document, Record
+from .bundle import Identity, Manifest, Metadata, Report, TargetEntry, decide_outcome, targets_section
 from .checks import Check, Where
 from .conversions import DETAILS, Conversion, OnnxDetails, OnnxInput, PmmlDetails, Precision
+from .events import AuditPayload, OutcomePayload, RegisteredPayload
+from .registration import (
+    Column,
+    Environment,
+    ModelFile,
+    OutputShape,
+    PredictionsFile,
+    Provenance,
+    ReferenceFile,
+    RegistrationRecord,
+    SourceFile,
+    Sources,
+    TrainingData,
+)
 from .verdicts import AuditStatus, ConversionStatus, Outcome, Verdict
+
+#: Every document type (a file or an event payload of its own), by the name of what it is.
+DOCUMENTS: dict[str, type[Document]] = {
+    "registration.json": RegistrationRecord,
+    "report.json": Report,
+    "metadata.json": Metadata,
+    "manifest.json": Manifest,
+    "parity.model.registered": RegisteredPayload,
+    "parity.model.validated": OutcomePayload,
+    "parity.archive.audit": AuditPayload,
+}
 
 __all__ = [
     "DETAILS",
+    "DOCUMENTS",
+    "AuditPayload",
     "AuditStatus",
+    "BundleAudit",
     "Check",
+    "Column",
     "Conversion",
     "ConversionStatus",
     "Document",
+    "Environment",
+    "Identity",
+    "Manifest",
+    "Metadata",
+    "ModelFile",
     "OnnxDetails",
     "OnnxInput",
     "Outcome",
+    "OutcomePayload",
+    "OutputShape",
     "PmmlDetails",
     "Precision",
+    "PredictionsFile",
+    "Provenance",
     "Record",
+    "ReferenceFile",
+    "RegisteredPayload",
+    "RegistrationRecord",
+    "Report",
+    "SourceFile",
+    "Sources",
+    "TargetEntry",
+    "TrainingData",
     "Verdict",
     "Where",
+    "decide_outcome",
+    "targets_section",
 ]

@@ -9,12 +9,27 @@ from __future__ import annotations
 
 import json
 import os
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ..errors import RecordError, RecordSchemaError
+
+
+def now() -> str:
+    """The time as Parity writes it in its documents: ISO 8601, UTC, seconds."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+def _is_none(value: object) -> bool:
+    return value is None
+
+
+def omitted_when_none() -> Any:
+    """A field whose key is written only when set: files written without the key read back the same."""
+    return Field(default=None, exclude_if=_is_none)
 
 
 class Record(BaseModel):

@@ -42,7 +42,8 @@ class Where(Record):
     providers: list[str] | None = None
     #: the PMML runner's replay of the embedded verification rows: "ok" or what went wrong
     verification: str | None = None
-    seconds: str | float | dict[str, float] | None = None
+    #: the runner's own timings (the ONNX runner: seconds to load and to run)
+    seconds: dict[str, float] | str | float | None = None
     # the target's settings that change numerics
     threads: int | None = None
     graph_optimization: str | None = None
@@ -50,8 +51,12 @@ class Where(Record):
 
     @model_serializer(mode="wrap")
     def _described_only(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
-        """Only the fields that were described, as reports have always been written."""
-        return {key: value for key, value in handler(self).items() if value is not None}
+        """Only the fields that were described (as reports have always been written), also when nested."""
+        return {k: v for k, v in handler(self).items() if v is not None}
+
+    def to_json(self) -> dict:
+        """Only the fields that were described (as reports have always been written)."""
+        return self.model_dump(mode="json", by_alias=True, exclude_none=True)
 
     def merged(self, **settings: object) -> Where:
         """This description with the target's settings added."""
@@ -92,4 +97,3 @@ class Check(Record):
     def cell(self) -> str:
         """A short label naming this cell, e.g. ``onnx/onnxruntime/linux-x86_64/predict_proba``."""
         return f"{self.format}/{self.runtime}/{self.target}/{self.output}"
-

@@ -1,0 +1,45 @@
+"""The payloads of the events Parity emits: what automations and triggered deployments read.
+
+Handed to Prefect as plain JSON (``payload.to_json()``); deployments template their keys
+(``{{ event.payload.name }}``...), so the keys are part of the contract.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from .base import Document
+from .verdicts import Outcome
+
+
+class RegisteredPayload(Document):
+    """``parity.model.registered``: what the triggered flow needs to find the model."""
+
+    name: str
+    version: int
+    #: the registry, as an absolute path
+    registry: str
+
+
+class OutcomePayload(Document):
+    """``parity.model.validated`` / ``parity.model.rejected``: one model version's verdict."""
+
+    name: str
+    version: int
+    outcome: Outcome
+    #: the bundle, or the rejected attempt's folder
+    location: str
+    archived: bool
+    #: False when an identical bundle was already archived
+    written: bool
+    failing_cells: list[str] = Field(default_factory=list)
+    summary: str
+
+
+class AuditPayload(Document):
+    """``parity.archive.corrupt`` / ``parity.archive.drift``: a bundle that needs action."""
+
+    name: str
+    version: int
+    bundle: str
+    findings: list[str]

@@ -1,0 +1,129 @@
+"""The registration record (``registration.json``): what a registered model version is and where it came from."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from .base import Document, Record, omitted_when_none
+
+#: A class label as scikit-learn gives it (``classes_.tolist()``): a number, a string or a boolean.
+ClassLabel = bool | int | float | str
+
+
+class ModelFile(Record):
+    """The registered model file: its name in the version folder, format, SHA-256 and the trust it needs."""
+
+    file: str
+    #: ``skops``, ``pickle`` or ``joblib``
+    format: str
+    sha256: str
+    trusted_pickle: bool = False
+    #: the scikit-learn version a pickle says it was made with, when it says one
+    original_sklearn_version: str | None = omitted_when_none()
+
+
+class Column(Record):
+    """One reference-data column."""
+
+    name: str
+    dtype: str
+
+
+class ReferenceFile(Record):
+    """The reference rows every converted artifact is checked on."""
+
+    file: str
+    rows: int
+    columns: list[Column]
+    sha256: str
+
+
+class OutputShape(Record):
+    """Shape and dtype of one reference prediction (``predict``, ``predict_proba``...)."""
+
+    shape: list[int]
+    dtype: str
+
+
+class PredictionsFile(Record):
+    """The estimator's own predictions on the reference rows."""
+
+    file: str
+    outputs: dict[str, OutputShape]
+    classes: list[ClassLabel] | None = None
+
+
+class TrainingData(Record):
+    """Where the training data lives, and the SHA-256 of a snapshot when one was given."""
+
+    uri: str | None = None
+    snapshot: str | None = omitted_when_none()
+    snapshot_sha256: str | None = omitted_when_none()
+
+
+class SourceFile(Record):
+    """One training source file kept with the model."""
+
+    file: str
+    origin: str
+    sha256: str
+
+
+class Sources(Record):
+    """The training source kept, and how it was chosen (``given``, ``calling module``...)."""
+
+    origin: str
+    files: list[SourceFile] = Field(default_factory=list)
+
+
+class Environment(Record):
+    """The Python environment a model was registered in."""
+
+    python: str
+    implementation: str
+    platform: str
+    machine: str
+    scikit_learn: str = Field(alias="scikit-learn")
+    distributions: dict[str, str]
+
+
+class Provenance(Record):
+    """What scikit-learn's model-persistence guide asks to keep with a model."""
+
+    training_data: TrainingData
+    source: Sources
+    cv_scores: dict[str, float | list[float]] = Field(default_factory=dict)
+    environment: Environment
+
+
+class RegistrationRecord(Document):
+    """``registration.json``: one registered model version.
+
+    Attributes
+    ----------
+    name, version : the model version
+    estimator_type : str
+        The estimator's ``module.QualifiedName``.
+    estimator_summary : str
+        A short description, e.g. ``StandardScaler > LogisticRegression``.
+    registered_at : str
+        ISO 8601, UTC, seconds (kept as written).
+    model, reference, predictions : the files of the version folder
+    trusted_types : list of str
+        Types inside a skops file the registrant reviewed and trusts.
+    tolerances : dict
+        Overrides per output kind, e.g. ``{"probability": {"atol": 1e-3}}``.
+    provenance : Provenance
+    """
+
+    name: str
+    version: int
+    estimator_type: str
+    estimator_summary: str
+    registered_at: str
+    model: ModelFile
+    trusted_types: list[str] = Field(default_factory=list)
+    reference: ReferenceFile
+    predictions: PredictionsFile
+    tolerances: dict[str, dict[str, float]] = Field(default_factory=dict)
+    provenance: Provenance
