@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
@@ -12,6 +12,9 @@ from .exits import EXIT_FAILED, EXIT_OK
 from .options import ArchiveOption, VerboseOption
 from .prefect_console import prefect_console
 from .table import print_table
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import State
 
 
 def audit(
@@ -32,7 +35,8 @@ def audit(
     from parity.flows.audit import AUDIT_COLUMNS, audit_archive, audit_rows, audits_of
 
     with prefect_console(verbose):
-        state = audit_archive(str(archive), replay=not no_replay, return_state=True)
+        # a sync flow called with return_state gives its State; Prefect's overloads cannot tell (R is Any)
+        state = cast("State[Any]", audit_archive(str(archive), replay=not no_replay, return_state=True))
     audits = audits_of(state)
     print_table(audit_rows(audits), AUDIT_COLUMNS)
     print(state.message or "")

@@ -9,7 +9,7 @@ import sys
 import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any, cast
 
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
@@ -21,6 +21,9 @@ from .doctor import preflight
 from .exits import EXIT_FAILED, EXIT_OK
 from .prefect_console import prefect_console
 from .table import print_table
+
+if TYPE_CHECKING:
+    from prefect.client.schemas.objects import State
 
 
 def check_targets(path: str | None) -> str | None:
@@ -175,7 +178,11 @@ def run_pipeline(
         warm_up_jvms()
     print(f"validating {registry} -> {archive}", file=sys.stderr)
     with prefect_console(verbose), progress_on_stderr(len(todo)), local_run_settings():
-        state = validate_registry(str(registry), str(archive), models or None, targets, return_state=True)
+        # a sync flow called with return_state gives its State; Prefect's overloads cannot tell (R is Any)
+        state = cast(
+            "State[Any]",
+            validate_registry(str(registry), str(archive), models or None, targets, return_state=True),
+        )
     reports = result_data(state)
     if isinstance(reports, BaseException):
         raise reports
