@@ -24,6 +24,7 @@ from parity.core.records import Conversion, Outcome, Report
 from parity.registry import FileRegistry, RegisteredModel
 from parity.validators.formats import FORMATS, format_of
 from parity.validators.report import Check
+from parity.validators.targets.table import load_targets
 from parity.validators.validate import ModelContext, validate_conversion
 
 from .publish import publish, start_progress, update_progress
@@ -49,9 +50,9 @@ def convert(model: RegisteredModel, fmt: str, workdir: str) -> Conversion:
 
 
 @task(cache_policy=NO_CACHE)
-def validate(context: ModelContext, conversion: Conversion) -> list[Check]:
+def validate(context: ModelContext, conversion: Conversion, targets: str | None = None) -> list[Check]:
     """Evaluate one artifact in every runtime of its format and compare with the reference."""
-    return validate_conversion(context, conversion)
+    return validate_conversion(context, conversion, targets=load_targets(targets))
 
 
 @task(retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -70,11 +71,18 @@ def _run_name() -> str:
 
 @flow(name="convert-and-validate", flow_run_name=_run_name)
 def convert_and_validate(
-    name: str, version: int | None = None, registry: str = DEFAULT_REGISTRY, archive: str = DEFAULT_ARCHIVE
+    name: str,
+    version: int | None = None,
+    registry: str = DEFAULT_REGISTRY,
+    archive: str = DEFAULT_ARCHIVE,
+    targets: str | None = None,
 ):
     """Validate one registered model version and archive it when it passes.
 
-    Returns the model's report (a :class:`~parity.core.records.Report`); the run ends Failed, naming the failing cells, when the model
+    ``targets`` is a targets file; default ``$PARITY_TARGETS``, else the built-in table.
+
+    Returns the model's report (a :class:`~parity.core.records.Report`); the run ends Failed, naming the
+    failing cells, when the model
     does not pass.
     """
     logger = get_run_logger()
@@ -83,7 +91,7 @@ def convert_and_validate(
     context = ModelContext(model)
     with tempfile.TemporaryDirectory(prefix=f"parity-{model.ref.name}-") as workdir:
         conversions = {fmt: convert(model, fmt, workdir) for fmt in FORMATS}
-        checks = [check for c in conversions.values() for check in validate(context, c)]
+        checks = [check for c in conversions.values() for check in validate(context, c, targets)]
         filed = file_result(archive, model, conversions, checks)
     publish(filed)
     seconds = round(time.perf_counter() - start, 2)
@@ -97,9 +105,9 @@ def convert_and_validate(
 
 
 @task(cache_policy=NO_CACHE)
-def validate_one(name: str, version: int, registry: str, archive: str) -> Report:
+def validate_one(name: str, version: int, registry: str, archive: str, targets: str | None = None) -> Report:
     """Run the one-model flow for one version; its failure is a result here, never a crash of the sweep."""
-    state = convert_and_validate(name, version, registry, archive, return_state=True)
+    state = convert_and_validate(name, version, registry, archive, targets, return_state=True)
     try:
         report = result_data(state)
     except Exception as err:  # the child crashed before producing a report
@@ -129,16 +137,20 @@ def pending_versions(registry: str, archive: str) -> list[tuple[str, int]]:
 
 @flow(name="validate-registry", task_runner=ThreadPoolTaskRunner(max_workers=SWEEP_WORKERS))  # type: ignore[arg-type]
 def validate_registry(
-    registry: str = DEFAULT_REGISTRY, archive: str = DEFAULT_ARCHIVE, models: list[str] | None = None
+    registry: str = DEFAULT_REGISTRY,
+    archive: str = DEFAULT_ARCHIVE,
+    models: list[str] | None = None,
+    targets: str | None = None,
 ):
-    """Validate every registered version not yet archived (or those named ``NAME[:VERSION]``).
+    """Validate every registered version not yet archived (or those named ``NAME[:VERSION]``) on the
+    targets file ``targets`` (default ``$PARITY_TARGETS``, else the built-in table).
 
     One failing model never stops the others. Returns the list of reports; ends Failed when any model
     failed, was unsupported or errored, with the counts in the state message.
     """
     todo = selected_versions(registry, archive, models)
     progress_id = start_progress(len(todo))
-    futures = [validate_one.submit(name, version, registry, archive) for name, version in todo]
+    futures = [validate_one.submit(name, version, registry, archive, targets) for name, version in todo]
     for done, _ in enumerate(as_completed(futures), 1):
         update_progress(progress_id, done, len(todo))
     reports = [future.result() for future in futures]

@@ -9,6 +9,10 @@ from dataclasses import dataclass
 from datetime import date
 from zipfile import ZipFile
 
+from parity.core.errors import EnvironmentProblem
+
+from .exits import EXIT_OK, EXIT_USAGE
+
 #: Days before the sklearn2pmml build expires from which doctor warns.
 EXPIRY_WARNING_DAYS = 60
 
@@ -181,3 +185,37 @@ def run_checks() -> list[Finding]:
                 Finding(name, False, f"check crashed: {type(err).__name__}: {err}", "Run `make setup`.")
             )
     return findings
+
+
+def doctor() -> int:
+    """Print every finding of :func:`run_checks` and how to fix what fails.
+
+    Returns
+    -------
+    int
+        ``EXIT_OK`` when the pipeline can run, ``EXIT_USAGE`` when a check failed.
+    """
+    findings = run_checks()
+    for f in findings:
+        mark = "ok  " if f.ok and not f.warn else ("warn" if f.ok else "FAIL")
+        print(f"[{mark}] {f.name}: {f.detail}")
+        if f.fix:
+            print(f"       fix: {f.fix}")
+    bad = [f.name for f in findings if not f.ok]
+    print("the pipeline can run" if not bad else f"the pipeline cannot run: fix {', '.join(bad)}")
+    return EXIT_OK if not bad else EXIT_USAGE
+
+
+def preflight() -> None:
+    """Refuse to start a run the toolchain cannot finish, with doctor's words.
+
+    Raises
+    ------
+    EnvironmentProblem
+        Java, scikit-learn or the sklearn2pmml build would stop the run; the message gives each fix.
+    """
+    problems = [f for f in (check_java(), check_sklearn(), check_sklearn2pmml_expiry()) if not f.ok]
+    if problems:
+        raise EnvironmentProblem(
+            "; ".join(f"{f.name}: {f.detail}. {f.fix}" for f in problems) + " (see `parity doctor`)"
+        )

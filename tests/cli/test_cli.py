@@ -180,10 +180,10 @@ def test_register_bad_reference_file(model_file, tmp_path, registry_dir, capsys,
 
 
 def test_register_requires_reference_and_name(model_file, capsys):
-    with pytest.raises(SystemExit) as exited:
-        main(["register", str(model_file)])
-    assert exited.value.code == EXIT_USAGE
-    assert "the following arguments are required: --reference, --name" in capsys.readouterr().err
+    assert main(["register", str(model_file)]) == EXIT_USAGE
+    assert "parity: error: Missing option '--reference'." in capsys.readouterr().err
+    assert main(["register", str(model_file), "--reference", "rows.csv"]) == EXIT_USAGE
+    assert "parity: error: Missing option '--name'." in capsys.readouterr().err
 
 
 # -- models ----------------------------------------------------------------------------------------------
@@ -259,9 +259,8 @@ def test_doctor_fails_when_a_required_target_is_not_set_up(tmp_path, monkeypatch
 
 
 def test_targets_command_that_doctor_advertises_exists(capsys):
-    with pytest.raises(SystemExit) as exited:
-        main(["targets", "--help"])
-    assert exited.value.code == EXIT_OK
+    assert main(["targets", "--help"]) == EXIT_OK
+    assert "setup  provision an emulated target" in capsys.readouterr().out
 
 
 # -- run -------------------------------------------------------------------------------------------------
@@ -313,3 +312,86 @@ def test_run_archives_the_good_model_and_rejects_the_unsupported(tmp_path, logre
     assert main(["models", "--registry", str(registry.root), "--archive", str(shelf.root)]) == EXIT_OK
     states = {r["name"]: r["archived"] for r in _table(capsys.readouterr().out)}
     assert states == {"iris-lr": "archived", "iris-spread": "rejected"}
+
+
+# -- options, usage errors, settings ---------------------------------------------------------------------
+def test_run_help_lists_its_options(capsys):
+    assert main(["run", "--help"]) == EXIT_OK
+    out = capsys.readouterr().out
+    for option in ("--registry", "--archive", "--model NAME[:VERSION]", "--targets FILE", "--verbose"):
+        assert option in out, out
+    assert "targets table (default: $PARITY_TARGETS or the built-in)" in " ".join(out.split())  # wrapped
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["run", "--bogus"], "parity: error: No such option: --bogus"),
+        (["register", "model.skops"], "parity: error: Missing option '--reference'."),
+        (["targets", "setup", "arm"], "parity: error: Invalid value for 'platform'"),
+        ([], "parity: error: Missing command."),
+    ],
+    ids=["unknown-option", "missing-required", "bad-choice", "no-command"],
+)
+def test_bad_usage_exits_2_with_a_message_and_no_traceback(tmp_path, args, message):
+    done = _parity(args, tmp_path, timeout=120)
+    assert done.returncode == EXIT_USAGE, done.stderr
+    assert message in done.stderr and "Usage: parity" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+
+
+def _one_target_table(tmp_path: Path) -> Path:
+    path = tmp_path / "targets.toml"
+    path.write_text('[[target]]\nname = "only-here"\nplatform = "linux/x86_64"\nreach = "process"\n')
+    return path
+
+
+def test_targets_file_is_read_without_touching_the_environment(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("PARITY_TARGETS", raising=False)
+    before = dict(os.environ)
+    assert main(["targets", "--targets", str(_one_target_table(tmp_path))]) == EXIT_OK
+    assert [r["name"] for r in _table(capsys.readouterr().out)] == ["only-here"]
+    assert dict(os.environ) == before
+
+
+def test_run_with_a_bad_targets_file_refuses_before_any_work(tmp_path, monkeypatch, capsys):
+    monkeypatch.delenv("PARITY_TARGETS", raising=False)
+    before = dict(os.environ)
+    missing = tmp_path / "missing.toml"
+    args = [
+        "run",
+        "--targets",
+        str(missing),
+        "--registry",
+        str(tmp_path / "r"),
+        "--archive",
+        str(tmp_path / "a"),
+    ]
+    assert main(args) == EXIT_USAGE
+    assert capsys.readouterr().err.startswith(f"parity: error: targets file {missing}: ")
+    assert dict(os.environ) == before
+    assert not (tmp_path / "a").exists()
+
+
+def test_table_cells_are_never_cut(capsys):
+    from parity.cli.table import print_table
+
+    long = "x" * 300 + " [not markup]"
+    print_table([{"a": long, "b": "1"}], ["a", "b"])
+    [row] = _table(capsys.readouterr().out)
+    assert row == {"a": long, "b": "1"}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("verbose", [False, True], ids=["quiet", "verbose"])
+def test_run_uses_the_targets_file_and_shows_prefect_lines_only_when_verbose(tmp_path, logreg, iris, verbose):
+    registry = FileRegistry(tmp_path / "registry")
+    registry.register(logreg, iris[0], "iris-lr")
+    args = ["run", "--registry", str(registry.root), "--archive", str(tmp_path / "archive")]
+    args += ["--targets", str(_one_target_table(tmp_path))] + (["--verbose"] if verbose else [])
+    done = _parity(args, tmp_path)
+    assert done.returncode == EXIT_OK, done.stderr[-3000:]
+    rows = _table(done.stdout.split("\n\n")[0])
+    assert {r["target"] for r in rows} - {""} == {"only-here"}
+    assert ("Finished in state" in done.stderr) is verbose, done.stderr[-3000:]
+    assert "iris-lr:1 passed" in done.stderr  # Parity's own progress line, verbose or not

@@ -1,0 +1,36 @@
+"""The options several commands share, typed once: where the registry and archive live, the targets
+table, Prefect's log lines."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from parity.core.defaults import DEFAULT_ARCHIVE, DEFAULT_REGISTRY
+
+RegistryOption = Annotated[
+    str,
+    typer.Option(
+        "--registry",
+        metavar="REGISTRY",
+        show_default=False,
+        help=f"registry folder (default: {DEFAULT_REGISTRY})",
+    ),
+]
+ArchiveOption = Annotated[
+    str,
+    typer.Option(
+        "--archive",
+        metavar="ARCHIVE",
+        show_default=False,
+        help=f"archive folder (default: {DEFAULT_ARCHIVE})",
+    ),
+]
+TargetsOption = Annotated[
+    str | None,
+    typer.Option(
+        "--targets", metavar="FILE", help="targets table (default: $PARITY_TARGETS or the built-in)"
+    ),
+]
+VerboseOption = Annotated[bool, typer.Option("--verbose", help="show Prefect's own log lines")]
