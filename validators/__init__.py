@@ -7,24 +7,22 @@ starts one.
 
 from __future__ import annotations
 
+from parity.core.tables import table_of
+
 from .formats import FORMATS, format_of
 from .runtimes import Runtime
 
 
 def _gather_runtimes() -> dict[str, Runtime]:
-    table: dict[str, Runtime] = {}
-    for spec in FORMATS.values():
-        for runtime in spec.runtimes:
-            if runtime.name in table:
-                raise ValueError(
-                    f"runtime {runtime.name!r} registered twice; each runtime needs a unique name."
-                )
-            if runtime.format != spec.name:
-                raise ValueError(
-                    f"runtime {runtime.name!r} evaluates {runtime.format}, but is listed under {spec.name}."
-                )
-            table[runtime.name] = runtime
-    return table
+    misplaced = [
+        f"{r.name} ({r.format}, under {s.name})"
+        for s in FORMATS.values()
+        for r in s.runtimes
+        if r.format != s.name
+    ]
+    if misplaced:
+        raise ValueError(f"runtimes listed under another format than their own: {', '.join(misplaced)}.")
+    return table_of("runtime", [runtime for spec in FORMATS.values() for runtime in spec.runtimes])
 
 
 #: Every runtime, by name. One instance per process: JVM runtimes start their JVM once.

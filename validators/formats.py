@@ -19,6 +19,7 @@ import pandas as pd
 
 from parity.converters import convert_onnx, convert_pmml, shared_pmml_converter
 from parity.core.records import Conversion, OnnxDetails, OnnxInput, PmmlDetails, Precision
+from parity.core.tables import table_of
 
 from .runtimes import Runtime
 from .runtimes.onnx import OnnxReferenceRuntime, OnnxruntimeRuntime
@@ -194,17 +195,8 @@ class PmmlFormat(FormatSpec):
         return outputs
 
 
-def _table(*specs: FormatSpec) -> dict[str, FormatSpec]:
-    table: dict[str, FormatSpec] = {}
-    for spec in specs:
-        if spec.name in table:
-            raise ValueError(f"format {spec.name!r} registered twice; each format needs a unique name.")
-        table[spec.name] = spec
-    return table
-
-
 #: Every format Parity converts to. Order is archive priority: PMML is the long-term format.
-FORMATS: dict[str, FormatSpec] = _table(PmmlFormat(), OnnxFormat())
+FORMATS: dict[str, FormatSpec] = table_of("format", [PmmlFormat(), OnnxFormat()])
 
 
 def format_of(name: str) -> FormatSpec:

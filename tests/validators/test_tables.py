@@ -12,6 +12,7 @@ from sklearn.linear_model import LogisticRegression
 
 from parity.core.defaults import host_platform
 from parity.core.records import Conversion, ConversionStatus, OnnxDetails, PmmlDetails
+from parity.core.tables import table_of
 from parity.validators import RUNTIMES, runtimes_for
 from parity.validators.formats import FORMATS, FormatSpec, format_of
 from parity.validators.runtimes import Runtime
@@ -193,3 +194,17 @@ def test_the_process_reach_runs_no_runner():
 def test_format_specs_are_the_only_format_table():
     assert all(isinstance(spec, FormatSpec) for spec in FORMATS.values())
     assert {r.format for r in RUNTIMES.values()} == set(FORMATS)
+
+
+@pytest.mark.parametrize(
+    ("family", "entries"),
+    [
+        pytest.param("format", list(FORMATS.values()), id="formats"),
+        pytest.param("runtime", list(RUNTIMES.values()), id="runtimes"),
+        pytest.param("reach", list(REACHES.values()), id="reaches"),
+    ],
+)
+def test_a_table_refuses_a_second_entry_of_the_same_name(family: str, entries: list):
+    assert list(table_of(family, entries)) == [e.name for e in entries]
+    with pytest.raises(ValueError, match=f"{family} '{entries[0].name}' registered twice"):
+        table_of(family, [*entries, entries[0]])

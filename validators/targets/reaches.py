@@ -14,6 +14,7 @@ from typing import Any, ClassVar
 
 from parity.core.defaults import host_platform
 from parity.core.records import Where
+from parity.core.tables import table_of
 
 from .aarch64 import aarch64_status, setup_aarch64
 from .pool import pool_unavailable, run_on_pool
@@ -133,17 +134,8 @@ class WorkPoolReach(Reach):
         return run_on_pool(target, fmt, runner, artifact, inputs)
 
 
-def _table(*reaches: Reach) -> dict[str, Reach]:
-    table: dict[str, Reach] = {}
-    for reach in reaches:
-        if reach.name in table:
-            raise ValueError(f"reach {reach.name!r} registered twice; each reach needs a unique name.")
-        table[reach.name] = reach
-    return table
-
-
 #: Every reach, by the name targets use.
-REACHES: dict[str, Reach] = _table(ProcessReach(), EmulatorReach(), WorkPoolReach())
+REACHES: dict[str, Reach] = table_of("reach", [ProcessReach(), EmulatorReach(), WorkPoolReach()])
 
 
 def unavailable(target: Target) -> str | None:
