@@ -181,8 +181,8 @@ def runner_deployments(
     list of prefect.deployments.runner.RunnerDeployment
         With the file's parameters, cron schedules (with their parameters) and event triggers.
     """
-    from prefect.events import DeploymentEventTrigger
-    from prefect.flows import load_flow_from_entrypoint
+    from prefect.events import DeploymentEventTrigger, DeploymentTriggerTypes, TriggerTypes
+    from prefect.flows import Flow, load_flow_from_entrypoint
     from prefect.schedules import Cron
 
     env = deployment_env(registry, archive)
@@ -195,7 +195,7 @@ def runner_deployments(
     built = []
     for name in names:
         spec = render(specs[name], env)
-        flow = load_flow_from_entrypoint(spec["entrypoint"])
+        flow: Flow[..., Any] = load_flow_from_entrypoint(spec["entrypoint"])
         schedules = [
             Cron(
                 s["cron"],
@@ -205,7 +205,7 @@ def runner_deployments(
             )
             for s in spec.get("schedules", [])
         ]
-        triggers = [
+        triggers: list[DeploymentTriggerTypes | TriggerTypes] = [
             DeploymentEventTrigger(**{k: v for k, v in t.items() if k != "type"})
             for t in spec.get("triggers", [])
         ]

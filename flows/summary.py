@@ -75,8 +75,8 @@ def markdown(report: dict, where: str) -> str:
         lines += ["", "## Where the outputs came from", ""]
         for name, entry in targets.items():
             lines.append(f"- **{name}** ({'required' if entry['required'] else 'optional'})")
-            for runtime, where in entry["where"].items():
-                lines.append(f"  - {runtime}: {describe_where(where)}")
+            for runtime, ran_on in entry["where"].items():
+                lines.append(f"  - {runtime}: {describe_where(ran_on)}")
     explained = [
         (c, c["explanation"])
         for c in report["checks"]
