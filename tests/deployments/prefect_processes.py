@@ -68,15 +68,16 @@ class PrefectServer:
 
     def spawn(self, name: str, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         """Start a long-running subprocess (worker, serve) in its own process group, logging to a file."""
-        log = open(self.logs / f"{name}.log", "w")  # noqa: SIM115 - closed with the process's lifetime
-        process = subprocess.Popen(
-            list(args),
-            cwd=ROOT,
-            env={**self.env, **(extra_env or {})},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        # The child writes through its own copy of the descriptor: ours is closed as soon as it has started.
+        with open(self.logs / f"{name}.log", "w") as log:
+            process = subprocess.Popen(
+                list(args),
+                cwd=ROOT,
+                env={**self.env, **(extra_env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.processes.append(process)
         return process
 

@@ -41,7 +41,7 @@ def test_serve_answers_schedules_and_registration_events(prefect_api: PrefectSer
         *(
             sys.executable,
             "-m",
-            "parity.cli",
+            "parity",
             "serve",
             "--registry",
             str(registry),
@@ -66,7 +66,7 @@ def test_serve_answers_schedules_and_registration_events(prefect_api: PrefectSer
     X.to_parquet(reference)
     # `parity register` emits the event; the serving process runs the triggered flow
     prefect_api.run(
-        *(sys.executable, "-m", "parity.cli", "register", str(model), "--reference", str(reference)),
+        *(sys.executable, "-m", "parity", "register", str(model), "--reference", str(reference)),
         *("--name", MODEL, "--registry", str(registry)),
     )
     bundle = archive / MODEL / "1" / MANIFEST
