@@ -33,15 +33,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 1.0) -> Any:
-    """Poll ``check`` until it returns something truthy; fail the test naming ``what`` after ``timeout``."""
+def wait_for(
+    check: Callable[[], Any], timeout: float, what: str | Callable[[], str], every: float = 1.0
+) -> Any:
+    """Poll ``check`` until it returns something truthy; fail the test naming ``what`` after ``timeout``.
+
+    ``what`` may be a function, called on failure: a log it quotes is then the log at the end of the wait.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"gave up after {timeout:.0f} s waiting for {what}")
+            pytest.fail(f"gave up after {timeout:.0f} s waiting for {what() if callable(what) else what}")
         time.sleep(every)
 
 

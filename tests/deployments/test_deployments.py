@@ -118,7 +118,7 @@ def triggered(deployed, places, iris):
     runs = wait_for(
         lambda: _finished(_runs_of(TRIGGERED), 2),
         RUN_TIMEOUT,
-        f"two triggered runs of {TRIGGERED}; worker log:\n{deployed.log('worker')[-3000:]}",
+        lambda: f"two triggered runs of {TRIGGERED}; worker log:\n{deployed.log('worker')[-3000:]}",
         every=3,
     )
     return runs, since
