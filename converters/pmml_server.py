@@ -186,8 +186,13 @@ def _sklearn2pmml_environment(version_line: str) -> str:
     return "\n".join(f"{key}: {value}" for key, value in pairs.items())
 
 
-def _stop_process(process: subprocess.Popen[bytes], closed_port: socket.socket | None) -> None:
-    """Close the request pipe (the server exits at end of input); kill the JVM if it lingers."""
+def _stop_process(
+    process: subprocess.Popen[bytes], closed_port: socket.socket | None, stderr: IO[bytes] | None = None
+) -> None:
+    """Close the request pipe (the server exits at end of input); kill the JVM if it lingers.
+
+    Also closes the JVM's standard error file, for a converter never closed before interpreter exit.
+    """
     try:
         if process.stdin:
             process.stdin.close()
@@ -200,6 +205,8 @@ def _stop_process(process: subprocess.Popen[bytes], closed_port: socket.socket |
             process.stdout.close()
         if closed_port is not None:
             closed_port.close()
+        if stderr is not None:
+            stderr.close()
 
 
 class _NoReply(Exception):
@@ -362,7 +369,7 @@ class WarmPmmlConverter:
             env={**os.environ, "SKLEARN2PMML_ENVIRONMENT": _sklearn2pmml_environment(version_line)},
             bufsize=0,
         )
-        self._finalizer = weakref.finalize(self, _stop_process, self._process, closed_port)
+        self._finalizer = weakref.finalize(self, _stop_process, self._process, closed_port, self._stderr)
         try:
             ready = self._read_line(self._process, deadline=time.monotonic() + 120)
         except _NoReply as gone:

@@ -195,7 +195,7 @@ def runner_deployments(
     built = []
     for name in names:
         spec = render(specs[name], env)
-        flow: Flow[Any, Any] = load_flow_from_entrypoint(spec["entrypoint"])
+        flow: Flow[..., Any] = load_flow_from_entrypoint(spec["entrypoint"])
         schedules = [
             Cron(
                 s["cron"],

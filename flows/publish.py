@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import cast
 from uuid import UUID
 
 from prefect import task
@@ -160,11 +161,13 @@ def start_progress(total: int) -> UUID:
     UUID
         The artifact's id, for :func:`update_progress`.
     """
-    return create_progress_artifact(  # type: ignore[return-value]  # sync here: never a coroutine
+    created = create_progress_artifact(
         progress=0.0 if total else 100.0,
         key=SWEEP_PROGRESS_KEY,
         description=f"0 of {total} model versions validated",
     )
+    # async_dispatch types the result as "UUID or a coroutine"; called from sync code, as here, it is the UUID.
+    return cast(UUID, created)
 
 
 def update_progress(artifact_id: UUID, done: int, total: int) -> None:

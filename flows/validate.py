@@ -9,13 +9,14 @@ import logging
 import tempfile
 import time
 from pathlib import Path
+from typing import Any, cast
 
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
-from prefect.futures import as_completed
+from prefect.futures import PrefectFuture, as_completed
 from prefect.runtime import flow_run
 from prefect.states import Completed, Failed
-from prefect.task_runners import ThreadPoolTaskRunner
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 
 import parity.archive as archive_stage
 from parity.core.defaults import DEFAULT_ARCHIVE, DEFAULT_REGISTRY, PROGRESS_LOGGER
@@ -135,7 +136,11 @@ def pending_versions(registry: str, archive: str) -> list[tuple[str, int]]:
     return [(r.name, r.version) for r in store.refs() if not shelf.is_archived(r.name, r.version)]
 
 
-@flow(name="validate-registry", task_runner=ThreadPoolTaskRunner(max_workers=SWEEP_WORKERS))  # type: ignore[arg-type]
+# Prefect types a flow's runner as TaskRunner[PrefectFuture[Any]] and casts its own default the same way.
+@flow(
+    name="validate-registry",
+    task_runner=cast(TaskRunner[PrefectFuture[Any]], ThreadPoolTaskRunner(max_workers=SWEEP_WORKERS)),
+)
 def validate_registry(
     registry: str = DEFAULT_REGISTRY,
     archive: str = DEFAULT_ARCHIVE,

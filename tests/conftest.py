@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 _PREFECT_HOME = tempfile.mkdtemp(prefix="parity-test-prefect-")
+# Registered before Prefect is imported, so it runs after Prefect's own exit handlers (atexit is LIFO).
+atexit.register(shutil.rmtree, _PREFECT_HOME, ignore_errors=True)
 os.environ["PREFECT_HOME"] = _PREFECT_HOME
 os.environ["PREFECT_SERVER_ANALYTICS_ENABLED"] = "false"
 os.environ["DO_NOT_TRACK"] = "1"
@@ -17,6 +21,31 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 import pytest  # noqa: E402
 from sklearn.datasets import load_diabetes, load_iris  # noqa: E402
+
+#: Time limit (s) of a test, by its most expensive marker (None: plain tests); a test's own
+#: ``@pytest.mark.timeout`` wins, and so does ``--timeout`` on the command line. A limit catches a hang, never
+#: a slow machine: each is 3-5x the slowest test of that marker (setup + call + teardown, the first test paying
+#: for the server or JVM start) on a loaded 2-core machine, December 2026 (quiet / loaded, tracemalloc on):
+#: plain 4.5 s / 97 s (test_targets' 100-tree regressor fixture: tracemalloc slows its fit 80x; pass
+#: ``--timeout=0`` when tracing allocations); slow 53 s (cli `run`) / 52 s;
+#: prefect_server 65 s / 139 s, and its tests' own bounded waits add up to 540 s, which must fail first
+#: with their message; aarch64 110 s / 205 s (the fan-out to the aarch64 work pool).
+TIMEOUTS: dict[str | None, int] = {
+    None: 120,
+    "slow": 240,
+    "prefect_server": 600,
+    "aarch64": 600,
+}
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Give every test the time limit of its most expensive marker (see :data:`TIMEOUTS`)."""
+    if not config.pluginmanager.hasplugin("timeout") or config.getoption("timeout") is not None:
+        return
+    for item in items:
+        if item.get_closest_marker("timeout") is None:
+            limit = max(t for m, t in TIMEOUTS.items() if m is None or item.get_closest_marker(m))
+            item.add_marker(pytest.mark.timeout(limit))
 
 
 @pytest.fixture(scope="session")

@@ -88,7 +88,7 @@ class Listener:
             try:
                 connection, _ = self.server.accept()
             except OSError:
-                return  # closed by the fixture
+                return  # shut down by the fixture
             with connection:
                 connection.settimeout(5)
                 self.received.append(connection.recv(4096))
@@ -98,8 +98,12 @@ class Listener:
 def listener() -> Listener:
     with socket.create_server(("127.0.0.1", 0)) as server:
         recorder = Listener(server)
-        threading.Thread(target=recorder.serve, daemon=True).start()
+        thread = threading.Thread(target=recorder.serve, daemon=True)
+        thread.start()
         yield recorder
+        server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone does not on Linux
+        thread.join(timeout=10)
+        assert not thread.is_alive(), "the listener thread did not stop when its socket was shut down"
 
 
 @pytest.mark.slow

@@ -33,15 +33,20 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 1.0) -> Any:
-    """Poll ``check`` until it returns something truthy; fail the test naming ``what`` after ``timeout``."""
+def wait_for(
+    check: Callable[[], Any], timeout: float, what: str | Callable[[], str], every: float = 1.0
+) -> Any:
+    """Poll ``check`` until it returns something truthy; fail the test naming ``what`` after ``timeout``.
+
+    ``what`` may be a function, called on failure: a log it quotes is then the log at the end of the wait.
+    """
     deadline = time.monotonic() + timeout
     while True:
         value = check()
         if value:
             return value
         if time.monotonic() > deadline:
-            pytest.fail(f"gave up after {timeout:.0f} s waiting for {what}")
+            pytest.fail(f"gave up after {timeout:.0f} s waiting for {what() if callable(what) else what}")
         time.sleep(every)
 
 
@@ -68,15 +73,16 @@ class PrefectServer:
 
     def spawn(self, name: str, *args: str, extra_env: dict[str, str] | None = None) -> subprocess.Popen:
         """Start a long-running subprocess (worker, serve) in its own process group, logging to a file."""
-        log = open(self.logs / f"{name}.log", "w")  # noqa: SIM115 - closed with the process's lifetime
-        process = subprocess.Popen(
-            list(args),
-            cwd=ROOT,
-            env={**self.env, **(extra_env or {})},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
+        # The child writes through its own copy of the descriptor: ours is closed as soon as it has started.
+        with open(self.logs / f"{name}.log", "w") as log:
+            process = subprocess.Popen(
+                list(args),
+                cwd=ROOT,
+                env={**self.env, **(extra_env or {})},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         self.processes.append(process)
         return process
 

@@ -107,7 +107,7 @@ def triggered(deployed, places, iris):
     sio.dump(LogisticRegression(max_iter=500).fit(X, y), inputs / "model.skops")
     X.to_parquet(inputs / "reference.parquet")
     since = datetime.now(UTC) - timedelta(seconds=5)
-    register = [sys.executable, "-m", "parity.cli", "register", str(inputs / "model.skops")]
+    register = [sys.executable, "-m", "parity", "register", str(inputs / "model.skops")]
     register += ["--reference", str(inputs / "reference.parquet"), "--name", MODEL]
     deployed.run(*register, "--registry", str(places["registry"]))
     again = (
@@ -118,7 +118,7 @@ def triggered(deployed, places, iris):
     runs = wait_for(
         lambda: _finished(_runs_of(TRIGGERED), 2),
         RUN_TIMEOUT,
-        f"two triggered runs of {TRIGGERED}; worker log:\n{deployed.log('worker')[-3000:]}",
+        lambda: f"two triggered runs of {TRIGGERED}; worker log:\n{deployed.log('worker')[-3000:]}",
         every=3,
     )
     return runs, since
@@ -217,7 +217,7 @@ def test_runs_created_by_the_schedules_succeed(triggered, places):
 def test_parity_serve_refuses_deployments_bound_to_a_work_pool(deployed, places, tmp_path):
     """Served copies of work-pool deployments would lose their code location: refuse, and say what to do."""
     done = deployed.run(
-        *(sys.executable, "-m", "parity.cli", "serve", "--registry", str(places["registry"])),
+        *(sys.executable, "-m", "parity", "serve", "--registry", str(places["registry"])),
         *("--archive", str(tmp_path / "archive")),
         expect_failure=True,
     )

@@ -297,6 +297,10 @@ def test_empty_input_gives_empty_output(cls: type, models: dict) -> None:
     assert "probability(setosa)" in out.columns
 
 
+#: Each thread makes 10 small evaluations (well under a second each): minutes mean a hang.
+THREADS_JOIN_S = 120
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("name", ["jpmml_evaluator", "pypmml"])
 def test_two_threads_at_once_give_the_same_results(name: str, runtimes: dict, models: dict) -> None:
@@ -314,11 +318,13 @@ def test_two_threads_at_once_give_the_same_results(name: str, runtimes: dict, mo
                 except Exception as err:
                     failures.append(f"{model.path.name}: {err!r}")
 
-    threads = [threading.Thread(target=evaluate_repeatedly) for _ in range(2)]
+    threads = [threading.Thread(target=evaluate_repeatedly, daemon=True) for _ in range(2)]
     for thread in threads:
         thread.start()
     for thread in threads:
-        thread.join(timeout=120)
+        thread.join(timeout=THREADS_JOIN_S)
+    hung = [thread.name for thread in threads if thread.is_alive()]
+    assert not hung, f"{name}: {hung} still evaluating after {THREADS_JOIN_S} s (a deadlock between threads?)"
     assert not failures
 
 

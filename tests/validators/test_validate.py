@@ -138,10 +138,32 @@ def test_right_artifact_passes_within_the_documented_bands(runtime_name: str, mo
             assert check.max_abs <= DRIFT[precision] * scale
 
 
-def test_runtimes_for_follows_the_table():
-    for fmt in formats.FORMATS:
-        assert [r.name for r in runtimes_for(fmt)] == [n for n, r in RUNTIMES.items() if r.format == fmt]
-    assert {r.format for r in RUNTIMES.values()} == set(formats.FORMATS)
+# --- the runtimes table and runtimes_for ---------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "runtime_name", [pytest.param(name, id=f"{r.format}-{name}") for name, r in RUNTIMES.items()]
+)
+def test_each_runtime_is_listed_for_its_own_format_only(runtime_name: str):
+    runtime = RUNTIMES[runtime_name]
+    assert runtime.name == runtime_name
+    assert runtime.format in formats.FORMATS, f"{runtime_name} evaluates {runtime.format!r}: no converter"
+
+    listed_for = [fmt for fmt in formats.FORMATS if any(r is runtime for r in runtimes_for(fmt))]
+
+    assert listed_for == [runtime.format]
+
+
+@pytest.mark.parametrize("fmt", list(formats.FORMATS))
+def test_every_format_has_runtimes_of_that_format_in_table_order(fmt: str):
+    table = list(RUNTIMES.values())
+
+    found = runtimes_for(fmt)
+
+    assert found, f"no runtime in RUNTIMES evaluates {fmt} artifacts"
+    assert [r.format for r in found] == [fmt] * len(found)
+    positions = [next(i for i, r in enumerate(table) if r is runtime) for runtime in found]
+    assert positions == sorted(set(positions)), "runtimes_for must list each runtime once, in table order"
 
 
 # --- a wrong ONNX artifact fails and names the cell ------------------------------------------------------

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import select
 import subprocess
@@ -105,6 +106,9 @@ class _WarmRunner:
 
     def _started(self) -> subprocess.Popen[str]:
         if self.process is None or self.process.poll() is not None:
+            self.stop()  # a JVM that died by itself: reap it and close its pipes
+            if self.stderr is not None:
+                self.stderr.close()
             self.stderr = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the JVM: its last words
             self.process = subprocess.Popen(
                 self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
@@ -119,10 +123,23 @@ class _WarmRunner:
         return self.stderr.read().decode(errors="replace").strip()[-limit:] or "no error output"
 
     def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait()
+        """Kill the JVM and close its pipes; its standard error stays readable until the next start."""
+        if self.process is not None:
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait()
+            for pipe in (self.process.stdin, self.process.stdout):
+                if pipe is not None:
+                    with contextlib.suppress(OSError):  # a request left unflushed in a dead JVM's pipe
+                        pipe.close()
         self.process = None
+
+    def close(self) -> None:
+        """Stop the JVM and drop its standard error."""
+        self.stop()
+        if self.stderr is not None:
+            self.stderr.close()
+            self.stderr = None
 
 
 _RUNNERS: dict[tuple, _WarmRunner] = {}
@@ -132,7 +149,7 @@ _RUNNERS_LOCK = threading.Lock()
 @atexit.register
 def _stop_runners() -> None:
     for runner in _RUNNERS.values():
-        runner.stop()
+        runner.close()
 
 
 def _runner_for(env: Aarch64Env | None, cpu: str | None) -> _WarmRunner:
