@@ -45,6 +45,8 @@ class FormatSpec(ABC):
     engine : str
         The runtime (of :attr:`runtimes`) that is the same engine as :attr:`remote`: cross-target
         comparisons put its outputs next to the runner's.
+    starts_jvm : bool
+        Whether converting or evaluating its artifacts starts a JVM (seconds, not milliseconds).
     """
 
     name: str
@@ -52,6 +54,7 @@ class FormatSpec(ABC):
     runtimes: tuple[Runtime, ...]
     remote: RemoteRunner
     engine: str
+    starts_jvm: bool = False
 
     def convert(self, estimator: object, X: pd.DataFrame, out_dir: Path) -> Conversion:
         """Convert ``estimator`` into ``out_dir / filename``; a refusal is a result, not an exception."""
@@ -155,6 +158,7 @@ class PmmlFormat(FormatSpec):
     name = "pmml"
     filename = "model.pmml"
     engine = "jpmml_evaluator"
+    starts_jvm = True
 
     def __init__(self) -> None:
         self.runtimes = (JpmmlRuntime(), PypmmlRuntime())

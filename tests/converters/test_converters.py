@@ -86,7 +86,7 @@ CASES = [
         name,
         id=f"{fmt}-{name}",
         marks=[
-            *([pytest.mark.slow] if fmt == "pmml" else []),
+            *([pytest.mark.slow] if FORMATS[fmt].starts_jvm else []),
             *(
                 [pytest.mark.xfail(strict=True, reason=XFAIL[f"{fmt}-{name}"])]
                 if f"{fmt}-{name}" in XFAIL
@@ -320,7 +320,7 @@ UNSUPPORTED_WORDS: dict[str, str] = {
             fmt,
             name,
             id=f"{fmt}-{name}",
-            marks=[pytest.mark.slow] if fmt == "pmml" else [],
+            marks=[pytest.mark.slow] if FORMATS[fmt].starts_jvm else [],
         )
         for fmt in FORMATS
         for name in UNSUPPORTED_MODELS

@@ -20,7 +20,7 @@ from parity.validators.targets.reaches import REACHES, Reach, ran_on
 from parity.validators.targets.table import RunnerSettings, Target
 
 #: Formats whose runtimes or runner start a JVM: their tests are slow.
-JVM_FORMATS = {name for name, spec in FORMATS.items() if spec.remote.runtime == "jpmml"}
+JVM_FORMATS = {name for name, spec in FORMATS.items() if spec.starts_jvm}
 
 
 def _format_param(name: str):

@@ -77,7 +77,7 @@ def registered(estimator: object, X: pd.DataFrame, name: str = "test-model") -> 
 
 
 def _slow_if_jvm(runtime_name: str) -> list[pytest.MarkDecorator]:
-    return [pytest.mark.slow] if RUNTIMES[runtime_name].format == "pmml" else []
+    return [pytest.mark.slow] if formats.FORMATS[RUNTIMES[runtime_name].format].starts_jvm else []
 
 
 @pytest.fixture(scope="module")
@@ -180,7 +180,7 @@ def _onnx_with_changed_coefficients(source: Path, target: Path) -> Path:
     return target
 
 
-@pytest.mark.parametrize("runtime_name", [n for n, r in RUNTIMES.items() if r.format == "onnx"])
+@pytest.mark.parametrize("runtime_name", [r.name for r in formats.FORMATS["onnx"].runtimes])
 def test_wrong_onnx_artifact_fails_and_names_the_cell(runtime_name: str, iris, tmp_path: Path):
     X, y = iris
     X = pd.concat([X] * 4, ignore_index=True)  # 600 rows: more than onnx-reference samples
@@ -308,7 +308,7 @@ def _near_split_reference(n_near: int) -> pd.DataFrame:
 ALLOWED = max(1, int(MAX_EXPLAINED_FRACTION * REFERENCE_ROWS))
 
 
-@pytest.mark.parametrize("runtime_name", [n for n, r in RUNTIMES.items() if r.format == "onnx"])
+@pytest.mark.parametrize("runtime_name", [r.name for r in formats.FORMATS["onnx"].runtimes])
 @pytest.mark.parametrize(
     ("n_near", "verdict", "words"),
     [
