@@ -54,9 +54,30 @@ def _source_dir(package: str) -> Path:
     raise AssertionError(f"{package}: no [tool.setuptools.package-dir] entry maps it (or a parent)")
 
 
+def source_modules() -> dict[str, Path]:
+    """Every Python file of the namespace as the source tree holds it (not as the configuration lists it):
+    wheel path → source file, walking each [tool.setuptools.package-dir] folder's packages."""
+    mapping = SETUPTOOLS["package-dir"]
+    mapped = {(ROOT / folder).resolve() for folder in mapping.values()}
+    found: dict[str, Path] = {}
+    for package, folder in mapping.items():
+        root = (ROOT / folder).resolve()
+        for init in sorted(root.rglob("__init__.py")):
+            here = init.parent
+            # a package below another mapped folder belongs to that mapping; a folder without __init__.py
+            # on the way up is not a package
+            inside = [p for p in [here, *here.parents] if p.is_relative_to(root) and p != root]
+            if any(p in mapped for p in inside) or not all((p / "__init__.py").is_file() for p in inside):
+                continue
+            for module in sorted(here.glob("*.py")):
+                wheel_path = PurePosixPath(*package.split("."), module.relative_to(root).as_posix())
+                found[str(wheel_path)] = module
+    return found
+
+
 def expected_packages() -> list[str]:
-    """Every package the build configuration names, as ``parity/.../__init__.py``."""
-    return [f"{package.replace('.', '/')}/__init__.py" for package in SETUPTOOLS["packages"]]
+    """Every package of the source tree, as ``parity/.../__init__.py`` (see :func:`source_modules`)."""
+    return sorted(path for path in source_modules() if path.endswith("/__init__.py"))
 
 
 def expected_data_files() -> list[str]:
@@ -125,6 +146,16 @@ def test_the_configuration_names_every_stage_and_data_file():
         assert (_source_dir(package) / "__init__.py").is_file(), f"{package}: no __init__.py where mapped"
 
 
+def test_the_configuration_lists_every_package_of_the_source_tree():
+    """setuptools ships only the listed packages (not their subpackages): a package left off the list would
+    be missing from every wheel while editable installs, which read the folders, still import it."""
+    listed = {f"{package.replace('.', '/')}/__init__.py" for package in SETUPTOOLS["packages"]}
+    unlisted = sorted(set(expected_packages()) - listed)
+    assert not unlisted, (
+        f"add to [tool.setuptools] packages: {[p.removesuffix('/__init__.py') for p in unlisted]}"
+    )
+
+
 @pytest.mark.slow
 def test_wheel_holds_only_the_parity_namespace(wheel: zipfile.ZipFile):
     top_level = {name.split("/")[0] for name in wheel.namelist()}
@@ -134,7 +165,7 @@ def test_wheel_holds_only_the_parity_namespace(wheel: zipfile.ZipFile):
 @pytest.mark.slow
 def test_wheel_holds_every_package_and_its_data(wheel: zipfile.ZipFile):
     names = set(wheel.namelist())
-    missing = [path for path in [*expected_packages(), *expected_data_files()] if path not in names]
+    missing = [path for path in [*source_modules(), *expected_data_files()] if path not in names]
     assert not missing, f"the wheel lacks {missing}"
 
 
