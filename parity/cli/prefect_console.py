@@ -2,9 +2,10 @@
 
 Prefect reads its logging configuration (``prefect/logging/logging.yml``) when it is first imported and
 attaches one ``PrefectConsoleHandler`` to the root logger (and to uvicorn's and fastapi's). Rather than
-passing a level through ``os.environ`` before that import, the CLI lowers that handler's level for the
-duration of a command and puts it back afterwards. Prefect's logs still reach its API (and so the UI)
-at their usual level: the API handler is a different one.
+passing a level through ``os.environ`` before that import, the CLI lowers that handler's level from the
+start of a command until its process exits: Prefect logs the shutdown of its temporary server from an
+``atexit`` hook, after the command has returned. Prefect's logs still reach its API (and so the UI) at
+their usual level: the API handler is a different one.
 """
 
 from __future__ import annotations
@@ -42,21 +43,17 @@ def console_handlers() -> list[logging.Handler]:
 
 @contextmanager
 def prefect_console(verbose: bool) -> Iterator[None]:
-    """Within the block, Prefect's console shows warnings and errors only, unless ``verbose``.
+    """From here on, Prefect's console shows warnings and errors only, unless ``verbose``.
+
+    The level is not put back when the block ends: what Prefect prints at the process's exit (its temporary
+    server stopping) belongs to the command too.
 
     Parameters
     ----------
     verbose : bool
         Leave Prefect's console as configured (every task transition).
     """
-    if verbose or CONSOLE_LEVEL_SETTING in os.environ:
-        yield
-        return
-    before = [(handler, handler.level) for handler in console_handlers()]
-    for handler, _ in before:
-        handler.setLevel(QUIET_LEVEL)
-    try:
-        yield
-    finally:
-        for handler, level in before:
-            handler.setLevel(level)
+    if not verbose and CONSOLE_LEVEL_SETTING not in os.environ:
+        for handler in console_handlers():
+            handler.setLevel(QUIET_LEVEL)
+    yield

@@ -20,6 +20,7 @@ from sklearn.semi_supervised import LabelSpreading
 from parity.archive import Archive, file_model
 from parity.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from parity.cli.doctor import CHECKS
+from parity.core.defaults import host_platform
 from parity.registry import FileRegistry, ModelRef
 from parity.validators.report import Check, Verdict
 
@@ -342,7 +343,7 @@ def test_bad_usage_exits_2_with_a_message_and_no_traceback(tmp_path, args, messa
 
 def _one_target_table(tmp_path: Path) -> Path:
     path = tmp_path / "targets.toml"
-    path.write_text('[[target]]\nname = "only-here"\nplatform = "linux/x86_64"\nreach = "process"\n')
+    path.write_text(f'[[target]]\nname = "only-here"\nplatform = "{host_platform()}"\nreach = "process"\n')
     return path
 
 
@@ -394,4 +395,6 @@ def test_run_uses_the_targets_file_and_shows_prefect_lines_only_when_verbose(tmp
     rows = _table(done.stdout.split("\n\n")[0])
     assert {r["target"] for r in rows} - {""} == {"only-here"}
     assert ("Finished in state" in done.stderr) is verbose, done.stderr[-3000:]
+    # quiet means quiet to the end: Prefect logs its temporary server's shutdown at exit, at INFO
+    assert ("| INFO" in done.stderr) is verbose, done.stderr[-3000:]
     assert "iris-lr:1 passed" in done.stderr  # Parity's own progress line, verbose or not
