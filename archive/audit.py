@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from parity.core.errors import RecordError
+from parity.core.errors import RecordError, RecordSchemaError
 from parity.core.records import BundleAudit, Check, ConversionStatus, Metadata, Report, Verdict
 from parity.registry import ModelRef, RegisteredModel, load_model
 from parity.registry.predictions import predictions_from_frame
@@ -172,6 +172,8 @@ def audit_bundle(
     folder = archive.bundle_path(name, version)
     try:
         corrupt = archive.check(folder)
+    except RecordSchemaError as err:  # written by another Parity version: unread, which is not damage
+        return BundleAudit(name=name, version=version, path=str(folder), error=str(err))
     except (OSError, RecordError) as err:
         return BundleAudit(
             name=name, version=version, path=str(folder), corrupt=[f"{MANIFEST}: unreadable ({err})"]

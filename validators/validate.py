@@ -355,7 +355,7 @@ def _on_remote(
     run = Run(target.name, runner.runtime, index, spec.outputs(result.outputs, conversion))
     checks = _output_checks(context, conversion, run, target.required, where)
     if runner.replays_verification:
-        verified = result.where.verification or "missing"
+        verified = "missing" if result.where.verification is None else result.where.verification
         checks.append(
             make(
                 "embedded-verification",

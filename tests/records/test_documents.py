@@ -4,14 +4,17 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 from pathlib import Path
 
 import pytest
 
 from parity.archive import Archive
+from parity.archive.audit import audit_bundle
 from parity.core.errors import RecordError, RecordSchemaError
 from parity.core.records import (
     AuditPayload,
+    AuditStatus,
     Document,
     Manifest,
     Metadata,
@@ -112,3 +115,22 @@ def test_the_archive_refuses_a_manifest_of_another_schema(tmp_path):
     path.write_text(json.dumps({**VALID[Manifest], "schema": 99}))
     with pytest.raises(RecordSchemaError, match=rf"{re.escape(str(path))}: Manifest schema 99"):
         Archive(tmp_path / "archive").manifest("m", 1)
+
+
+def test_an_audit_reports_a_manifest_of_another_schema_as_unread_not_corrupt(tmp_path):
+    """A bundle written by another Parity version is not damaged: the audit says it cannot read it."""
+    copy = tmp_path / "archive" / "iris-tree" / "1"
+    shutil.copytree(BUNDLE, copy)
+    (copy / "manifest.json").write_text(json.dumps({**_json(BUNDLE / "manifest.json"), "schema": 99}))
+
+    audit = audit_bundle(Archive(tmp_path / "archive"), "iris-tree", 1, replay_outputs=False)
+
+    assert audit.status is AuditStatus.ERROR and not audit.corrupt
+    assert audit.error is not None and "Manifest schema 99" in audit.error and "reads schema 1" in audit.error
+
+
+@pytest.mark.parametrize("schema", [True, 1.0, "1"], ids=["bool", "float", "text"])
+def test_a_schema_must_be_the_integer_itself(schema, tmp_path):
+    path = _write(tmp_path, {**VALID[Manifest], "schema": schema})
+    with pytest.raises(RecordSchemaError, match=rf"Manifest schema {re.escape(repr(schema))}"):
+        Manifest.read(path)

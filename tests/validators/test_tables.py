@@ -11,12 +11,14 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 
 from parity.core.defaults import host_platform
+from parity.core.errors import RecordError
 from parity.core.records import Conversion, ConversionStatus, OnnxDetails, PmmlDetails
 from parity.core.tables import table_of
 from parity.validators import RUNTIMES, runtimes_for
 from parity.validators.formats import FORMATS, FormatSpec, format_of
 from parity.validators.runtimes import Runtime
 from parity.validators.targets.reaches import REACHES, Reach, ran_on
+from parity.validators.targets.runners import where_of
 from parity.validators.targets.table import RunnerSettings, Target
 
 #: Formats whose runtimes or runner start a JVM: their tests are slow.
@@ -208,3 +210,9 @@ def test_a_table_refuses_a_second_entry_of_the_same_name(family: str, entries: l
     assert list(table_of(family, entries)) == [e.name for e in entries]
     with pytest.raises(ValueError, match=f"{family} '{entries[0].name}' registered twice"):
         table_of(family, [*entries, entries[0]])
+
+
+def test_a_runner_description_with_unknown_fields_names_its_file():
+    with pytest.raises(RecordError, match=r"outputs\.npz: the runner's description .*surprise"):
+        where_of({"machine": "aarch64", "surprise": 1}, Path("jobs/1/outputs.npz"))
+    assert where_of({"machine": "aarch64", "threads": 1}, Path("x")).machine == "aarch64"

@@ -17,9 +17,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from parity.core.errors import EnvironmentProblem, InvalidInputError
-from parity.core.records import Where
 
-from .runners import RemoteResult
+from .runners import RemoteResult, where_of
 from .target import GRAPH_OPTIMIZATIONS, RunnerSettings
 
 if TYPE_CHECKING:
@@ -162,4 +161,4 @@ class OnnxRunner:
 
     def read_outputs(self, path: Path) -> RemoteResult:
         outputs, where = read_onnx_outputs(path)
-        return RemoteResult(outputs, Where.model_validate(where))
+        return RemoteResult(outputs, where_of(where, path))

@@ -16,10 +16,9 @@ import pandas as pd
 
 from parity.core.errors import EnvironmentProblem, InvalidInputError
 from parity.core.java import LEAN_JVM_OPTIONS, cache_root, compile_java, find_java, java_version
-from parity.core.records import Where
 
 from .columns import read_output, write_columns
-from .runners import RemoteResult
+from .runners import RemoteResult, where_of
 from .target import RunnerSettings
 
 if TYPE_CHECKING:
@@ -201,4 +200,4 @@ class PmmlRunner:
 
     def read_outputs(self, path: Path) -> RemoteResult:
         frame, where = read_output(path)
-        return RemoteResult(frame, Where.model_validate(where))
+        return RemoteResult(frame, where_of(where, path))

@@ -14,7 +14,9 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 import pandas as pd
+from pydantic import ValidationError
 
+from parity.core.errors import RecordError
 from parity.core.records import Where
 
 from .target import RunnerSettings
@@ -29,6 +31,26 @@ class RemoteResult:
 
     outputs: dict[str, np.ndarray] | pd.DataFrame
     where: Where
+
+
+def where_of(data: object, source: Path) -> Where:
+    """A runner's description of where it ran, read from its output file ``source``.
+
+    Raises
+    ------
+    RecordError
+        When the description has fields this version of Parity does not know (a runner of another version).
+    """
+    try:
+        return Where.model_validate(data)
+    except ValidationError as err:
+        problems = "; ".join(
+            f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in err.errors()[:5]
+        )
+        raise RecordError(
+            f"{source}: the runner's description of where it ran is not one this version of Parity reads "
+            f"({problems}). Run the same Parity version on every target."
+        ) from err
 
 
 class RemoteRunner(Protocol):

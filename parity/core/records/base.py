@@ -75,7 +75,7 @@ class Document(Record):
         if not isinstance(data, dict):
             raise RecordError(f"{where}: expected a JSON object ({cls.__name__}), got {type(data).__name__}.")
         schema = data.get("schema")
-        if schema not in cls.SCHEMAS:
+        if type(schema) is not int or schema not in cls.SCHEMAS:  # not True, not 1.0
             readable = ", ".join(str(s) for s in cls.SCHEMAS)
             raise RecordSchemaError(
                 f"{where}: {cls.__name__} schema {schema!r}, but this version of Parity reads schema "
