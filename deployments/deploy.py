@@ -184,6 +184,7 @@ def runner_deployments(
     from prefect.events import DeploymentEventTrigger, DeploymentTriggerTypes, TriggerTypes
     from prefect.flows import Flow, load_flow_from_entrypoint
     from prefect.schedules import Cron
+    from prefect.types.entrypoint import EntrypointType
 
     env = deployment_env(registry, archive)
     specs = {d["name"]: d for d in load_spec(prefect_file)["deployments"]}
@@ -217,6 +218,9 @@ def runner_deployments(
                 triggers=triggers,
                 description=spec.get("description"),
                 tags=spec.get("tags"),
+                # the module path, as prefect.yaml names it: served runs import parity.flows.*, wherever
+                # this process runs from, never a second copy of the flow's file loaded as a script
+                entrypoint_type=EntrypointType.MODULE_PATH,
             )
         )
     return built

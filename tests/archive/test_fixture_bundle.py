@@ -11,7 +11,7 @@ import pytest
 from parity.archive import Archive
 from parity.archive.audit import audit_bundle
 from parity.core.defaults import host_platform
-from parity.core.records import AuditStatus, Document, Manifest, Metadata, RegistrationRecord, Report
+from parity.core.records import AuditStatus, Document, Manifest, Metadata, Outcome, RegistrationRecord, Report
 from parity.registry import FileRegistry, ModelRef
 from parity.validators.targets.table import Target
 
@@ -71,3 +71,49 @@ def test_the_fixture_registration_opens(tmp_path):
     assert model.record.estimator_summary == "DecisionTreeClassifier"
     assert len(model.reference) == model.record.reference.rows == 50
     assert set(model.predictions) == set(model.record.predictions.outputs)
+
+
+# --- every fixture folder: bundles on several targets, rejected attempts, regressors, overrides ---------
+FIXTURES = Path(__file__).parents[1] / "fixtures"
+#: Each document a fixture may hold, by file name.
+KINDS: dict[str, type[Document]] = {
+    "registration.json": RegistrationRecord,
+    "report.json": Report,
+    "metadata.json": Metadata,
+    "manifest.json": Manifest,
+}
+ALL_DOCUMENTS = sorted(FIXTURES.rglob("*.json"))
+
+
+@pytest.mark.parametrize("path", ALL_DOCUMENTS, ids=[str(p.relative_to(FIXTURES)) for p in ALL_DOCUMENTS])
+def test_every_kept_document_reads_and_writes_back_the_same_json(path: Path):
+    kind = KINDS[path.name]
+    record = kind.read(path)
+    assert record.to_json() == json.loads(path.read_text())
+    assert record.to_bytes() == kind.from_data(json.loads(path.read_text()), path).to_bytes()
+
+
+def test_the_kept_documents_cover_targets_rejections_and_regressors():
+    """What the wider fixture is for: if these shapes disappear from it, the tests above prove less."""
+    reports = [Report.read(p) for p in ALL_DOCUMENTS if p.name == "report.json"]
+    checks = [c for r in reports for c in r.checks]
+    assert {c.target for c in checks} >= {"linux-x86_64", "linux-aarch64-emulated", "linux-x86_64-2-threads"}
+    assert any(c.kind.endswith("vs linux-x86_64") for c in checks)
+    assert any(not c.required for c in checks)
+    assert any(c.where.seconds is not None and c.where.schema_version == 1 for c in checks)  # ONNX runner
+    assert any(c.where.verification == "ok" for c in checks)  # PMML runner
+    assert any(not conv.ok and conv.details is None for r in reports for conv in r.conversions.values())
+    assert any(r.outcome is Outcome.UNSUPPORTED for r in reports)
+    registrations = [RegistrationRecord.read(p) for p in ALL_DOCUMENTS if p.name == "registration.json"]
+    assert any(r.tolerances for r in registrations)
+    assert any(r.predictions.classes is None for r in registrations)
+
+
+@pytest.mark.slow
+def test_a_bundle_validated_on_every_target_audits_ok_where_its_process_target_runs(tmp_path):
+    copy = tmp_path / "archive"
+    shutil.copytree(FIXTURES / "schema-1-targets" / "archive", copy)
+    audit = audit_bundle(Archive(copy), "diabetes-gbr", 1, targets=TARGETS)
+    assert audit.status is AuditStatus.OK, audit
+    archived = Report.read(copy / "diabetes-gbr" / "1" / "report.json").checks
+    assert 0 < audit.replayed < len(archived)  # the emulated and 2-thread cells are not replayed here
