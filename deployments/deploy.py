@@ -12,13 +12,14 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 from pathlib import Path
 from typing import Any
 
 from parity.core.errors import EnvironmentProblem, InvalidInputError
 
-#: This package's folder: where `prefect deploy` runs, so it is the working directory it records for workers
-#: (the entrypoints are module paths, ``parity.flows...``, found wherever Parity is installed).
+#: This package's folder: where `prefect deploy` runs (the runs themselves start in ``PARITY_WORKDIR``,
+#: see prefect.yaml; the entrypoints are module paths, ``parity.flows...``, found wherever Parity is installed).
 PACKAGE_DIR = Path(__file__).resolve().parent
 PREFECT_FILE = PACKAGE_DIR / "prefect.yaml"
 #: Work pools, by name: shared with the per-architecture target runs. All are process pools.
@@ -35,10 +36,12 @@ _ENV_PLACEHOLDER = re.compile(r"{{\s*\$(\w+)\s*}}")
 
 
 def deployment_env(registry: str | os.PathLike[str], archive: str | os.PathLike[str]) -> dict[str, str]:
-    """``PARITY_REGISTRY`` / ``PARITY_ARCHIVE`` as absolute paths, as prefect.yaml reads them."""
+    """``PARITY_REGISTRY`` / ``PARITY_ARCHIVE`` as absolute paths, as prefect.yaml reads them, and
+    ``PARITY_WORKDIR``, where deployed runs start (the user's, else the system's temporary folder)."""
     return {
         "PARITY_REGISTRY": str(Path(registry).resolve()),
         "PARITY_ARCHIVE": str(Path(archive).resolve()),
+        "PARITY_WORKDIR": os.environ.get("PARITY_WORKDIR") or tempfile.gettempdir(),
     }
 
 

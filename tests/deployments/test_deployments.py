@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import sys
+import tempfile
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -84,7 +85,13 @@ def test_deploy_creates_pools_and_deployments(deployed):
 
     assert {p.type for p in client_call(pools)} == {"process"}
     for name in (TRIGGERED, SWEEP, AUDIT):
-        assert client_call(_deployment, name).work_pool_name == "parity-x86-64"
+        deployment = client_call(_deployment, name)
+        assert deployment.work_pool_name == "parity-x86-64"
+        # runs import the module entrypoint and start in a folder every worker has, not in this checkout
+        assert deployment.entrypoint.startswith("parity.flows."), deployment.entrypoint
+        assert deployment.pull_steps == [
+            {"prefect.deployments.steps.set_working_directory": {"directory": tempfile.gettempdir()}}
+        ]
 
 
 def test_scheduled_deployments_carry_their_parameters(deployed, places):
