@@ -18,6 +18,7 @@ from pydantic import ValidationError
 
 from parity.core.errors import RecordError
 from parity.core.records import Where
+from parity.core.records.base import problems_of
 
 from .target import RunnerSettings
 
@@ -44,12 +45,9 @@ def where_of(data: object, source: Path) -> Where:
     try:
         return Where.model_validate(data)
     except ValidationError as err:
-        problems = "; ".join(
-            f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in err.errors()[:5]
-        )
         raise RecordError(
             f"{source}: the runner's description of where it ran is not one this version of Parity reads "
-            f"({problems}). Run the same Parity version on every target."
+            f"({problems_of(err, 5)}). Run the same Parity version on every target."
         ) from err
 
 

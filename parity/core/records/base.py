@@ -32,6 +32,11 @@ def omitted_when_none() -> Any:
     return Field(default=None, exclude_if=_is_none)
 
 
+def problems_of(err: ValidationError, limit: int = 8) -> str:
+    """pydantic's findings in one line: ``field.path: what is wrong; ...`` (the first ``limit``)."""
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(top)'}: {e['msg']}" for e in err.errors()[:limit])
+
+
 class Record(BaseModel):
     """A typed, immutable piece of data that Parity writes; unknown keys are refused on read."""
 
@@ -84,9 +89,7 @@ class Document(Record):
         try:
             return cls.model_validate(data)
         except ValidationError as err:
-            problems = "; ".join(
-                f"{'.'.join(str(p) for p in e['loc']) or '(top)'}: {e['msg']}" for e in err.errors()[:8]
-            )
+            problems = problems_of(err)
             raise RecordError(
                 f"{where}: not a valid {cls.__name__} (schema {schema}): {problems}. The file is damaged or "
                 "was not written by Parity."
