@@ -41,7 +41,8 @@ def ran_on(where: Where) -> str:
 
 
 class Reach:
-    """What every reach offers; the base is the in-process reach's opposite: a runner run elsewhere.
+    """What every reach offers. The defaults are those of a reach that runs the format's runner away from
+    this process; the process reach overrides them.
 
     Attributes
     ----------
