@@ -69,7 +69,7 @@ def _usage(err: typer.TyperException) -> int:
         print(ctx.get_usage(), file=sys.stderr)
         print(f"Try '{ctx.command_path} --help' for help.\n", file=sys.stderr)
     print(f"parity: error: {err.format_message()}", file=sys.stderr)
-    return err.exit_code
+    return EXIT_USAGE  # whatever click's own code (1 for an unreadable file): exit 1 means a model failed
 
 
 def main(argv: Sequence[str] | None = None) -> int:
