@@ -57,9 +57,7 @@ def list_targets(ctx: typer.Context, targets: TargetsOption = None) -> int | Non
 
 
 def setup(
-    platform: Annotated[
-        Platform, typer.Argument(help="what to provision", show_default=False, metavar="aarch64")
-    ],
+    platform: Annotated[Platform, typer.Argument(help="what to provision", show_default=False)],
 ) -> int:
     """Provision an emulated target on this machine; running it again changes nothing.
 
