@@ -8,7 +8,6 @@ import threading
 import time
 import traceback
 import warnings
-import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pandas as pd
@@ -41,27 +40,22 @@ def shared_pmml_converter() -> WarmPmmlConverter:
 
 
 def precision_of(path: Path) -> Precision:
-    """A PMML's precision, read from the file: float32 only when every numeric field it declares is float.
+    """A PMML's precision, read from the file: float32 only when it declares float fields and no double one.
 
-    JPMML computes in double; sklearn2pmml declares ``dataType="float"`` for the inputs of tree models (their
-    splits compare in float32, as scikit-learn's do) but double for their outputs, so its PMMLs read as
-    float64. Per-field precision is the next step (the DataDictionary says which inputs are float).
+    JPMML computes in double wherever a field is double; sklearn2pmml declares ``dataType="float"`` for the
+    inputs of tree models (their splits compare in float32, as scikit-learn's do) but double for their
+    outputs and intermediate fields, so its PMMLs read as float64. Per-field precision is the next step
+    (the DataDictionary says which inputs are float). Any element's declaration counts, wherever it stands
+    (a model chain declares its top-level outputs after its segments).
     """
-    numeric = ("float", "double")
-    types: list[str] = []
-    for event, element in ET.iterparse(path, events=("start", "end")):
-        tag = element.tag.rsplit("}", 1)[-1]
-        if event == "start" and tag in _MODEL_BODY:
-            break  # the top model's fields are declared before its body: nothing further decides
-        if event == "end":
-            if tag in ("DataField", "OutputField") and element.get("dataType") in numeric:
-                types.append(str(element.get("dataType")))
-            element.clear()
-    return "float32" if types and all(t == "float" for t in types) else "float64"
+    text = path.read_bytes()
+    if _DATA_TYPE_DOUBLE.search(text):
+        return "float64"
+    return "float32" if _DATA_TYPE_FLOAT.search(text) else "float64"
 
 
-#: Elements that start a model's body, after its DataDictionary, MiningSchema and Output.
-_MODEL_BODY = frozenset({"Segmentation", "Node", "RegressionTable", "NeuralLayer", "SupportVectorMachine"})
+_DATA_TYPE_DOUBLE = re.compile(rb"""dataType\s*=\s*["']double["']""")
+_DATA_TYPE_FLOAT = re.compile(rb"""dataType\s*=\s*["']float["']""")
 
 
 def target_field(X: pd.DataFrame) -> str:

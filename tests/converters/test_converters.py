@@ -18,6 +18,7 @@ import pytest
 from sklearn.base import BaseEstimator, ClassifierMixin, is_classifier, is_regressor
 from sklearn.compose import ColumnTransformer
 from sklearn.ensemble import (
+    GradientBoostingClassifier,
     GradientBoostingRegressor,
     HistGradientBoostingClassifier,
     RandomForestClassifier,
@@ -31,7 +32,9 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from sklearn.semi_supervised import LabelSpreading
 
 from parity.converters.onnx import FLOAT, TARGET_OPSET, input_spec
+from parity.converters.onnx import precision_of as onnx_precision_of
 from parity.converters.pmml import VERIFY_ROWS, target_field
+from parity.converters.pmml import precision_of as pmml_precision_of
 from parity.core.records import Conversion, OnnxInput
 from parity.core.records import ConversionStatus as Status
 from parity.validators import formats
@@ -61,6 +64,11 @@ MODELS: dict[str, tuple[str, Callable[[], object]]] = {
     "GradientBoostingRegressor": (
         "diabetes",
         lambda: GradientBoostingRegressor(n_estimators=20, random_state=0),
+    ),
+    # its PMML is a model chain that declares its (double) outputs after its float-input segments
+    "GradientBoostingClassifier": (
+        "iris",
+        lambda: GradientBoostingClassifier(n_estimators=5, random_state=0),
     ),
     "HistGradientBoostingClassifier": (
         "iris",
@@ -371,3 +379,43 @@ def test_failed_pmml_preparation_leaves_no_file(iris, tmp_path: Path):
     assert conversion.status is Status.FAILED
     assert conversion.message.startswith("preparing the PMMLPipeline:")
     assert not out.exists()
+
+
+# --- precision, read from the artifact -------------------------------------------------------------------
+def _pmml_with(*fields: str) -> str:
+    body = "".join(
+        f'<DataField name="f{i}" optype="continuous" dataType="{t}"/>' for i, t in enumerate(fields)
+    )
+    return f'<PMML xmlns="http://www.dmg.org/PMML-4_4" version="4.4"><DataDictionary>{body}</DataDictionary></PMML>'
+
+
+@pytest.mark.parametrize(
+    ("fields", "expected"),
+    [
+        pytest.param(("float", "float"), "float32", id="all-float"),
+        pytest.param(("float", "double"), "float64", id="one-double"),
+        pytest.param(("string", "integer"), "float64", id="no-float"),
+    ],
+)
+def test_pmml_precision_is_read_from_the_file(fields, expected, tmp_path: Path):
+    path = tmp_path / "model.pmml"
+    path.write_text(_pmml_with(*fields))
+    assert pmml_precision_of(path) == expected
+
+
+@pytest.mark.parametrize(
+    ("inputs", "expected"),
+    [
+        pytest.param([onnx.TensorProto.FLOAT], "float32", id="float"),
+        pytest.param([onnx.TensorProto.DOUBLE], "float64", id="double"),
+        pytest.param([onnx.TensorProto.STRING, onnx.TensorProto.DOUBLE], "float64", id="string-and-double"),
+        pytest.param([onnx.TensorProto.DOUBLE, onnx.TensorProto.FLOAT], "float32", id="mixed"),
+    ],
+)
+def test_onnx_precision_is_read_from_the_graph(inputs, expected):
+    from onnx import helper
+
+    graph = helper.make_graph(
+        [], "g", [helper.make_tensor_value_info(f"x{i}", t, [None, 1]) for i, t in enumerate(inputs)], []
+    )
+    assert onnx_precision_of(helper.make_model(graph)) == expected
