@@ -6,7 +6,6 @@ import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
 
 import skops.io as sio
 
@@ -29,22 +28,6 @@ from parity.validators.formats import format_of
 from .bundle import Archive
 
 
-class _Serialisable(Protocol):
-    """A check as the validators hand it over: a record, or anything with the record's JSON."""
-
-    def to_json(self) -> dict: ...
-
-
-class _Converted(_Serialisable, Protocol):
-    """A conversion as the converters hand it over: a record, or anything with the record's JSON."""
-
-    @property
-    def ok(self) -> bool: ...
-
-    @property
-    def path(self) -> Path | None: ...
-
-
 @dataclass(frozen=True)
 class Filed:
     """Where a model version's result went."""
@@ -56,11 +39,12 @@ class Filed:
 
 
 def build_report(
-    model: RegisteredModel, conversions: Mapping[str, _Converted], checks: Sequence[_Serialisable]
+    model: RegisteredModel, conversions: Mapping[str, Conversion], checks: Sequence[Check]
 ) -> Report:
     """The report of one model version: every check, every conversion, and the notes from loading it."""
-    rows = [Check.model_validate(c.to_json()) for c in checks]
-    done = {fmt: Conversion.model_validate(c.to_json()) for fmt, c in conversions.items()}
+    rows = list(checks)
+    # a report names each artifact by its file in the bundle, not by where the conversion wrote it
+    done = {fmt: c if c.path is None else c.at(Path(c.path.name)) for fmt, c in conversions.items()}
     unsupported = any(c.status is ConversionStatus.UNSUPPORTED for c in done.values())
     return Report(
         name=model.ref.name,
@@ -100,8 +84,8 @@ def build_metadata(model: RegisteredModel, report: Report) -> Metadata:
 def file_model(
     archive: Archive,
     model: RegisteredModel,
-    conversions: Mapping[str, _Converted],
-    checks: Sequence[_Serialisable],
+    conversions: Mapping[str, Conversion],
+    checks: Sequence[Check],
 ) -> Filed:
     """Archive a version that passed; keep a failed one, with its reasons, in the rejected area.
 
