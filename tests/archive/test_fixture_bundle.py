@@ -29,10 +29,30 @@ DOCUMENTS: dict[Path, type[Document]] = {
 }
 
 
+def as_written(record: Document) -> dict:
+    """A document read from a schema-1 file, as schema 1 wrote it: an upgrade must lose nothing.
+
+    Report schema 2 added four fields to each check and moved a cross-target row's basis out of its kind.
+    """
+    data = record.to_json()
+    if not isinstance(record, Report):
+        return data
+    checks = []
+    for check in data["checks"]:
+        check = dict(check)
+        against = check.pop("against")
+        for added in ("role", "band", "stage"):
+            check.pop(added, None)
+        if against != "scikit-learn":
+            check["kind"] = f"{check['kind']} vs {against}"
+        checks.append(check)
+    return {**data, "schema": 1, "checks": checks}
+
+
 @pytest.mark.parametrize(("path", "kind"), DOCUMENTS.items(), ids=[p.name for p in DOCUMENTS])
 def test_every_document_reads_and_writes_back_the_same_json(path, kind):
     record = kind.read(path)
-    assert record.to_json() == json.loads(path.read_text())
+    assert as_written(record) == json.loads(path.read_text())
     assert kind.from_data(json.loads(record.to_bytes()), path) == record
 
 
@@ -89,8 +109,8 @@ ALL_DOCUMENTS = sorted(FIXTURES.rglob("*.json"))
 def test_every_kept_document_reads_and_writes_back_the_same_json(path: Path):
     kind = KINDS[path.name]
     record = kind.read(path)
-    assert record.to_json() == json.loads(path.read_text())
-    assert record.to_bytes() == kind.from_data(json.loads(path.read_text()), path).to_bytes()
+    assert as_written(record) == json.loads(path.read_text())
+    assert record.to_bytes() == kind.from_data(json.loads(record.to_bytes()), path).to_bytes()
 
 
 def test_the_kept_documents_cover_targets_rejections_and_regressors():
@@ -98,7 +118,7 @@ def test_the_kept_documents_cover_targets_rejections_and_regressors():
     reports = [Report.read(p) for p in ALL_DOCUMENTS if p.name == "report.json"]
     checks = [c for r in reports for c in r.checks]
     assert {c.target for c in checks} >= {"linux-x86_64", "linux-aarch64-emulated", "linux-x86_64-2-threads"}
-    assert any(c.kind.endswith("vs linux-x86_64") for c in checks)
+    assert any(c.against == "linux-x86_64" for c in checks)
     assert any(not c.required for c in checks)
     assert any(c.where.seconds is not None and c.where.schema_version == 1 for c in checks)  # ONNX runner
     assert any(c.where.verification == "ok" for c in checks)  # PMML runner

@@ -68,7 +68,7 @@ def test_validation_fans_out_to_each_architecture_pool(workers, iris, tmp_path, 
         assert {c.where.machine for c in cells if c.where.machine} <= {machine, "amd64"}
         assert any(c.where.machine == machine for c in cells)
         assert any(c.output == "embedded-verification" for c in cells)
-        assert any(c.kind.endswith("vs linux-x86_64") for c in cells)
+        assert any(c.against == "linux-x86_64" for c in cells)
     assert outcome(checks, False) == "passed"
     runs = client_call(_target_runs)
     assert len(runs) == 4 and all(run.state.is_completed() for run in runs)

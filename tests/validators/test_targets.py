@@ -112,7 +112,7 @@ def test_thread_count_difference_is_a_finding_that_names_the_target(gbr_model, t
         tmp_path, f'[[target]]\nname = "two-threads"\nplatform = "{HOST}"\nreach = "process"\nthreads = 2\n'
     )
     checks = validate_conversion(ModelContext(model), conversion, targets=targets)
-    versus = [c for c in checks if c.kind == "value vs host"]
+    versus = [c for c in checks if c.against == "host"]
     assert len(versus) == 1
     finding = versus[0]
     # Summing 100 trees in float32 in another order: within the reference band, but not bit-identical.

@@ -19,7 +19,7 @@ from .registration import (
     Sources,
     TrainingData,
 )
-from .verdicts import AuditStatus, ConversionStatus, Outcome, Verdict
+from .verdicts import AuditStatus, ConversionStatus, Outcome, Role, Stage, Verdict
 
 #: Every document type (a file or an event payload of its own), by the name of what it is.
 DOCUMENTS: dict[str, type[Document]] = {
@@ -62,8 +62,10 @@ __all__ = [
     "RegisteredPayload",
     "RegistrationRecord",
     "Report",
+    "Role",
     "SourceFile",
     "Sources",
+    "Stage",
     "TargetEntry",
     "TrainingData",
     "Verdict",

@@ -58,7 +58,9 @@ class Record(BaseModel):
 class Document(Record):
     """A record stored as a file (or sent as an event payload): it names its schema.
 
-    Subclasses list the schemas they read in :attr:`SCHEMAS`; the newest is what they write.
+    Subclasses list the schemas they read in :attr:`SCHEMAS`; the newest is what they write. A document of
+    an older schema is read into today's fields (each field new since then has a default, or a validator
+    that derives it from what the old schema said) and is written as the newest schema.
     """
 
     SCHEMAS: ClassVar[tuple[int, ...]] = (1,)
@@ -87,7 +89,7 @@ class Document(Record):
                 f"{readable}. Read it with the Parity version that wrote it, or upgrade Parity."
             )
         try:
-            return cls.model_validate(data)
+            return cls.model_validate({**data, "schema": cls.SCHEMAS[-1]})  # read once, written as today's
         except ValidationError as err:
             problems = problems_of(err)
             raise RecordError(

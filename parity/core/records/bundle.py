@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import ClassVar
 
 from pydantic import Field
 
@@ -54,7 +55,14 @@ class Report(Document):
 
     A flow adds ``seconds`` and ``bundle`` to the report it returns; a version whose validation crashed
     before a report was made is reported with :meth:`crashed` (``outcome`` ``error``, ``error`` set).
+
+    Schema 2 (this one) added each check's ``role``, ``against``, ``stage`` and ``band``; a schema-1 report's
+    cross-target rows said their basis in their ``kind`` (``label vs <target>``), which is read into
+    ``against``.
     """
+
+    SCHEMAS: ClassVar[tuple[int, ...]] = (1, 2)
+    schema_version: int = Field(default=2, alias="schema")
 
     name: str
     version: int

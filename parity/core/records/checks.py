@@ -5,11 +5,11 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer
+from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
 
 from ..defaults import host_platform
-from .base import Record
-from .verdicts import Verdict
+from .base import Record, omitted_when_none
+from .verdicts import Role, Stage, Verdict
 
 #: An ``/proc/cpuinfo`` summary as the ONNX runner reads it (key → text or count).
 CpuInfo = dict[str, str | int]
@@ -83,10 +83,28 @@ class Check(Record):
     first_outside: list[int] = Field(default_factory=list)
     tolerance: str = ""
     explanation: str = ""
-    #: whether this cell's target must pass for the model to pass
+    #: whether this cell blocks the model: its runtime and its target are both ``deploy``
     required: bool = True
+    #: the runtime's role (a witness runtime is reported and explained, never blocking)
+    role: Role = Role.DEPLOY
+    #: what the outputs were compared with: ``scikit-learn`` (the reference) or another target's name
+    against: str = "scikit-learn"
+    #: for a cell that did not pass: the step that went wrong
+    stage: Stage | None = omitted_when_none()
+    #: how far the worst row is, as a band of the deviation scaled to the output (``OK``, ``e<1e-6``...,
+    #: ``big-diff``); empty where no numbers were compared
+    band: str = ""
     #: where the outputs really came from (the runner's own description) and the target's settings
     where: Where = Field(default_factory=Where)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _against_from_kind(cls, data: Any) -> Any:
+        """Reports of schema 1 said a cross-target row's basis only in its kind (``label vs <target>``)."""
+        if isinstance(data, dict) and "against" not in data and " vs " in str(data.get("kind", "")):
+            kind, _, against = str(data["kind"]).partition(" vs ")
+            return {**data, "kind": kind, "against": against}
+        return data
 
     @field_validator("max_abs", "max_rel")
     @classmethod

@@ -16,6 +16,28 @@ class Verdict(StrEnum):
     UNAVAILABLE = "unavailable"
     #: the runtime raised while evaluating
     ERROR = "error"
+    #: the artifact does not carry this output (or rows), and its converter is known not to emit it:
+    #: reported and explained, never blocking
+    NOT_COVERED = "not covered"
+
+
+class Role(StrEnum):
+    """What a runtime's or a target's verdict means for the model."""
+
+    #: a runtime or target the model is served with: its failures block the model
+    DEPLOY = "deploy"
+    #: an independent engine or place: reported and explained, never blocking
+    WITNESS = "witness"
+
+
+class Stage(StrEnum):
+    """Where a failing cell failed: the step that went wrong."""
+
+    CONVERT = "convert"
+    LOAD = "load"
+    EVALUATE = "evaluate"
+    COMPARE = "compare"
+    COVERAGE = "coverage"
 
 
 class Outcome(StrEnum):
