@@ -75,6 +75,7 @@ def build_metadata(model: RegisteredModel, report: Report) -> Metadata:
         registered_model=record.model,
         trusted_types=record.trusted_types,
         tolerances=record.tolerances,
+        roles=record.roles,
         classes=record.predictions.classes,
         reference=record.reference,
         tools=tool_versions(),

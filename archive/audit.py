@@ -80,7 +80,7 @@ def replay(folder: Path, targets: dict[str, Target] | None = None) -> list[Check
         pd.read_parquet(folder / "reference.parquet"),
         predictions_from_frame(pd.read_parquet(folder / "predictions.parquet")),
     )
-    context = ModelContext(model, tolerances=metadata.tolerances)
+    context = ModelContext(model, tolerances=metadata.tolerances, roles=metadata.roles or {})
     # Targets not set up here today are left out rather than reported as drift (their archived cells are then
     # not compared): an audit on a machine without the emulator still checks everything it can.
     if targets is None:

@@ -9,9 +9,10 @@ from pathlib import Path
 from typing import Literal
 
 import pandas as pd
-from sklearn.base import is_classifier, is_regressor
+from sklearn.base import is_classifier, is_clusterer, is_outlier_detector, is_regressor
 
 from parity.core.records import Conversion, ConversionStatus, OnnxDetails, OnnxInput, Precision
+from parity.registry.predictions import reference_outputs
 
 #: The opsets every ONNX artifact is written for; recorded in each conversion's details.
 TARGET_OPSET: dict[str, int] = {"": 18, "ai.onnx.ml": 3}
@@ -52,16 +53,32 @@ def precision_of(model: object) -> Precision:
     return "float64" if kinds and all(k == "float64" for k in kinds) else "float32"
 
 
-def output_roles(estimator: object, output_names: list[str]) -> dict[str, str]:
-    """Which reference output each ONNX output stands for."""
+def output_roles(estimator: object) -> dict[str, str]:
+    """Which reference output each ONNX output skl2onnx emits for this kind of estimator stands for.
+
+    The roles follow the estimator's kind, not the artifact: an artifact that lacks one of these outputs
+    is missing something its converter emits (a coverage failure), not a model without it.
+    """
     if is_classifier(estimator):
         scores = "predict_proba" if hasattr(estimator, "predict_proba") else "decision_function"
-        roles = {"label": "predict", "probabilities": scores}
-    elif is_regressor(estimator) or hasattr(estimator, "predict"):
-        roles = {"variable": "predict"}
-    else:
-        roles = {"variable": "transform"}
-    return {name: role for name, role in roles.items() if name in output_names}
+        return {"label": "predict", "probabilities": scores}
+    if is_outlier_detector(estimator):
+        return {"label": "predict", "scores": "decision_function"}
+    if is_clusterer(estimator):
+        return {"label": "predict", "scores": "transform"}
+    if is_regressor(estimator) or hasattr(estimator, "predict"):
+        return {"variable": "predict"}
+    return {"variable": "transform"}
+
+
+def not_emitted(estimator: object, roles: dict[str, str]) -> dict[str, str]:
+    """The estimator's reference outputs that skl2onnx emits no output for, each with the reason."""
+    emitted = ", ".join(f"{name} ({role})" for name, role in roles.items())
+    return {
+        output: f"skl2onnx emits {emitted} for a {type(estimator).__name__}: no output for {output}"
+        for output in reference_outputs(estimator)
+        if output not in roles.values()
+    }
 
 
 def convert_onnx(estimator: object, X: pd.DataFrame, out_path: Path) -> Conversion:
@@ -111,9 +128,12 @@ def convert_onnx(estimator: object, X: pd.DataFrame, out_path: Path) -> Conversi
     spec = [entry.model_copy(update={"name": name}) for entry, name in zip(spec, graph_inputs, strict=True)]
     out_path.write_bytes(model.SerializeToString())
     outputs = [o.name for o in model.graph.output]
+    roles = output_roles(estimator)
     details = OnnxDetails(
         inputs=spec,
-        outputs=output_roles(estimator, outputs),
+        outputs=roles,
+        not_emitted=not_emitted(estimator, roles),
+        float_inputs=[column for entry in spec if entry.dtype == FLOAT for column in entry.columns],
         # skl2onnx treats the target as a ceiling: record what the file declares, and the ceiling
         opset={entry.domain or "ai.onnx": entry.version for entry in model.opset_import},
         target_opset={domain or "ai.onnx": version for domain, version in TARGET_OPSET.items()},

@@ -8,12 +8,14 @@ import threading
 import time
 import traceback
 import warnings
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pandas as pd
-from sklearn.base import is_classifier
+from sklearn.base import is_classifier, is_clusterer, is_outlier_detector
 
-from parity.core.records import Conversion, ConversionStatus, PmmlDetails, Precision
+from parity.core.records import Conversion, ConversionStatus, PmmlDetails, PmmlField, Precision
+from parity.registry.predictions import reference_outputs
 
 from .pmml_server import WarmPmmlConverter, dump_for_java
 
@@ -56,6 +58,67 @@ def precision_of(path: Path) -> Precision:
 
 _DATA_TYPE_DOUBLE = re.compile(rb"""dataType\s*=\s*["']double["']""")
 _DATA_TYPE_FLOAT = re.compile(rb"""dataType\s*=\s*["']float["']""")
+
+
+#: Final estimators whose PMML carries a predicted label but no probability fields (JPMML-SkLearn encodes
+#: them as nearest-neighbour or SVM models without probability outputs).
+NO_PROBABILITY_FIELDS: frozenset[str] = frozenset({"KNeighborsClassifier", "SVC", "NuSVC"})
+
+
+def _final_step(estimator: object) -> object:
+    steps = getattr(estimator, "steps", None)
+    return _final_step(steps[-1][1]) if steps else estimator
+
+
+def result_fields(estimator: object, target: str) -> dict[str, PmmlField]:
+    """Which result columns of a sklearn2pmml PMML hold which reference output, by estimator kind.
+
+    Classifiers: the target field (the label) and ``probability(<class>)`` per class; outlier detectors:
+    ``predict(outlier)`` and ``decisionFunction``; KMeans: ``cluster`` and ``affinity(<k>)`` (squared
+    distances); regressors: the target field.
+    """
+    final = _final_step(estimator)
+    if is_classifier(estimator):
+        fields = {"predict": PmmlField(columns=[target])}
+        classes = [str(c) for c in getattr(estimator, "classes_", [])]
+        if hasattr(estimator, "predict_proba") and type(final).__name__ not in NO_PROBABILITY_FIELDS:
+            fields["predict_proba"] = PmmlField(columns=[f"probability({c})" for c in classes])
+        return fields
+    if is_outlier_detector(estimator):
+        return {
+            "predict": PmmlField(columns=["predict(outlier)"]),
+            "decision_function": PmmlField(columns=["decisionFunction"]),
+        }
+    if is_clusterer(estimator):
+        fields = {"predict": PmmlField(columns=["cluster"])}
+        centers = getattr(final, "cluster_centers_", None)
+        if centers is not None and hasattr(estimator, "transform"):
+            columns = [f"affinity({k})" for k in range(len(centers))]
+            fields["transform"] = PmmlField(columns=columns, transform="sqrt")
+        return fields
+    return {"predict": PmmlField(columns=[target])}
+
+
+def not_emitted(estimator: object, fields: dict[str, PmmlField]) -> dict[str, str]:
+    """The estimator's reference outputs that sklearn2pmml's PMML has no field for, each with the reason."""
+    return {
+        output: f"sklearn2pmml's PMML for a {type(_final_step(estimator)).__name__} has no field for {output}"
+        for output in reference_outputs(estimator)
+        if output not in fields
+    }
+
+
+def float_inputs(path: Path, columns: list[str]) -> list[str]:
+    """The reference columns a PMML's DataDictionary declares ``dataType="float"``: JPMML rounds them to
+    float32 before evaluating (sklearn2pmml does so for the inputs of tree models)."""
+    declared: dict[str, str] = {}
+    for _, element in ET.iterparse(path, events=("end",)):
+        tag = element.tag.rpartition("}")[2]
+        if tag == "DataField":
+            declared[element.get("name", "")] = element.get("dataType", "")
+        elif tag == "DataDictionary":
+            break
+    return [c for c in columns if declared.get(c) == "float"]
 
 
 def target_field(X: pd.DataFrame) -> str:
@@ -132,6 +195,7 @@ def convert_pmml(
         out_path.unlink(missing_ok=True)
         return _refused(status, message, start)
     classes = getattr(estimator, "classes_", None) if is_classifier(estimator) else None
+    fields = result_fields(estimator, target_field(X))
     details = PmmlDetails(
         target=target_field(X),
         classes=None if classes is None else [str(c) for c in classes],
@@ -141,6 +205,9 @@ def convert_pmml(
         verification_rows=embedded,
         precision=precision_of(out_path),
         sklearn2pmml=sklearn2pmml.__version__,
+        fields=fields,
+        not_emitted=not_emitted(estimator, fields),
+        float_inputs=float_inputs(out_path, [str(c) for c in X.columns]),
     )
     return Conversion(
         format="pmml",

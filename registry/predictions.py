@@ -7,13 +7,46 @@ import warnings
 
 import numpy as np
 import pandas as pd
+from sklearn.base import is_clusterer, is_outlier_detector
 
 from parity.core.errors import InvalidInputError
 
 #: The estimator methods whose outputs are kept as the reference, in the order they are tried.
-OUTPUT_METHODS: tuple[str, ...] = ("predict", "predict_proba", "decision_function", "transform")
+OUTPUT_METHODS: tuple[str, ...] = (
+    "predict",
+    "predict_proba",
+    "decision_function",
+    "score_samples",
+    "transform",
+)
+
+
+def wanted(estimator: object, method: str, found: dict[str, object]) -> bool:
+    """Whether ``method``'s output is a reference output of ``estimator`` (given those ``found`` so far).
+
+    Every estimator kind keeps what it is used for: classifiers and regressors their predictions (and
+    scores), outlier detectors ``predict``, ``decision_function`` and ``score_samples``, clusterers their
+    labels and distances (``transform``), transformers their ``transform``.
+    """
+    if not hasattr(estimator, method):
+        return False
+    if method == "score_samples":
+        return is_outlier_detector(estimator)
+    if method == "transform":
+        return "predict" not in found or is_clusterer(estimator)
+    return True
+
 
 _COLUMN = re.compile(r"^(?P<output>[a-z_]+)\[(?P<index>\d+)\]$")
+
+
+def reference_outputs(estimator: object) -> list[str]:
+    """The reference outputs :func:`reference_predictions` keeps for ``estimator``, without computing them."""
+    found: dict[str, object] = {}
+    for method in OUTPUT_METHODS:
+        if wanted(estimator, method, found):
+            found[method] = None
+    return list(found)
 
 
 def reference_predictions(estimator: object, X: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -28,8 +61,9 @@ def reference_predictions(estimator: object, X: pd.DataFrame) -> dict[str, np.nd
     Returns
     -------
     dict of str to numpy.ndarray
-        One entry per method in :data:`OUTPUT_METHODS` the estimator has; ``transform`` only for
-        estimators without ``predict``.
+        One entry per method in :data:`OUTPUT_METHODS` the estimator has and is used for (see
+        :func:`wanted`): ``transform`` for transformers and clusterers, ``score_samples`` for outlier
+        detectors.
 
     Raises
     ------
@@ -38,9 +72,7 @@ def reference_predictions(estimator: object, X: pd.DataFrame) -> dict[str, np.nd
     """
     outputs: dict[str, np.ndarray] = {}
     for method in OUTPUT_METHODS:
-        if method == "transform" and "predict" in outputs:
-            continue
-        if not hasattr(estimator, method):
+        if not wanted(estimator, method, outputs):
             continue
         try:
             with warnings.catch_warnings():

@@ -214,6 +214,7 @@ class FileRegistry:
         model_file: str | os.PathLike[str] | None = None,
         trust_pickle: bool = False,
         sha256: str | None = None,
+        roles: Mapping[str, str] | None = None,
     ) -> ModelRef:
         """Register a fitted estimator (or a saved model file) with its reference data and provenance.
 
@@ -237,6 +238,9 @@ class FileRegistry:
             Training source code to keep; defaults to the calling module's source file.
         cv_scores : mapping, optional
             Cross-validation score(s) by metric name.
+        roles : mapping, optional
+            Runtime roles for this model, e.g. ``{"pypmml": "deploy"}`` to serve the PMML with pypmml too
+            (each is ``deploy`` or ``witness``; the runtime names are checked when the model is validated).
         trusted_types : iterable of str
             Types inside a skops file the registrant reviewed and trusts.
         model_file : path-like, optional
@@ -298,6 +302,7 @@ class FileRegistry:
                         "classes": _classes(estimator),
                     },
                     "tolerances": {k: dict(v) for k, v in (tolerances or {}).items()},
+                    **({"roles": dict(roles)} if roles else {}),
                     "provenance": _provenance(
                         staging, training_data_uri, training_data_snapshot, source_files, cv_scores
                     ),

@@ -7,6 +7,10 @@ starts one.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from parity.core.errors import InvalidInputError
+from parity.core.records import Role
 from parity.core.tables import table_of
 
 from .formats import FORMATS, format_of
@@ -27,6 +31,35 @@ def _gather_runtimes() -> dict[str, Runtime]:
 
 #: Every runtime, by name. One instance per process: JVM runtimes start their JVM once.
 RUNTIMES: dict[str, Runtime] = _gather_runtimes()
+
+
+def default_roles() -> dict[str, Role]:
+    """Every runtime's and every format's runner's default role, by name (README lists them)."""
+    roles = {name: runtime.role for name, runtime in RUNTIMES.items()}
+    roles.update({spec.remote.runtime: spec.remote.role for spec in FORMATS.values()})
+    return roles
+
+
+def resolve_roles(*overrides: Mapping[str, str] | None) -> dict[str, Role]:
+    """The default roles with ``overrides`` applied in order (the installation's, then the model's).
+
+    Raises
+    ------
+    InvalidInputError
+        For a runtime name no format has, or a role other than ``deploy``/``witness``.
+    """
+    roles = default_roles()
+    for override in overrides:
+        for name, role in (override or {}).items():
+            if name not in roles:
+                raise InvalidInputError(
+                    f"role for {name!r}: no runtime of that name; runtimes: {', '.join(roles)}."
+                )
+            try:
+                roles[name] = Role(role)
+            except ValueError:
+                raise InvalidInputError(f"role for {name!r}: {role!r} is not deploy or witness.") from None
+    return roles
 
 
 def runtimes_for(fmt: str) -> list[Runtime]:

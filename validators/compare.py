@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import cast
 
@@ -30,6 +31,62 @@ class Difference:
         return np.flatnonzero(self.outside)[:limit].tolist()
 
 
+@dataclass(frozen=True)
+class Layout:
+    """A shape a converter emits an output in, and how the reference output is laid out the same way.
+
+    Attributes
+    ----------
+    name : str
+        How the report names it.
+    matches : callable
+        ``(expected shape, actual shape) -> bool``.
+    arrange : callable
+        ``(expected, actual) -> (expected, actual)`` in one shape, losing no column of either.
+    """
+
+    name: str
+    matches: Callable[[tuple[int, ...], tuple[int, ...]], bool]
+    arrange: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]
+
+
+def _flat(expected: np.ndarray, actual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return expected, actual.reshape(-1)
+
+
+def _with_negation(expected: np.ndarray, actual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.column_stack([expected, -expected.astype(np.float64)]), actual
+
+
+#: The layouts converters are known to emit an output in, other than the reference's own (FACTS.md:
+#: skl2onnx gives binary SVC scores as (N, 2) = [d, -d], QDA's label as (1, N), outlier labels as (N, 1)).
+LAYOUTS: tuple[Layout, ...] = (
+    Layout("(N, 1) column", lambda e, a: len(e) == 1 and a == (e[0], 1), _flat),
+    Layout("(1, N) row", lambda e, a: len(e) == 1 and a == (1, e[0]) and e[0] != 1, _flat),
+    Layout("(N, 2) = [d, -d]", lambda e, a: len(e) == 1 and a == (e[0], 2), _with_negation),
+)
+
+
+def align(expected: np.ndarray, actual: np.ndarray) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """``expected`` and ``actual`` in one shape, through a known layout when their shapes differ.
+
+    Returns
+    -------
+    expected, actual : numpy.ndarray
+    layout : str or None
+        The layout's name; None when the shapes were the same (or no layout applies: :func:`compare` then
+        says both shapes).
+    """
+    expected, actual = np.asarray(expected), np.asarray(actual)
+    if expected.shape == actual.shape:
+        return expected, actual, None
+    for layout in LAYOUTS:
+        if layout.matches(expected.shape, actual.shape):
+            arranged, actual = layout.arrange(expected, actual)
+            return arranged, actual, layout.name
+    return expected, actual, None
+
+
 def compare(expected: np.ndarray, actual: np.ndarray, tolerance: Tolerance) -> Difference:
     """Rows where ``actual`` is outside ``tolerance`` of ``expected``.
 
@@ -44,10 +101,7 @@ def compare(expected: np.ndarray, actual: np.ndarray, tolerance: Tolerance) -> D
     ValueError
         When the shapes differ: the output is not comparable and the message says both shapes.
     """
-    actual = np.asarray(actual)
-    expected = np.asarray(expected)
-    if actual.ndim == 2 and actual.shape[1] == 1 and expected.ndim == 1:
-        actual = actual[:, 0]
+    expected, actual, _ = align(expected, actual)
     if actual.shape != expected.shape:
         raise ValueError(f"shape {actual.shape} where the reference has {expected.shape}")
     if isinstance(tolerance, Exact):

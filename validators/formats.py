@@ -18,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 from parity.converters import convert_onnx, convert_pmml, shared_pmml_converter
-from parity.core.records import Conversion, OnnxDetails, OnnxInput, PmmlDetails, Precision
+from parity.core.records import Conversion, OnnxDetails, OnnxInput, PmmlDetails, PmmlField, Precision
 from parity.core.tables import table_of
 
 from .runtimes import Runtime
@@ -88,6 +88,18 @@ class FormatSpec(ABC):
         """How many verification rows the converter embedded in the artifact (0: the format has none)."""
         return 0
 
+    @abstractmethod
+    def float_inputs(self, conversion: Conversion) -> list[str]:
+        """The reference columns the artifact declares float32: its runtimes round them before evaluating."""
+
+    @abstractmethod
+    def field_names(self, conversion: Conversion, output: str) -> str:
+        """What in the artifact should hold reference output ``output`` (for a coverage failure)."""
+
+    def not_emitted(self, conversion: Conversion) -> dict[str, str]:
+        """Reference outputs the converter is known not to emit for this estimator, each with the reason."""
+        return dict(self.details(conversion).not_emitted)
+
     def same_engine(self, runtime: str) -> bool:
         """Whether outputs named ``runtime`` come from the engine compared across targets."""
         return runtime in (self.engine, self.remote.runtime)
@@ -140,6 +152,17 @@ class OnnxFormat(FormatSpec):
                 arrays[entry.name] = block.to_numpy(dtype=np.float64).astype(np.float32)
         return arrays
 
+    def field_names(self, conversion: Conversion, output: str) -> str:
+        names = [name for name, role in self.details(conversion).outputs.items() if role == output]
+        return f"output {', '.join(names)}" if names else f"output for {output}"
+
+    def float_inputs(self, conversion: Conversion) -> list[str]:
+        """Every column fed as a float32 tensor (a schema-1 report did not list them: its float inputs)."""
+        details = self.details(conversion)
+        if details.float_inputs is not None:
+            return list(details.float_inputs)
+        return [c for entry in details.inputs if entry.dtype == "float32" for c in entry.columns]
+
     def remote_inputs(self, conversion: Conversion, X: pd.DataFrame) -> dict[str, np.ndarray]:
         """The feeds with strings as unicode arrays, never pickled objects."""
         return {
@@ -179,24 +202,46 @@ class PmmlFormat(FormatSpec):
     def remote_inputs(self, conversion: Conversion, X: pd.DataFrame) -> pd.DataFrame:
         return X
 
-    def outputs(self, raw: pd.DataFrame, conversion: Conversion) -> dict[str, np.ndarray]:
-        """PMML result columns → reference outputs.
+    def field_names(self, conversion: Conversion, output: str) -> str:
+        entry = _fields(self.details(conversion)).get(output)
+        return f"field(s) {', '.join(entry.columns)}" if entry else f"field for {output}"
 
-        JPMML names the prediction after the target field (``y``), pypmml ``predicted_y``; class
-        probabilities are ``probability(<class>)`` in both, put back in the estimator's ``classes_`` order. A
-        runtime that gives no label (pypmml for classifiers) simply has no ``predict`` output to compare.
+    def float_inputs(self, conversion: Conversion) -> list[str]:
+        """The columns the PMML's DataDictionary declares ``float`` (a schema-1 report: none recorded)."""
+        return list(self.details(conversion).float_inputs or [])
+
+    def outputs(self, raw: pd.DataFrame, conversion: Conversion) -> dict[str, np.ndarray]:
+        """PMML result columns → reference outputs, as the conversion's ``fields`` say.
+
+        JPMML names the prediction after the target field (``y``), pypmml ``predicted_y``: a one-column
+        output is read from either. A reference output whose columns are not all in the results is absent
+        (the runtime does not give it; coverage says so).
         """
-        details = self.details(conversion)
         outputs: dict[str, np.ndarray] = {}
-        for column in (details.target, f"predicted_{details.target}"):
-            if column in raw.columns:
-                outputs["predict"] = raw[column].to_numpy()
-                break
-        if details.classes:
-            columns = [f"probability({c})" for c in details.classes]
-            if all(c in raw.columns for c in columns):
-                outputs["predict_proba"] = raw[columns].to_numpy(dtype=np.float64)
+        for output, entry in _fields(self.details(conversion)).items():
+            columns = [_column_in(raw, c) for c in entry.columns]
+            if any(c is None for c in columns):
+                continue
+            block = raw[columns]
+            values = block.iloc[:, 0].to_numpy() if len(columns) == 1 else block.to_numpy(dtype=np.float64)
+            if entry.transform == "sqrt":
+                values = np.sqrt(np.asarray(values, dtype=np.float64))
+            outputs[output] = values
         return outputs
+
+
+def _column_in(raw: pd.DataFrame, column: str) -> str | None:
+    return next((c for c in (column, f"predicted_{column}") if c in raw.columns), None)
+
+
+def _fields(details: PmmlDetails) -> dict[str, PmmlField]:
+    """The result fields of a conversion; a schema-1 report recorded only its target and classes."""
+    if details.fields:
+        return dict(details.fields)
+    fields = {"predict": PmmlField(columns=[details.target])}
+    if details.classes:
+        fields["predict_proba"] = PmmlField(columns=[f"probability({c})" for c in details.classes])
+    return fields
 
 
 #: Every format Parity converts to. Order is archive priority: PMML is the long-term format.

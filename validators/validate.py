@@ -6,23 +6,36 @@ and everything reach-specific from the target's reach (:data:`parity.validators.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
-from sklearn.base import is_classifier
+from sklearn.base import is_classifier, is_clusterer, is_outlier_detector
 
-from parity.core.records import Check, Conversion, ConversionStatus, Verdict, Where
-from parity.core.tolerances import OutputKind, Tolerance, cross_target_tolerance, kind_of, tolerance_for
+from parity.core.records import Check, Conversion, ConversionStatus, Role, Stage, Verdict, Where
+from parity.core.tolerances import (
+    BIG_DIFF,
+    Band,
+    OutputKind,
+    Tolerance,
+    arithmetic_bound,
+    cross_target_tolerance,
+    deviation_band,
+    kind_of,
+    scale_of,
+    tolerance_for,
+)
 from parity.registry import RegisteredModel
 from parity.registry.predictions import reference_predictions
 
-from .compare import compare
+from . import resolve_roles
+from .compare import Difference, align, compare
 from .formats import FormatSpec, format_of
 from .runtimes import Runtime
 from .targets.reaches import REACHES, Reach, describe_process, ran_on
-from .targets.table import Target, load_targets
+from .targets.table import Target, load_roles, load_targets
 
 #: Rows a runtime is fed at a time, so memory stays flat whatever the reference set's size.
 CHUNK_ROWS = 10_000
@@ -37,26 +50,49 @@ class ModelContext:
     model: RegisteredModel
     #: tolerance overrides; default: the registration's (a replayed bundle passes its metadata's)
     tolerances: dict[str, dict[str, float]] | None = None
-    _rounded: dict[str, np.ndarray] | None = field(default=None, repr=False)
+    #: runtime roles for this model; default: the registration's (a replayed bundle passes its metadata's)
+    roles: dict[str, str] | None = None
+    _rounded: dict[frozenset[str], dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @property
     def classifier(self) -> bool:
         return is_classifier(self.model.estimator)
 
     @property
+    def labels(self) -> bool:
+        """Whether the estimator's ``predict`` gives labels (classifiers, clusterers, outlier detectors)."""
+        estimator = self.model.estimator
+        return is_classifier(estimator) or is_clusterer(estimator) or is_outlier_detector(estimator)
+
+    @property
     def overrides(self) -> dict[str, dict[str, float]]:
         """The model's tolerance overrides, as registered."""
         return self.model.record.tolerances if self.tolerances is None else self.tolerances
 
-    def rounded_reference(self) -> dict[str, np.ndarray]:
-        """The estimator's outputs on the reference rows with numeric inputs rounded to float32."""
-        if self._rounded is None:
-            X = self.model.reference.copy()
-            for column in X.columns:
-                if pd.api.types.is_float_dtype(X[column]):
-                    X[column] = X[column].astype(np.float32).astype(np.float64)
-            self._rounded = reference_predictions(self.model.estimator, X)
-        return self._rounded
+    @property
+    def role_overrides(self) -> dict[str, str]:
+        """The model's runtime roles, as registered (runtime name → role)."""
+        if self.roles is not None:
+            return self.roles
+        return dict(getattr(self.model.record, "roles", None) or {})
+
+    def rounded_reference(self, columns: list[str] | None = None) -> dict[str, np.ndarray]:
+        """The estimator's outputs on the reference rows with ``columns`` rounded to float32.
+
+        Parameters
+        ----------
+        columns : list of str, optional
+            The columns an artifact reads as float32; default every float column.
+        """
+        X = self.model.reference
+        chosen = [c for c in (X.columns if columns is None else columns) if pd.api.types.is_float_dtype(X[c])]
+        key = frozenset(chosen)
+        if key not in self._rounded:
+            X = X.copy()
+            for column in chosen:
+                X[column] = X[column].astype(np.float32).astype(np.float64)
+            self._rounded[key] = reference_predictions(self.model.estimator, X)
+        return self._rounded[key]
 
 
 def conversion_check(conversion: Conversion) -> Check:
@@ -70,6 +106,7 @@ def conversion_check(conversion: Conversion) -> Check:
         target="*",  # a conversion happens once, whatever the targets
         kind="conversion",
         explanation=conversion.message,
+        stage=Stage.CONVERT,
     )
 
 
@@ -90,7 +127,12 @@ def run_runtime(runtime: Runtime, conversion: Conversion, X: pd.DataFrame) -> di
     for start in range(0, len(X), CHUNK_ROWS):
         chunk = X.iloc[start : start + CHUNK_ROWS]
         parts.append(spec.outputs(runtime.evaluate(path, spec.feeds(conversion, chunk)), conversion))
-    return {key: np.concatenate([p[key] for p in parts]) for key in parts[0]}
+    return {key: np.concatenate([p[key] for p in parts], axis=_row_axis(parts[0][key])) for key in parts[0]}
+
+
+def _row_axis(values: np.ndarray) -> int:
+    """The axis rows run along: 0, except for a (1, N) row vector (QDA's ONNX label)."""
+    return 1 if values.ndim == 2 and values.shape[0] == 1 and values.shape[1] > 1 else 0
 
 
 @dataclass(frozen=True)
@@ -101,23 +143,33 @@ class Run:
     runtime: str
     index: np.ndarray
     outputs: dict[str, np.ndarray]
+    role: Role = Role.DEPLOY
+    #: whether its cells block the model (a deploy runtime on a deploy target)
+    blocking: bool = True
 
 
-def _cell_of(conversion: Conversion, runtime: str, target: str, required: bool, where: Where | None = None):
-    """A maker of this runtime-and-target's rows (the fields every one of its checks shares)."""
-    shared: dict[str, Any] = {
-        "format": conversion.format,
-        "runtime": runtime,
-        "target": target,
-        "required": required,
-    }
-    if where is not None:
-        shared["where"] = where
+@dataclass(frozen=True)
+class Cell:
+    """What every row of one runtime on one target shares."""
 
-    def make(output: str, verdict: Verdict, **fields: Any) -> Check:
-        return Check(output=output, verdict=verdict, **shared, **fields)
+    conversion: Conversion
+    runtime: str
+    target: str
+    role: Role
+    blocking: bool
+    where: Where | None = None
 
-    return make
+    def __call__(self, output: str, verdict: Verdict, **fields: Any) -> Check:
+        shared: dict[str, Any] = {
+            "format": self.conversion.format,
+            "runtime": self.runtime,
+            "target": self.target,
+            "required": self.blocking,
+            "role": self.role,
+        }
+        if self.where is not None:
+            shared["where"] = self.where
+        return Check(output=output, verdict=verdict, **{**shared, **fields})
 
 
 def validate_runtime(
@@ -135,110 +187,198 @@ def validate_runtime(
     target : str
         Where the runtime runs (for the report).
     required : bool
-        Whether the target's verdicts block the model.
+        Whether the target's verdicts block the model (they do only if the runtime's role is deploy too).
 
     Returns
     -------
     list of Check
     """
-    return _run_in_process(context, conversion, runtime, target, required, Where())[0]
+    role = resolve_roles(context.role_overrides).get(runtime.name, runtime.role)
+    cell = Cell(conversion, runtime.name, target, role, required and role is Role.DEPLOY, Where())
+    return _run_in_process(context, conversion, runtime, cell, None)[0]
 
 
 def _run_in_process(
-    context: ModelContext, conversion: Conversion, runtime: Runtime, target: str, required: bool, where: Where
+    context: ModelContext, conversion: Conversion, runtime: Runtime, cell: Cell, limit: int | None
 ) -> tuple[list[Check], Run | None]:
-    make = _cell_of(conversion, runtime.name, target, required, where)
     reason = runtime.unavailable_reason()
     if reason:
-        return [make("*", Verdict.UNAVAILABLE, explanation=reason)], None
+        return [cell("*", Verdict.UNAVAILABLE, explanation=reason, stage=Stage.LOAD)], None
     model = context.model
-    index = sample_index(len(model.reference), runtime.sample_rows)
+    index = sample_index(len(model.reference), runtime.sample_rows if limit is None else limit)
     try:
         outputs = run_runtime(runtime, conversion, model.reference.iloc[index])
     except Exception as err:
-        return [make("*", Verdict.ERROR, explanation=f"{type(err).__name__}: {str(err).strip()[:500]}")], None
-    run = Run(target, runtime.name, index, outputs)
-    return _output_checks(context, conversion, run, required, where), run
+        message = f"{type(err).__name__}: {str(err).strip()[:500]}"
+        return [cell("*", Verdict.ERROR, explanation=message, stage=Stage.EVALUATE)], None
+    run = Run(cell.target, runtime.name, index, outputs, cell.role, cell.blocking)
+    return _output_checks(context, conversion, run, cell), run
 
 
-def _output_checks(
-    context: ModelContext, conversion: Conversion, run: Run, required: bool, where: Where
-) -> list[Check]:
-    make = _cell_of(conversion, run.runtime, run.target, required, where)
+def _output_checks(context: ModelContext, conversion: Conversion, run: Run, cell: Cell) -> list[Check]:
     checks = [
-        _check_output(context, conversion, make, output, actual, run.index)
+        _check_output(context, conversion, cell, output, actual, run.index)
         for output, actual in run.outputs.items()
         if output in context.model.predictions
     ]
-    return checks or [make("*", Verdict.FAIL, explanation="no output matched the reference outputs")]
+    return checks or [
+        cell("*", Verdict.FAIL, explanation="no output matched the reference outputs", stage=Stage.COVERAGE)
+    ]
 
 
 def _check_output(
-    context: ModelContext, conversion: Conversion, make, output: str, actual: np.ndarray, index: np.ndarray
+    context: ModelContext,
+    conversion: Conversion,
+    cell: Cell,
+    output: str,
+    actual: np.ndarray,
+    index: np.ndarray,
 ) -> Check:
-    kind = kind_of(output, context.classifier)
-    precision = format_of(conversion.format).precision(conversion)
+    spec = format_of(conversion.format)
+    kind = kind_of(output, context.labels)
+    precision = spec.precision(conversion)
     tolerance = tolerance_for(precision, kind, context.overrides)
-    expected = context.model.predictions[output][index]
+    expected, actual, layout = align(context.model.predictions[output][index], actual)
     base: dict[str, Any] = {"kind": str(kind), "rows": len(index), "tolerance": tolerance.describe()}
     try:
         diff = compare(expected, actual, tolerance)
     except ValueError as err:
-        return make(output, Verdict.FAIL, explanation=f"not comparable: {err}", **base)
+        explanation = f"not comparable: {err}: a conversion bug (the artifact's output has another shape)"
+        return cell(output, Verdict.FAIL, explanation=explanation, stage=Stage.COMPARE, band=BIG_DIFF, **base)
+    deviation = _deviation(diff, expected, tolerance)
     figures: dict[str, Any] = {
         "max_abs": diff.max_abs,
         "max_rel": diff.max_rel,
         "n_outside": diff.n_outside,
         "first_outside": [int(index[i]) for i in diff.first_outside()],
+        "band": deviation_band(deviation, diff.n_outside == 0),
     }
+    laid_out = f"compared as {layout}" if layout else ""
     if diff.n_outside == 0:
-        return make(output, Verdict.PASS, **base, **figures)
-    verdict, explanation = _explain(context, precision, output, tolerance, actual, index, diff.outside, kind)
-    return make(output, verdict, explanation=explanation, **base, **figures)
+        return cell(output, Verdict.PASS, explanation=laid_out, **base, **figures)
+    finding = Finding(
+        context, spec, conversion, output, kind, tolerance, actual, index, diff.outside, deviation
+    )
+    verdict, explanation = finding.explain()
+    explanation = f"{explanation} ({laid_out})" if laid_out else explanation
+    stage = None if verdict is Verdict.PASS else Stage.COMPARE
+    return cell(output, verdict, explanation=explanation, stage=stage, **base, **figures)
 
 
-def _explain(
-    context: ModelContext,
-    precision: str,
-    output: str,
-    tolerance: Tolerance,
-    actual: np.ndarray,
-    index: np.ndarray,
-    outside: np.ndarray,
-    kind: OutputKind,
-) -> tuple[Verdict, str]:
-    """Say why rows are outside tolerance, and whether that is a conversion bug."""
-    n = int(outside.sum())
-    if precision != "float32":
-        return Verdict.FAIL, (
-            f"{n} row(s) outside {tolerance.describe()} in a double-precision artifact: a conversion or runtime "
-            "bug, not rounding. Compare the runtimes' rows to see which side is wrong."
+def _deviation(diff: Difference, expected: np.ndarray, tolerance: Tolerance) -> float | None:
+    """The largest deviation per unit of the output's scale (None where nothing numeric was compared)."""
+    if diff.max_abs is None or not isinstance(tolerance, Band):
+        return None
+    return diff.max_abs / (scale_of(np.asarray(expected, dtype=np.float64)) if tolerance.scaled else 1.0)
+
+
+@dataclass
+class Finding:
+    """Rows of one output outside its band, and what explains them: float32 inputs, ties, or a bug."""
+
+    context: ModelContext
+    spec: FormatSpec
+    conversion: Conversion
+    output: str
+    kind: OutputKind
+    tolerance: Tolerance
+    actual: np.ndarray
+    index: np.ndarray
+    outside: np.ndarray
+    deviation: float | None
+
+    def explain(self) -> tuple[Verdict, str]:
+        """The cell's verdict and why: explained rows pass, anything else is named a bug."""
+        rounded = self._explained_by_float32_inputs()
+        tied = self._ties() & self.outside & ~rounded
+        left = self.outside & ~rounded & ~tied
+        notes = self._notes(rounded, tied)
+        if left.any():
+            return Verdict.FAIL, " ".join([self._bug(left), *notes])
+        limit = max(1, int(MAX_EXPLAINED_FRACTION * len(self.index)))
+        sensitive = int((rounded & self._beyond_float32_band()).sum())
+        if sensitive > limit:
+            return Verdict.FAIL, (
+                f"{sensitive} row(s) change beyond the float32 band only because the artifact reads "
+                f"float32 inputs (scikit-learn on float32-rounded inputs agrees), more than the {limit} "
+                "allowed: the model is too sensitive to float32 inputs; convert it with double inputs."
+            )
+        return Verdict.PASS, " ".join(notes)
+
+    def _explained_by_float32_inputs(self) -> np.ndarray:
+        columns = self.spec.float_inputs(self.conversion)
+        if not columns:
+            return np.zeros_like(self.outside)
+        rounded = self.context.rounded_reference(columns)[self.output][self.index]
+        rounded, actual, _ = align(rounded, self.actual)
+        again = compare(rounded, actual, self.tolerance).outside
+        return self.outside & ~again
+
+    def _beyond_float32_band(self) -> np.ndarray:
+        expected, actual, _ = align(self.context.model.predictions[self.output][self.index], self.actual)
+        band = tolerance_for("float32", self.kind, self.context.overrides)
+        return compare(expected, actual, band).outside
+
+    def _ties(self) -> np.ndarray:
+        """Rows whose reference label is a tie: its top two scores are within the scores' band."""
+        if self.kind is not OutputKind.LABEL:
+            return np.zeros_like(self.outside)
+        predictions = self.context.model.predictions
+        precision = self.spec.precision(self.conversion)
+        for output, kind in (
+            ("predict_proba", OutputKind.PROBABILITY),
+            ("decision_function", OutputKind.DECISION),
+        ):
+            if output in predictions:
+                scores = np.asarray(predictions[output], dtype=np.float64)[self.index]
+                band = tolerance_for(precision, kind, self.context.overrides)
+                return _tied(scores, band)
+        return np.zeros_like(self.outside)
+
+    def _notes(self, rounded: np.ndarray, tied: np.ndarray) -> list[str]:
+        notes = []
+        if rounded.any():
+            notes.append(
+                f"{int(rounded.sum())} row(s) explained by float32 inputs: scikit-learn on float32-rounded "
+                "inputs agrees with the runtime (the artifact declares float inputs; inputs near a split). "
+                "Remedy if it matters: double-precision inputs or a CastTransformer."
+            )
+        if tied.any():
+            notes.append(
+                f"{int(tied.sum())} label(s) differ on a tie: scikit-learn's top two scores are within the "
+                "scores' band there, so either label is right."
+            )
+        return notes
+
+    def _bug(self, left: np.ndarray) -> str:
+        n = int(left.sum())
+        precision = self.spec.precision(self.conversion)
+        if self.kind is OutputKind.LABEL:
+            return (
+                f"{n} label(s) differ where scikit-learn's top two scores are not tied and float32 inputs do "
+                "not explain them: a conversion bug."
+            )
+        bound = arithmetic_bound(precision, self.kind)
+        off = f"{n} row(s) outside {self.tolerance.describe()}, off by up to {self.deviation:.3g} of the output's scale"
+        if self.deviation is None or self.deviation > bound:
+            return f"{off}, beyond what {precision} arithmetic can produce ({bound:.2g}): a conversion bug."
+        return (
+            f"{off}, beyond the drift of correct {precision} conversions: a conversion bug (raise this model's "
+            f"tolerance only if its {precision} arithmetic is known to drift this far)."
         )
-    rounded = context.rounded_reference()[output][index]
-    again = compare(rounded[outside], np.asarray(actual)[outside], tolerance)
-    explained = n - again.n_outside
-    limit = max(1, int(MAX_EXPLAINED_FRACTION * len(index)))
-    if again.n_outside == 0 and explained <= limit:
-        return Verdict.PASS, (
-            f"{n} row(s) outside the band are explained by float32 input rounding: scikit-learn on "
-            "float32-rounded inputs agrees with the runtime (inputs near a split). Remedy if it matters: "
-            "double-precision inputs or a CastTransformer."
-        )
-    if again.n_outside == 0:
-        return Verdict.FAIL, (
-            f"{n} row(s) outside the band, all from float32 input rounding, more than the {limit} allowed: "
-            "the model is too sensitive to float32 inputs; convert with double inputs."
-        )
-    hint = (
-        "labels differ beyond input rounding: a conversion bug"
-        if kind == OutputKind.LABEL
-        else "float32 arithmetic in the runtime (summed trees, reciprocal scaling) or a conversion bug; "
-        "raise this model's tolerance only if the drift is acceptable"
-    )
-    return (
-        Verdict.FAIL,
-        f"{n} row(s) outside {tolerance.describe()}, {again.n_outside} not explained by float32 input rounding: {hint}.",
-    )
+
+
+def _tied(scores: np.ndarray, band: Tolerance) -> np.ndarray:
+    """Rows whose two highest scores (or a binary decision value and 0) are within ``band`` of each other."""
+    if not isinstance(band, Band):
+        return np.zeros(len(scores), dtype=bool)
+    if scores.ndim == 1:
+        top, second = scores, np.zeros_like(scores)
+    else:
+        ordered = np.sort(scores, axis=1)
+        top, second = ordered[:, -1], ordered[:, -2]
+    scale = scale_of(scores) if band.scaled else 1.0
+    return np.abs(top - second) <= 2 * (band.atol * scale + band.rtol * np.abs(top))
 
 
 def verification_check(runtime: Runtime, conversion: Conversion, target: str) -> Check:
@@ -267,9 +407,10 @@ def validate_conversion(
     conversion: Conversion,
     runtime_names: list[str] | None = None,
     targets: dict[str, Target] | None = None,
+    roles: Mapping[str, str] | None = None,
 ) -> list[Check]:
-    """Every runtime of the conversion's format on every target, plus embedded verification and
-    cross-target comparisons.
+    """Every runtime of the conversion's format on every target, plus embedded verification, cross-target
+    comparisons and coverage.
 
     Parameters
     ----------
@@ -279,81 +420,131 @@ def validate_conversion(
         Restrict the in-process runtimes to these entries of :data:`parity.validators.RUNTIMES`.
     targets : dict of str to Target, optional
         Default: :func:`parity.validators.targets.table.load_targets`.
+    roles : mapping of str to str, optional
+        The installation's runtime roles (a targets file's ``[roles]``); default: the default targets
+        file's. The model's registered roles apply over them.
 
     Returns
     -------
     list of Check
-        A single conversion row when the conversion produced no artifact.
+        A single conversion row when the conversion produced no artifact. The first deploy target
+        evaluates every reference row (``sample_rows`` applies to the others); each reference output gets a
+        coverage row saying how many rows a deploy runtime compared.
+
+    Raises
+    ------
+    InvalidInputError
+        For a role naming no runtime.
     """
     if not conversion.ok:
         return [conversion_check(conversion)]
     targets = load_targets() if targets is None else targets
+    resolved = resolve_roles(load_roles() if roles is None else roles, context.role_overrides)
     spec = format_of(conversion.format)
     primary = next((t for t in targets.values() if REACHES[t.reach].in_process), None)
+    first_deploy = next((t for t in targets.values() if t.required), None)
     checks: list[Check] = []
     runs: list[Run] = []
     for target in targets.values():
         reach = REACHES[target.reach]
+        every_row = target is first_deploy
         if reach.in_process:
-            found, made = _on_this_process(
-                context, spec, conversion, target, target is primary, runtime_names
-            )
+            place = Place(target, target is primary, every_row)
+            found, made = _on_this_process(context, spec, conversion, place, runtime_names, resolved)
         else:
-            found, made = _on_remote(context, spec, conversion, target, reach)
+            found, made = _on_remote(
+                context, spec, conversion, Place(target, False, every_row), reach, resolved
+            )
         checks.extend(found)
         runs.extend(made)
-    return checks + cross_target_checks(context, conversion, runs, targets)
+    checks = witness_notes(checks, conversion)
+    return (
+        checks
+        + cross_target_checks(context, conversion, runs, targets)
+        + coverage_checks(context, conversion, runs)
+    )
+
+
+@dataclass(frozen=True)
+class Place:
+    """A target as one conversion's validation uses it."""
+
+    target: Target
+    #: the first process target: it runs every runtime (the others only those their settings tune)
+    primary: bool
+    #: evaluate every reference row whatever the target's ``sample_rows`` (the first deploy target)
+    every_row: bool
 
 
 def _on_this_process(
     context: ModelContext,
     spec: FormatSpec,
     conversion: Conversion,
-    target: Target,
-    primary: bool,
+    place: Place,
     runtime_names: list[str] | None,
+    roles: dict[str, Role],
 ) -> tuple[list[Check], list[Run]]:
     """The primary process target runs every runtime; others only the runtimes their settings tune."""
-    runtimes = [r for r in spec.runtimes if primary or r.tuned_by]
-    if primary and runtime_names is not None:
+    target = place.target
+    runtimes = [r for r in spec.runtimes if place.primary or r.tuned_by]
+    if place.primary and runtime_names is not None:
         runtimes = [r for r in runtimes if r.name in runtime_names]
     where = describe_process().merged(**target.settings())
     checks: list[Check] = []
     runs: list[Run] = []
     for runtime in (r.for_target(target) for r in runtimes):
-        found, run = _run_in_process(context, conversion, runtime, target.name, target.required, where)
+        role = roles.get(runtime.name, runtime.role)
+        cell = Cell(
+            conversion, runtime.name, target.name, role, target.required and role is Role.DEPLOY, where
+        )
+        limit = None if not (place.every_row and role is Role.DEPLOY) else len(context.model.reference)
+        found, run = _run_in_process(context, conversion, runtime, cell, limit)
         checks.extend(found)
         runs.extend([run] if run else [])
         if runtime.verifies and runtime.unavailable_reason() is None:
             verified = verification_check(runtime, conversion, target.name)
-            checks.append(verified.model_copy(update={"required": target.required, "where": where}))
+            checks.append(
+                verified.model_copy(update={"required": cell.blocking, "role": role, "where": where})
+            )
     return checks, runs
 
 
 def _on_remote(
-    context: ModelContext, spec: FormatSpec, conversion: Conversion, target: Target, reach: Reach
+    context: ModelContext,
+    spec: FormatSpec,
+    conversion: Conversion,
+    place: Place,
+    reach: Reach,
+    roles: dict[str, Role],
 ) -> tuple[list[Check], list[Run]]:
     """Run the format's runner on a target away from this process and check what came back."""
+    target = place.target
     runner = spec.remote
-    make = _cell_of(conversion, runner.runtime, target.name, target.required)
+    role = roles[runner.runtime]
+    make = Cell(conversion, runner.runtime, target.name, role, target.required and role is Role.DEPLOY)
     reason = reach.unavailable(target)
     if reason:
         note = reason if target.required else f"skipped (optional target): {reason}"
-        return [make("*", Verdict.UNAVAILABLE, explanation=note)], []
-    index = sample_index(len(context.model.reference), reach.rows_limit(target))
+        return [make("*", Verdict.UNAVAILABLE, explanation=note, stage=Stage.LOAD)], []
+    limit = None if place.every_row else reach.rows_limit(target)
+    index = sample_index(len(context.model.reference), limit)
     try:
         if conversion.path is None:
             raise ValueError(f"the {conversion.format} conversion has no artifact to run")
         X = context.model.reference.iloc[index]
         result = reach.run(target, spec.name, runner, conversion.path, spec.remote_inputs(conversion, X))
     except Exception as err:
-        return [make("*", Verdict.ERROR, explanation=f"{type(err).__name__}: {str(err).strip()[:800]}")], []
+        message = f"{type(err).__name__}: {str(err).strip()[:800]}"
+        return [make("*", Verdict.ERROR, explanation=message, stage=Stage.EVALUATE)], []
     where = result.where.merged(**target.settings())
     if ran_on(result.where) != target.platform:
         message = f"the runner ran on {ran_on(result.where)}, not on {target.platform}: its outputs prove nothing here"
-        return [make("*", Verdict.FAIL, explanation=message, where=where)], []
-    run = Run(target.name, runner.runtime, index, spec.outputs(result.outputs, conversion))
-    checks = _output_checks(context, conversion, run, target.required, where)
+        return [make("*", Verdict.FAIL, explanation=message, where=where, stage=Stage.EVALUATE)], []
+    run = Run(
+        target.name, runner.runtime, index, spec.outputs(result.outputs, conversion), role, make.blocking
+    )
+    cell = Cell(conversion, runner.runtime, target.name, role, make.blocking, where)
+    checks = _output_checks(context, conversion, run, cell)
     if runner.replays_verification:
         verified = "missing" if result.where.verification is None else result.where.verification
         checks.append(
@@ -386,12 +577,14 @@ def cross_target_checks(
         if run is base or run.target == base.target or not spec.same_engine(run.runtime):
             continue
         common, mine, theirs = np.intersect1d(run.index, base.index, return_indices=True)
+        cell = Cell(conversion, run.runtime, run.target, run.role, run.blocking)
         for output, actual in run.outputs.items():
             if output not in base.outputs or output not in context.model.predictions:
                 continue
-            kind = kind_of(output, context.classifier)
+            kind = kind_of(output, context.labels)
             tolerance = cross_target_tolerance(spec.precision(conversion), kind, context.overrides)
-            diff = compare(base.outputs[output][theirs], actual[mine], tolerance)
+            theirs_out, mine_out, _ = align(base.outputs[output][theirs], _rows(actual, mine))
+            diff = compare(theirs_out, mine_out, tolerance)
             agree = diff.n_outside == 0
             who = f"{run.target}/{run.runtime} vs {base.target}/{base.runtime}"
             explanation = (
@@ -399,12 +592,9 @@ def cross_target_checks(
                 f"{'' if agree else f' on {diff.n_outside} row(s): {run.target} differs'}"
             )
             checks.append(
-                Check(
-                    format=conversion.format,
-                    runtime=run.runtime,
-                    output=output,
-                    verdict=Verdict.PASS if agree else Verdict.FAIL,
-                    target=run.target,
+                cell(
+                    output,
+                    Verdict.PASS if agree else Verdict.FAIL,
                     kind=str(kind),
                     against=base.target,
                     rows=len(common),
@@ -414,7 +604,91 @@ def cross_target_checks(
                     first_outside=[int(common[i]) for i in diff.first_outside()],
                     tolerance=tolerance.describe(),
                     explanation=explanation,
-                    required=targets[run.target].required,
+                    stage=None if agree else Stage.COMPARE,
+                    band=deviation_band(_deviation(diff, theirs_out, tolerance), agree),
                 )
+            )
+    return checks
+
+
+def _rows(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+    values = np.asarray(values)
+    return values[:, index] if _row_axis(values) == 1 else values[index]
+
+
+def witness_notes(checks: list[Check], conversion: Conversion) -> list[Check]:
+    """Where runtimes of one format disagree about an output, say which side scikit-learn agrees with.
+
+    A witness that fails where a deploy runtime passes is named unfit for this model; a deploy runtime that
+    fails where a witness passes is told that the artifact may be right and the runtime wrong for it.
+    """
+    by_output: dict[tuple[str, str], list[Check]] = {}
+    for check in checks:
+        if check.kind not in ("", "verification") and check.output != "*":
+            by_output.setdefault((check.target, check.output), []).append(check)
+    explanations: dict[int, str] = {}
+    fmt = conversion.format.upper()
+    for cells in by_output.values():
+        passing = [c for c in cells if c.verdict is Verdict.PASS and c.role is Role.DEPLOY]
+        witnesses = [c for c in cells if c.verdict is Verdict.PASS and c.role is Role.WITNESS]
+        for check in cells:
+            if check.verdict is not Verdict.FAIL:
+                continue
+            if check.role is Role.WITNESS and passing:
+                others = ", ".join(sorted({c.runtime for c in passing}))
+                explanations[id(check)] = (
+                    f"{check.runtime}: {check.n_outside} row(s) differ, by up to {check.max_abs or 0:.3g}; {others} "
+                    f"and scikit-learn agree: {check.runtime} evaluates this model wrongly (not a conversion bug). "
+                    f"Do not serve this {fmt} with {check.runtime}."
+                )
+            elif check.role is Role.DEPLOY and witnesses:
+                others = ", ".join(sorted({c.runtime for c in witnesses}))
+                explanations[id(check)] = (
+                    f"{others} agree(s) with scikit-learn where {check.runtime} does not: the artifact may be "
+                    f"right and {check.runtime} wrong for it. {check.explanation}"
+                )
+    return [
+        c.model_copy(update={"explanation": explanations[id(c)]}) if id(c) in explanations else c for c in checks
+    ]
+
+
+def coverage_checks(context: ModelContext, conversion: Conversion, runs: list[Run]) -> list[Check]:
+    """One row per reference output: how many reference rows a deploy runtime of this format compared.
+
+    An output no deploy runtime gave is a failure of the format, unless its converter is known not to emit
+    it for this estimator (``not covered``, explained, never blocking).
+    """
+    spec = format_of(conversion.format)
+    n_rows = len(context.model.reference)
+    known = spec.not_emitted(conversion)
+    checks = []
+    for output in context.model.predictions:
+        giving = [r for r in runs if r.blocking and output in r.outputs]
+        covered = np.unique(np.concatenate([r.index for r in giving])) if giving else np.array([], dtype=int)
+        by = sorted({f"{r.runtime}@{r.target}" for r in giving})
+        fields: dict[str, Any] = {
+            "format": conversion.format,
+            "runtime": "+".join(sorted({r.runtime for r in giving})) or "deploy",
+            "output": output,
+            "target": "*",
+            "kind": "coverage",
+            "rows": len(covered),
+        }
+        if len(covered) == n_rows:
+            explanation = f"{n_rows} of {n_rows} reference rows compared by {', '.join(by)}"
+            checks.append(Check(verdict=Verdict.PASS, explanation=explanation, **fields))
+        elif not giving and output in known:
+            checks.append(
+                Check(verdict=Verdict.NOT_COVERED, explanation=f"not covered: {known[output]}", **fields)
+            )
+        else:
+            what = spec.field_names(conversion, output)
+            explanation = (
+                f"the {conversion.format.upper()} artifact has no {what}: no deploy runtime gave {output}"
+                if not giving
+                else f"only {len(covered)} of {n_rows} reference rows compared by {', '.join(by)}"
+            )
+            checks.append(
+                Check(verdict=Verdict.FAIL, explanation=explanation, stage=Stage.COVERAGE, **fields)
             )
     return checks

@@ -115,6 +115,34 @@ def parse_tolerances(items: list[str]) -> dict[str, dict[str, float]]:
     return result
 
 
+def parse_roles(items: list[str]) -> dict[str, str]:
+    """``pypmml=deploy`` → ``{"pypmml": "deploy"}``.
+
+    Parameters
+    ----------
+    items : list of str
+        The values of every ``--role``.
+
+    Returns
+    -------
+    dict of str to str
+
+    Raises
+    ------
+    InvalidInputError
+        An item without ``=`` or a role other than ``deploy``/``witness``.
+    """
+
+    from parity.validators import resolve_roles
+
+    roles = _pairs(items, "--role", "RUNTIME=deploy|witness")
+    try:
+        resolve_roles(roles)
+    except InvalidInputError as err:
+        raise InvalidInputError(f"--role: {err}") from None
+    return roles
+
+
 def register(
     model_file: Annotated[
         str,
@@ -172,6 +200,10 @@ def register(
         list[str] | None,
         typer.Option("--tolerance", metavar="KIND=atol:X,rtol:Y", help="tolerance override"),
     ] = None,
+    role: Annotated[
+        list[str] | None,
+        typer.Option("--role", metavar="RUNTIME=deploy|witness", help="runtime role for this model"),
+    ] = None,
     registry: RegistryOption = DEFAULT_REGISTRY,
 ) -> int:
     """Register a saved model with its reference rows; print its reference.
@@ -198,6 +230,7 @@ def register(
         source_files=source or [],
         cv_scores=parse_cv_scores(cv_score or []),
         tolerances=parse_tolerances(tolerance or []),
+        roles=parse_roles(role or []),
     )
     print(f"registered {ref} in {registry}")
     return EXIT_OK

@@ -28,9 +28,10 @@ class OutputKind(StrEnum):
 
 #: Which kind each reference output is.
 OUTPUT_KINDS: dict[str, OutputKind] = {
-    "predict": OutputKind.VALUE,  # LABEL for classifiers, see kind_of()
+    "predict": OutputKind.VALUE,  # LABEL for classifiers, clusterers and outlier detectors, see kind_of()
     "predict_proba": OutputKind.PROBABILITY,
     "decision_function": OutputKind.DECISION,
+    "score_samples": OutputKind.DECISION,
     "transform": OutputKind.VALUE,
 }
 
@@ -75,9 +76,22 @@ TOLERANCES: dict[tuple[str, OutputKind], Tolerance] = {
 }
 
 
-def kind_of(output: str, is_classifier: bool) -> OutputKind:
-    """The kind of a reference output; ``predict`` of a classifier is a label."""
-    if output == "predict" and is_classifier:
+def kind_of(output: str, labels: bool) -> OutputKind:
+    """The kind of a reference output; ``predict`` is a label when the estimator predicts labels.
+
+    Parameters
+    ----------
+    output : str
+        A reference output (``predict``, ``predict_proba``...).
+    labels : bool
+        Whether ``predict`` gives labels (classifiers, clusterers, outlier detectors), not values.
+
+    Raises
+    ------
+    KeyError
+        For an output that is not in :data:`OUTPUT_KINDS`.
+    """
+    if output == "predict" and labels:
         return OutputKind.LABEL
     return OUTPUT_KINDS[output]
 
@@ -164,3 +178,43 @@ def scale_of(expected: np.ndarray) -> float:
     """The magnitude a scaled band multiplies its atol by: ``max(1, max |expected|)`` over finite values."""
     finite = np.abs(expected[np.isfinite(expected)]) if expected.size else np.array([])
     return float(max(1.0, finite.max())) if finite.size else 1.0
+
+
+#: Unit roundoff (half an ulp of 1) of each precision.
+UNIT_ROUNDOFF: dict[str, float] = {"float32": 2.0**-24, "float64": 2.0**-53}
+#: How many rounding steps one output of a converted graph may chain, at most. The error of a computation
+#: of n roundings is at most about n unit roundoffs of the magnitudes it sums (Higham, *Accuracy and Stability
+#: of Numerical Algorithms*, 2nd ed., §3.1 and §4.2: ``|error| <= gamma_n * sum |x_i|``, ``gamma_n ~ n*u``).
+#: The deepest outputs converters emit are sums over trees (hundreds of trees, a few roundings each) and
+#: dot products over features (tens to hundreds): 4096 steps bounds them with room to spare.
+ARITHMETIC_STEPS = 4096
+
+
+def arithmetic_bound(precision: str, kind: OutputKind) -> float:
+    """The largest deviation arithmetic at ``precision`` can produce, per unit of the output's scale.
+
+    ``ARITHMETIC_STEPS * unit roundoff``: 2.4e-4 in float32, 4.5e-13 in float64. A deviation beyond it is
+    not rounding of any kind: it is a conversion (or runtime) bug. Labels have no such bound (they are
+    exact or wrong).
+    """
+    return 0.0 if kind is OutputKind.LABEL else ARITHMETIC_STEPS * UNIT_ROUNDOFF[precision]
+
+
+#: The deviation bands a failing output is put in (after mlprodict's validation reports): the largest
+#: deviation, per unit of the output's scale, is below the first edge it is under.
+BAND_EDGES: tuple[float, ...] = (1e-6, 1e-4, 1e-2, 1.0)
+#: A label that differs, or a deviation beyond the last edge.
+BIG_DIFF = "big-diff"
+WITHIN = "OK"
+
+
+def deviation_band(deviation: float | None, within: bool) -> str:
+    """The band of a deviation (``max |actual - expected| / scale``): ``OK`` when within tolerance.
+
+    ``None`` (labels, strings: nothing to measure) is ``big-diff`` when it is outside tolerance.
+    """
+    if within:
+        return WITHIN
+    if deviation is None or not np.isfinite(deviation):
+        return BIG_DIFF
+    return next((f"e<{edge:g}" for edge in BAND_EDGES if deviation < edge), BIG_DIFF)

@@ -18,7 +18,7 @@ from parity.core.tolerances import (
     scale_of,
     tolerance_for,
 )
-from parity.validators.compare import FIRST_ROWS, compare
+from parity.validators.compare import LAYOUTS, align, FIRST_ROWS, compare
 from parity.validators.report import Check, Verdict, outcome
 
 PRECISIONS = ("float32", "float64")
@@ -60,6 +60,8 @@ def test_double_precision_bands_are_tighter_than_float32(kind: OutputKind):
         ("predict_proba", True, OutputKind.PROBABILITY),
         ("decision_function", True, OutputKind.DECISION),
         ("transform", False, OutputKind.VALUE),
+        ("predict", True, OutputKind.LABEL),
+        ("score_samples", True, OutputKind.DECISION),
     ],
 )
 def test_kind_of(output: str, is_classifier: bool, kind: OutputKind):
@@ -67,9 +69,9 @@ def test_kind_of(output: str, is_classifier: bool, kind: OutputKind):
 
 
 def test_kind_of_an_unknown_output_is_a_key_error():
-    with pytest.raises(KeyError, match="score_samples"):
-        kind_of("score_samples", False)
-    assert "score_samples" not in OUTPUT_KINDS
+    with pytest.raises(KeyError, match="predict_log_proba"):
+        kind_of("predict_log_proba", False)
+    assert "predict_log_proba" not in OUTPUT_KINDS
 
 
 def test_override_by_kind_applies_to_both_precisions():
@@ -276,7 +278,8 @@ def test_float32_actual_against_float64_expected():
     [
         pytest.param(np.zeros((3, 2)), np.zeros((3, 3)), id="columns"),
         pytest.param(np.zeros(3), np.zeros(4), id="rows"),
-        pytest.param(np.zeros(3), np.zeros((3, 2)), id="1-D-vs-2-D"),
+        pytest.param(np.zeros(3), np.zeros((3, 3)), id="1-D-vs-2-D"),
+        pytest.param(np.zeros(3), np.zeros((2, 3)), id="not-one-row"),
     ],
 )
 @pytest.mark.parametrize("tolerance", [Exact(), Band(atol=1e-5, rtol=1e-4)], ids=["exact", "band"])
@@ -356,3 +359,22 @@ def test_an_infinite_reference_matches_only_the_same_infinity():
     actual = np.array([np.inf, -np.inf, 1e308, 1.0])
     diff = compare(expected, actual, Band(atol=1e-5, rtol=1e-4, scaled=True))
     assert diff.outside.tolist() == [False, False, True, False]
+
+
+# --- known layouts: mapped onto the reference's shape, every column of the artifact still compared -------
+@pytest.mark.parametrize(
+    ("layout", "actual"),
+    [
+        pytest.param(LAYOUTS[0], lambda d: d.reshape(-1, 1), id="column"),
+        pytest.param(LAYOUTS[1], lambda d: d.reshape(1, -1), id="row"),
+        pytest.param(LAYOUTS[2], lambda d: np.column_stack([d, -d]), id="d-minus-d"),
+    ],
+)
+def test_a_known_layout_is_mapped_and_compared(layout, actual):
+    d = np.array([-2.5, 0.25, 3.0])
+    expected, arranged, name = align(d, actual(d))
+    assert name == layout.name
+    assert compare(d, actual(d), Band(atol=1e-9, rtol=0)).n_outside == 0
+    wrong = actual(d).astype(float)
+    wrong.flat[-1] += 1  # the last element of the artifact's own layout: the second column of [d, -d]
+    assert compare(d, wrong, Band(atol=1e-9, rtol=0)).n_outside == 1

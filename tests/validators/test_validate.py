@@ -20,7 +20,7 @@ from sklearn.ensemble import GradientBoostingRegressor, HistGradientBoostingRegr
 from sklearn.linear_model import LogisticRegression
 
 from parity.core.defaults import host_platform
-from parity.core.records import Conversion
+from parity.core.records import Conversion, Stage
 from parity.core.records import ConversionStatus as Status
 from parity.core.tolerances import TOLERANCES, OutputKind, kind_of, scale_of
 from parity.registry import ModelRef, RegisteredModel
@@ -206,7 +206,10 @@ def test_wrong_onnx_artifact_fails_and_names_the_cell(runtime_name: str, iris, t
     assert proba.n_outside == outside.sum() > 0
     assert proba.first_outside == index[np.flatnonzero(outside)[:20]].tolist()
     assert proba.max_abs > band.atol
-    assert re.search(r"\d+ row\(s\) outside .*not explained by float32 input rounding", proba.explanation)
+    assert re.search(r"^\d+ row\(s\) outside .*: a conversion bug\.$", proba.explanation)
+    assert "rounding" not in proba.explanation
+    assert proba.stage is Stage.COMPARE
+    assert proba.band in ("e<1", "big-diff")
 
 
 def test_not_comparable_output_fails_with_the_shapes(iris, tmp_path: Path):
@@ -223,8 +226,10 @@ def test_not_comparable_output_fails_with_the_shapes(iris, tmp_path: Path):
     assert checks["predict_proba"].verdict is Verdict.FAIL
     assert (
         checks["predict_proba"].explanation
-        == "not comparable: shape (150, 3) where the reference has (150, 2)"
+        == "not comparable: shape (150, 3) where the reference has (150, 2): a conversion bug (the artifact's "
+        "output has another shape)"
     )
+    assert checks["predict_proba"].stage is Stage.COMPARE
 
 
 # --- a wrong PMML artifact fails in both engines and in the embedded verification -----------------------
@@ -312,9 +317,9 @@ ALLOWED = max(1, int(MAX_EXPLAINED_FRACTION * REFERENCE_ROWS))
 @pytest.mark.parametrize(
     ("n_near", "verdict", "words"),
     [
-        pytest.param(ALLOWED, Verdict.PASS, "explained by float32 input rounding", id="few-rows-pass"),
+        pytest.param(ALLOWED, Verdict.PASS, "row(s) explained by float32 inputs", id="few-rows-pass"),
         pytest.param(
-            ALLOWED + 1, Verdict.FAIL, "all from float32 input rounding, more than", id="many-rows-fail"
+            ALLOWED + 1, Verdict.FAIL, "only because the artifact reads float32 inputs", id="many-rows-fail"
         ),
     ],
 )
@@ -332,7 +337,7 @@ def test_float32_input_rounding_across_a_split(
     assert check.verdict is verdict, check.explanation
     assert check.n_outside == n_near
     assert check.first_outside == np.flatnonzero(X["x"] == NEAR_SPLIT)[:20].tolist()
-    assert check.explanation.startswith(f"{n_near} row(s) outside the band")
+    assert check.explanation.startswith(f"{n_near} row(s) ")
     assert words in check.explanation
     if verdict is Verdict.FAIL:
         assert f"more than the {ALLOWED} allowed" in check.explanation
@@ -391,6 +396,7 @@ def test_unavailable_runtime_is_one_unavailable_row(iris_onnx):
             verdict=Verdict.UNAVAILABLE,
             target="linux/x86_64",
             explanation="absent-runtime is not installed here: pip install absent-runtime.",
+            stage=Stage.LOAD,
         )
     ]
 

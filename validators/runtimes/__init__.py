@@ -13,6 +13,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any, Generic, Protocol, TypeVar
 
+from parity.core.records import Role
+
 from ..targets.table import Target
 
 Model = TypeVar("Model")
@@ -34,9 +36,13 @@ class Runtime(Protocol):
     tuned_by : tuple of str
         Target settings that change its numerics (e.g. ``threads``); a process target whose settings differ
         from the primary one runs the runtimes tuned by them, obtained with :meth:`for_target`.
+    role : Role
+        ``deploy`` (its failures block the model) or ``witness`` (an independent engine: reported and
+        explained, never blocking); a targets table's ``[roles]`` or a registration may change it.
     """
 
     name: str
+    role: Role
     format: str
     sample_rows: int | None
     verifies: bool
@@ -71,6 +77,7 @@ class BaseRuntime:
     sample_rows: int | None = None
     verifies: bool = False
     tuned_by: tuple[str, ...] = ()
+    role: Role = Role.DEPLOY
 
     def verify(self, path: Path) -> tuple[bool, str]:
         raise NotImplementedError(

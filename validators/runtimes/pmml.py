@@ -29,6 +29,7 @@ import pandas as pd
 
 from parity.core.errors import EnvironmentProblem, InvalidInputError
 from parity.core.java import LEAN_JVM_OPTIONS, find_java
+from parity.core.records import Role
 
 from . import BaseRuntime, ModelCache
 
@@ -377,6 +378,9 @@ class PypmmlRuntime(BaseRuntime):
     """
 
     name = "pypmml"
+    #: PMML4S disagrees with JPMML (sklearn2pmml's reference engine) by design in places: float split
+    #: predicates compared in double, missing values for NaN rows (FACTS.md)
+    role = Role.WITNESS
     format = "pmml"
 
     _gateway_lock: ClassVar[threading.Lock] = threading.Lock()

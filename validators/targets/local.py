@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from parity.core.errors import EnvironmentProblem, InvalidInputError
+from parity.core.records import Role
 
 from .runners import RemoteResult, where_of
 from .target import GRAPH_OPTIMIZATIONS, RunnerSettings
@@ -145,6 +146,7 @@ class OnnxRunner:
     """The ONNX runner (``validators/runner.py``, onnxruntime) as a :class:`~.runners.RemoteRunner`."""
 
     runtime = "onnxruntime"
+    role = Role.DEPLOY
     inputs_file = "inputs.npz"
     outputs_file = "outputs.npz"
     replays_verification = False

@@ -16,6 +16,7 @@ import pandas as pd
 
 from parity.core.errors import EnvironmentProblem, InvalidInputError
 from parity.core.java import LEAN_JVM_OPTIONS, cache_root, compile_java, find_java, java_version
+from parity.core.records import Role
 
 from .columns import read_output, write_columns
 from .runners import RemoteResult, where_of
@@ -186,6 +187,7 @@ class PmmlRunner:
     :class:`~.runners.RemoteRunner`; it also replays the PMML's embedded verification rows."""
 
     runtime = "jpmml"
+    role = Role.DEPLOY
     inputs_file = "inputs.bin"
     outputs_file = "outputs.bin"
     replays_verification = True

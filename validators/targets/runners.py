@@ -17,7 +17,7 @@ import pandas as pd
 from pydantic import ValidationError
 
 from parity.core.errors import RecordError
-from parity.core.records import Where
+from parity.core.records import Role, Where
 from parity.core.records.base import problems_of
 
 from .target import RunnerSettings
@@ -62,9 +62,12 @@ class RemoteRunner(Protocol):
         File names of a job's input and output in a job folder.
     replays_verification : bool
         Whether its description (``where.verification``) says if the artifact's embedded rows replayed.
+    role : Role
+        Its default role (a targets table's ``[roles]`` or a registration may change it).
     """
 
     runtime: str
+    role: Role
     inputs_file: str
     outputs_file: str
     replays_verification: bool

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from parity.core.records import Role
+
 GRAPH_OPTIMIZATIONS = ("disable", "basic", "extended", "all")
 
 
@@ -30,6 +32,11 @@ class Target:
     cpu: str | None = None
     sample_rows: int | None = None
     deployment: str | None = None
+
+    @property
+    def role(self) -> Role:
+        """``deploy`` for a required target (its failures block the model), ``witness`` otherwise."""
+        return Role.DEPLOY if self.required else Role.WITNESS
 
     def settings(self) -> dict[str, int | str]:
         """The settings that change numerics, for the report."""

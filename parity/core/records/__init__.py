@@ -4,7 +4,7 @@ from .audit import BundleAudit
 from .base import Document, Record
 from .bundle import Identity, Manifest, Metadata, Report, TargetEntry, decide_outcome, targets_section
 from .checks import Check, Where
-from .conversions import DETAILS, Conversion, OnnxDetails, OnnxInput, PmmlDetails, Precision
+from .conversions import DETAILS, Conversion, OnnxDetails, OnnxInput, PmmlDetails, PmmlField, Precision
 from .events import AuditPayload, OutcomePayload, RegisteredPayload
 from .registration import (
     Column,
@@ -54,6 +54,7 @@ __all__ = [
     "OutcomePayload",
     "OutputShape",
     "PmmlDetails",
+    "PmmlField",
     "Precision",
     "PredictionsFile",
     "Provenance",

@@ -11,7 +11,7 @@ from .base import Document, Record, now, omitted_when_none
 from .checks import Check, Where
 from .conversions import Conversion
 from .registration import ClassLabel, ModelFile, Provenance, ReferenceFile
-from .verdicts import Outcome, Verdict
+from .verdicts import Outcome, Role, Verdict
 
 
 class TargetEntry(Record):
@@ -118,6 +118,8 @@ class Metadata(Document):
     registered_model: ModelFile
     trusted_types: list[str] = Field(default_factory=list)
     tolerances: dict[str, dict[str, float]] = Field(default_factory=dict)
+    #: runtime roles registered for this model (runtime name → role), over the installation's
+    roles: dict[str, Role] | None = omitted_when_none()
     classes: list[ClassLabel] | None = None
     reference: ReferenceFile
     #: tool → version (``java`` holds the first line of ``java -version``)

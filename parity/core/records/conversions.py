@@ -32,6 +32,19 @@ class OnnxDetails(Record):
     target_opset: dict[str, int]
     precision: Precision
     skl2onnx: str
+    #: reference outputs skl2onnx emits no output for (estimator kind), each with the reason
+    not_emitted: dict[str, str] = Field(default_factory=dict)
+    #: reference columns the artifact reads as float32 (None: a report of schema 1, which did not say)
+    float_inputs: list[str] | None = None
+
+
+class PmmlField(Record):
+    """The result columns of one reference output in a PMML's results, and how they are read."""
+
+    #: result columns, in the reference output's column order (one column: a 1-D output)
+    columns: list[str]
+    #: ``sqrt``: the columns hold the square of the reference output (KMeans' squared distances)
+    transform: Literal["none", "sqrt"] = "none"
 
 
 class PmmlDetails(Record):
@@ -43,6 +56,13 @@ class PmmlDetails(Record):
     verification_rows: int
     precision: Precision
     sklearn2pmml: str
+    #: reference output → the result columns that hold it (empty: a report of schema 1, see
+    #: ``PmmlFormat.outputs``)
+    fields: dict[str, PmmlField] = Field(default_factory=dict)
+    #: reference outputs sklearn2pmml emits no field for, each with the reason
+    not_emitted: dict[str, str] = Field(default_factory=dict)
+    #: reference columns the PMML declares ``dataType="float"`` (None: a report of schema 1)
+    float_inputs: list[str] | None = None
 
 
 #: The details record of each format, by format name.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from .base import Document, Record, omitted_when_none
+from .verdicts import Role
 
 #: A class label as scikit-learn gives it (``classes_.tolist()``): a number, a string or a boolean.
 ClassLabel = bool | int | float | str
@@ -114,6 +115,8 @@ class RegistrationRecord(Document):
     tolerances : dict
         Overrides per output kind, e.g. ``{"probability": {"atol": 1e-3}}``.
     provenance : Provenance
+    roles : dict, optional
+        Runtime roles for this model (runtime name → ``deploy``/``witness``), over the installation's.
     """
 
     name: str
@@ -127,3 +130,4 @@ class RegistrationRecord(Document):
     predictions: PredictionsFile
     tolerances: dict[str, dict[str, float]] = Field(default_factory=dict)
     provenance: Provenance
+    roles: dict[str, Role] | None = omitted_when_none()
