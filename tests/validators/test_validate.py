@@ -251,14 +251,16 @@ def test_wrong_pmml_artifact_fails_in_every_engine_and_in_verification(converted
     path = _pmml_with_changed_coefficient(right.path, tmp_path / "wrong.pmml")
     wrong = right.at(path)
 
-    checks = {(c.runtime, c.output): c for c in validate_conversion(context, wrong, targets=HOST_ONLY)}
+    every = validate_conversion(context, wrong, targets=HOST_ONLY)
+    checks = {(c.runtime, c.output): c for c in every if c.kind != "coverage"}
 
     for runtime in ("jpmml_evaluator", "pypmml"):
         proba = checks[runtime, "predict_proba"]
         assert proba.verdict is Verdict.FAIL
         assert proba.n_outside > 0
         assert proba.first_outside
-        assert "double-precision artifact" in proba.explanation
+        assert proba.explanation.endswith("a conversion bug."), proba.explanation
+        assert "rounding" not in proba.explanation
         assert proba.cell == f"pmml/{runtime}/host/predict_proba"
     verification = checks["jpmml_evaluator", "embedded-verification"]
     assert verification.verdict is Verdict.FAIL
@@ -271,7 +273,8 @@ def test_wrong_pmml_artifact_fails_in_every_engine_and_in_verification(converted
 def test_right_pmml_artifact_passes_embedded_verification(converted):
     context, conversion = converted("LogisticRegression", "pmml")
 
-    checks = validate_conversion(context, conversion, targets=HOST_ONLY)
+    every = validate_conversion(context, conversion, targets=HOST_ONLY)
+    checks = [c for c in every if c.kind != "coverage"]
 
     assert {(c.runtime, c.output) for c in checks} == {
         ("jpmml_evaluator", "predict"),
@@ -280,6 +283,10 @@ def test_right_pmml_artifact_passes_embedded_verification(converted):
         ("pypmml", "predict_proba"),
     }
     assert all(c.verdict is Verdict.PASS for c in checks), [c.explanation for c in checks]
+    coverage = {c.output: c for c in every if c.kind == "coverage"}
+    assert coverage["predict_proba"].verdict is Verdict.PASS
+    assert coverage["predict_proba"].rows == len(context.model.reference)
+    assert coverage["decision_function"].verdict is Verdict.NOT_COVERED
     (verification,) = [c for c in checks if c.kind == "verification"]
     assert verification.explanation == f"{conversion.details.verification_rows} embedded rows replayed"
 
