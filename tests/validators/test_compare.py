@@ -86,7 +86,9 @@ def test_override_by_kind_applies_to_both_precisions():
 def test_override_by_precision_and_kind_applies_to_that_precision_only():
     overrides = {"float32:value": {"rtol": 0.5}}
     default = TOLERANCES[("float32", OutputKind.VALUE)]
-    assert tolerance_for("float32", OutputKind.VALUE, overrides) == Band(atol=default.atol, rtol=0.5, scaled=True)
+    assert tolerance_for("float32", OutputKind.VALUE, overrides) == Band(
+        atol=default.atol, rtol=0.5, scaled=True
+    )
     assert tolerance_for("float64", OutputKind.VALUE, overrides) == TOLERANCES[("float64", OutputKind.VALUE)]
     assert (
         tolerance_for("float32", OutputKind.DECISION, overrides)
