@@ -59,7 +59,7 @@ def test_double_precision_bands_are_tighter_than_float32(kind: OutputKind):
         ("predict", False, OutputKind.VALUE),
         ("predict_proba", True, OutputKind.PROBABILITY),
         ("decision_function", True, OutputKind.DECISION),
-        ("transform", False, OutputKind.VALUE),
+        ("transform", False, OutputKind.TRANSFORM),
         ("predict", True, OutputKind.LABEL),
         ("score_samples", True, OutputKind.DECISION),
     ],
