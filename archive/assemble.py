@@ -23,7 +23,6 @@ from parity.core.records import (
 from parity.core.records.base import now
 from parity.core.toolchain import tool_versions
 from parity.registry import RegisteredModel
-from parity.validators.formats import format_of
 
 from .bundle import Archive
 
@@ -109,8 +108,11 @@ def file_model(
     report = build_report(model, conversions, checks)
     metadata = build_metadata(model, report)
     record = model.record
+    # a conversion superseded by its remedy (which passed) is reported, and its variant is archived instead
     files: dict[str, Path | bytes] = {
-        format_of(fmt).filename: c.path for fmt, c in conversions.items() if c.ok and c.path is not None
+        c.path.name: c.path
+        for c in conversions.values()
+        if c.ok and c.path is not None and c.superseded_by is None
     }
     files["reference.parquet"] = model.path / record.reference.file
     files["predictions.parquet"] = model.path / record.predictions.file

@@ -86,11 +86,13 @@ def replay(folder: Path, targets: dict[str, Target] | None = None) -> list[Check
     if targets is None:
         targets = {name: t for name, t in load_targets().items() if unavailable(t) is None}
     checks: list[Check] = []
-    for fmt, archived in report.conversions.items():
-        if archived.status is not ConversionStatus.CONVERTED or fmt not in FORMATS:
+    for archived in report.conversions.values():
+        if archived.status is not ConversionStatus.CONVERTED or archived.format not in FORMATS:
             continue
-        conversion = archived.at(folder / FORMATS[fmt].filename)
-        checks.extend(validate_conversion(context, conversion, targets=targets))
+        if archived.superseded_by is not None:  # not in the bundle: its variant is, and is replayed
+            continue
+        name = archived.path.name if archived.path is not None else FORMATS[archived.format].filename
+        checks.extend(validate_conversion(context, archived.at(folder / name), targets=targets))
     return checks
 
 
@@ -182,7 +184,9 @@ def audit_bundle(
         return BundleAudit(name=name, version=version, path=str(folder), corrupt=corrupt)
     try:
         today = replay(folder, targets)
-        archived = Report.read(folder / "report.json").checks
+        report = Report.read(folder / "report.json")
+        superseded = {c.name for c in report.conversions.values() if c.superseded_by is not None}
+        archived = [c for c in report.checks if c.format not in superseded]
     except Exception as err:
         message = f"replay failed: {type(err).__name__}: {str(err).strip()[:500]}"
         return BundleAudit(name=name, version=version, path=str(folder), error=message)

@@ -19,17 +19,17 @@ TARGET_OPSET: dict[str, int] = {"": 18, "ai.onnx.ml": 3}
 FLOAT: Literal["float32"] = "float32"
 
 
-def input_spec(X: pd.DataFrame) -> list[OnnxInput]:
+def input_spec(X: pd.DataFrame, number: Literal["float32", "float64"] = FLOAT) -> list[OnnxInput]:
     """How the reference columns become ONNX inputs.
 
-    One float matrix ``X`` when every column is numeric (or boolean); otherwise one ``[N, 1]`` input per
-    column: float for numbers, string for everything else (categories).
+    One ``number`` matrix ``X`` when every column is numeric (or boolean); otherwise one ``[N, 1]`` input per
+    column: ``number`` for numbers, string for everything else (categories).
     """
     numeric = [pd.api.types.is_numeric_dtype(X[c]) or pd.api.types.is_bool_dtype(X[c]) for c in X.columns]
     if all(numeric):
-        return [OnnxInput(name="X", columns=[str(c) for c in X.columns], dtype=FLOAT)]
+        return [OnnxInput(name="X", columns=[str(c) for c in X.columns], dtype=number)]
     return [
-        OnnxInput(name=str(c), columns=[str(c)], dtype=FLOAT if is_num else "string")
+        OnnxInput(name=str(c), columns=[str(c)], dtype=number if is_num else "string")
         for c, is_num in zip(X.columns, numeric, strict=True)
     ]
 
@@ -81,7 +81,7 @@ def not_emitted(estimator: object, roles: dict[str, str]) -> dict[str, str]:
     }
 
 
-def convert_onnx(estimator: object, X: pd.DataFrame, out_path: Path) -> Conversion:
+def convert_onnx(estimator: object, X: pd.DataFrame, out_path: Path, *, double: bool = False) -> Conversion:
     """Convert a fitted estimator to ONNX.
 
     Parameters
@@ -91,6 +91,10 @@ def convert_onnx(estimator: object, X: pd.DataFrame, out_path: Path) -> Conversi
         Reference rows: their column types decide the inputs.
     out_path : Path
         Where to write the ``.onnx`` file.
+    double : bool
+        Declare numeric inputs as double (the ``double`` variant): skl2onnx then keeps doubles where its
+        converters can (linear models, MLPs, forests at ai.onnx.ml opset 3); the artifact's precision is read
+        from the graph either way.
 
     Returns
     -------
@@ -98,16 +102,15 @@ def convert_onnx(estimator: object, X: pd.DataFrame, out_path: Path) -> Conversi
         ``unsupported`` with skl2onnx's message when it has no converter for a part of the model.
     """
     import skl2onnx
-    from skl2onnx.common.data_types import FloatTensorType, StringTensorType
+    from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
     from skl2onnx.common.exceptions import MissingConverter, MissingShapeCalculator
 
     start = time.perf_counter()
     out_path.unlink(missing_ok=True)
-    spec = input_spec(X)
-    types = [
-        (e.name, (FloatTensorType if e.dtype == FLOAT else StringTensorType)([None, len(e.columns)]))
-        for e in spec
-    ]
+    spec = input_spec(X, "float64" if double else FLOAT)
+    tensor = {FLOAT: FloatTensorType, "float64": DoubleTensorType, "string": StringTensorType}
+    types = [(e.name, tensor[e.dtype]([None, len(e.columns)])) for e in spec]
+    variant = "double" if double else None
     options = {id(estimator): {"zipmap": False}} if is_classifier(estimator) else None
     try:
         with warnings.catch_warnings():
@@ -116,14 +119,14 @@ def convert_onnx(estimator: object, X: pd.DataFrame, out_path: Path) -> Conversi
                 estimator, initial_types=types, options=options, target_opset=TARGET_OPSET
             )
     except (MissingConverter, MissingShapeCalculator, NotImplementedError) as err:
-        return _refused(ConversionStatus.UNSUPPORTED, _first_lines(err), start)
+        return _refused(ConversionStatus.UNSUPPORTED, _first_lines(err), start, variant)
     except Exception as err:
         detail = "".join(traceback.format_exception_only(err)).strip()
-        return _refused(ConversionStatus.FAILED, detail, start)
+        return _refused(ConversionStatus.FAILED, detail, start, variant)
     graph_inputs = [i.name for i in model.graph.input]
     if len(graph_inputs) != len(spec):
         message = f"skl2onnx made {len(graph_inputs)} inputs for {len(spec)} declared ones: {graph_inputs}"
-        return _refused(ConversionStatus.FAILED, message, start)
+        return _refused(ConversionStatus.FAILED, message, start, variant)
     # skl2onnx sanitises names such as 'a/b'
     spec = [entry.model_copy(update={"name": name}) for entry, name in zip(spec, graph_inputs, strict=True)]
     out_path.write_bytes(model.SerializeToString())
@@ -148,11 +151,13 @@ def convert_onnx(estimator: object, X: pd.DataFrame, out_path: Path) -> Conversi
         message=message,
         seconds=time.perf_counter() - start,
         details=details,
+        variant=variant,
     )
 
 
-def _refused(status: ConversionStatus, message: str, start: float) -> Conversion:
-    return Conversion(format="onnx", status=status, message=message, seconds=time.perf_counter() - start)
+def _refused(status: ConversionStatus, message: str, start: float, variant: str | None = None) -> Conversion:
+    seconds = time.perf_counter() - start
+    return Conversion(format="onnx", status=status, message=message, seconds=seconds, variant=variant)
 
 
 def _first_lines(err: Exception, limit: int = 6) -> str:

@@ -25,8 +25,8 @@ from parity.core.records import Conversion, Outcome, Report
 from parity.registry import FileRegistry, RegisteredModel
 from parity.validators.formats import FORMATS, format_of
 from parity.validators.report import Check
-from parity.validators.targets.table import load_targets
-from parity.validators.validate import ModelContext, validate_conversion
+from parity.validators.targets.table import load_roles, load_targets
+from parity.validators.validate import ModelContext, remedied, validate_conversion
 
 from .publish import publish, start_progress, update_progress
 from .summary import failing_cells, one_line
@@ -51,9 +51,14 @@ def convert(model: RegisteredModel, fmt: str, workdir: str) -> Conversion:
 
 
 @task(cache_policy=NO_CACHE)
-def validate(context: ModelContext, conversion: Conversion, targets: str | None = None) -> list[Check]:
-    """Evaluate one artifact in every runtime of its format and compare with the reference."""
-    return validate_conversion(context, conversion, targets=load_targets(targets))
+def validate(
+    context: ModelContext, conversion: Conversion, workdir: str, targets: str | None = None
+) -> tuple[dict[str, Conversion], list[Check]]:
+    """Evaluate one artifact in every runtime of its format and compare with the reference; try its
+    format's remedy (a double-precision ONNX) when a float32 artifact fails a comparison."""
+    table, roles = load_targets(targets), load_roles(targets)
+    checks = validate_conversion(context, conversion, targets=table, roles=roles)
+    return remedied(context, conversion, checks, Path(workdir) / f"{conversion.format}-remedy", table, roles)
 
 
 @task(retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
@@ -91,8 +96,12 @@ def convert_and_validate(
     model = fetch(registry, name, version)
     context = ModelContext(model)
     with tempfile.TemporaryDirectory(prefix=f"parity-{model.ref.name}-") as workdir:
-        conversions = {fmt: convert(model, fmt, workdir) for fmt in FORMATS}
-        checks = [check for c in conversions.values() for check in validate(context, c, targets)]
+        conversions: dict[str, Conversion] = {}
+        checks: list[Check] = []
+        for fmt in FORMATS:
+            made, found = validate(context, convert(model, fmt, workdir), workdir, targets)
+            conversions.update(made)
+            checks.extend(found)
         filed = file_result(archive, model, conversions, checks)
     publish(filed)
     seconds = round(time.perf_counter() - start, 2)

@@ -47,6 +47,8 @@ class FormatSpec(ABC):
         comparisons put its outputs next to the runner's.
     starts_jvm : bool
         Whether converting or evaluating its artifacts starts a JVM (seconds, not milliseconds).
+    remedy : str or None
+        The variant converted when an artifact fails on its float32 numerics (see :meth:`convert_remedy`).
     """
 
     name: str
@@ -55,6 +57,7 @@ class FormatSpec(ABC):
     remote: RemoteRunner
     engine: str
     starts_jvm: bool = False
+    remedy: str | None = None
 
     def convert(self, estimator: object, X: pd.DataFrame, out_dir: Path) -> Conversion:
         """Convert ``estimator`` into ``out_dir / filename``; a refusal is a result, not an exception."""
@@ -63,6 +66,10 @@ class FormatSpec(ABC):
 
     @abstractmethod
     def _convert(self, estimator: object, X: pd.DataFrame, out_path: Path) -> Conversion: ...
+
+    def convert_remedy(self, estimator: object, X: pd.DataFrame, out_dir: Path) -> Conversion:
+        """Convert the :attr:`remedy` variant into ``out_dir`` (a format without one has nothing to try)."""
+        raise NotImplementedError(f"the {self.name} format has no remedy variant")
 
     @abstractmethod
     def feeds(self, conversion: Conversion, X: pd.DataFrame) -> Any:
@@ -128,8 +135,15 @@ class OnnxFormat(FormatSpec):
         self.runtimes = (OnnxruntimeRuntime(), OnnxReferenceRuntime())
         self.remote = OnnxRunner()
 
+    remedy = "double"
+
     def _convert(self, estimator: object, X: pd.DataFrame, out_path: Path) -> Conversion:
         return convert_onnx(estimator, X, out_path)
+
+    def convert_remedy(self, estimator: object, X: pd.DataFrame, out_dir: Path) -> Conversion:
+        """The same model with double-precision inputs, as ``model-double.onnx``."""
+        out_dir.mkdir(parents=True, exist_ok=True)
+        return convert_onnx(estimator, X, out_dir / "model-double.onnx", double=True)
 
     def details(self, conversion: Conversion) -> OnnxDetails:
         return _checked(conversion, OnnxDetails, self.name)
@@ -149,7 +163,7 @@ class OnnxFormat(FormatSpec):
                     block.astype(object).where(block.notna(), "").astype(str).to_numpy(object)
                 )
             else:
-                arrays[entry.name] = block.to_numpy(dtype=np.float64).astype(np.float32)
+                arrays[entry.name] = block.to_numpy(dtype=np.float64).astype(entry.dtype)
         return arrays
 
     def field_names(self, conversion: Conversion, output: str) -> str:

@@ -8,14 +8,26 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 from sklearn.base import is_classifier, is_clusterer, is_outlier_detector
 
-from parity.core.records import Check, Conversion, ConversionStatus, Role, Stage, Verdict, Where
+from parity.core.records import (
+    Check,
+    Conversion,
+    ConversionStatus,
+    Outcome,
+    Role,
+    Stage,
+    Verdict,
+    Where,
+    decide_outcome,
+)
 from parity.core.tolerances import (
+    ARITHMETIC_STEPS,
     BIG_DIFF,
     Band,
     OutputKind,
@@ -99,7 +111,7 @@ def conversion_check(conversion: Conversion) -> Check:
     """The report row for a conversion that did not produce an artifact."""
     verdict = Verdict.UNSUPPORTED if conversion.status is ConversionStatus.UNSUPPORTED else Verdict.FAIL
     return Check(
-        format=conversion.format,
+        format=conversion.name,
         runtime="converter",
         output="conversion",
         verdict=verdict,
@@ -161,7 +173,7 @@ class Cell:
 
     def __call__(self, output: str, verdict: Verdict, **fields: Any) -> Check:
         shared: dict[str, Any] = {
-            "format": self.conversion.format,
+            "format": self.conversion.name,
             "runtime": self.runtime,
             "target": self.target,
             "required": self.blocking,
@@ -359,13 +371,33 @@ class Finding:
                 "not explain them: a conversion bug."
             )
         bound = arithmetic_bound(precision, self.kind)
+        sensitivity = self._sensitivity() if precision == "float32" else 0.0
         off = f"{n} row(s) outside {self.tolerance.describe()}, off by up to {self.deviation:.3g} of the output's scale"
-        if self.deviation is None or self.deviation > bound:
+        if self.deviation is None or self.deviation > max(bound, ARITHMETIC_STEPS * sensitivity):
             return f"{off}, beyond what {precision} arithmetic can produce ({bound:.2g}): a conversion bug."
+        if self.deviation > bound:
+            return (
+                f"{off}: the model sums terms far larger than its outputs (rounding its inputs to float32 alone "
+                f"moves scikit-learn's outputs by up to {sensitivity:.3g} of the scale), so float32 arithmetic "
+                "can drift this far; convert it with double inputs."
+            )
         return (
             f"{off}, beyond the drift of correct {precision} conversions: a conversion bug (raise this model's "
             f"tolerance only if its {precision} arithmetic is known to drift this far)."
         )
+
+    def _sensitivity(self) -> float:
+        """How far rounding the artifact's float inputs to float32 moves scikit-learn's output, per unit of
+        its scale: ``u * sum |terms|`` to first order, the factor of float32 arithmetic's error bound."""
+        columns = self.spec.float_inputs(self.conversion)
+        if not columns:
+            return 0.0
+        expected = np.asarray(self.context.model.predictions[self.output][self.index], dtype=np.float64)
+        rounded = np.asarray(self.context.rounded_reference(columns)[self.output][self.index], dtype=np.float64)
+        scale = scale_of(expected) if isinstance(self.tolerance, Band) and self.tolerance.scaled else 1.0
+        with np.errstate(invalid="ignore"):
+            moved = np.abs(rounded - expected)
+        return float(np.nanmax(moved) / scale) if moved.size and np.isfinite(moved).any() else 0.0
 
 
 def _tied(scores: np.ndarray, band: Tolerance) -> np.ndarray:
@@ -391,7 +423,7 @@ def verification_check(runtime: Runtime, conversion: Conversion, target: str) ->
     except Exception as err:
         passed, message = False, f"{type(err).__name__}: {err}"
     return Check(
-        format=conversion.format,
+        format=conversion.name,
         runtime=runtime.name,
         output="embedded-verification",
         verdict=Verdict.PASS if passed else Verdict.FAIL,
@@ -667,7 +699,7 @@ def coverage_checks(context: ModelContext, conversion: Conversion, runs: list[Ru
         covered = np.unique(np.concatenate([r.index for r in giving])) if giving else np.array([], dtype=int)
         by = sorted({f"{r.runtime}@{r.target}" for r in giving})
         fields: dict[str, Any] = {
-            "format": conversion.format,
+            "format": conversion.name,
             "runtime": "+".join(sorted({r.runtime for r in giving})) or "deploy",
             "output": output,
             "target": "*",
@@ -692,3 +724,74 @@ def coverage_checks(context: ModelContext, conversion: Conversion, runs: list[Ru
                 Check(verdict=Verdict.FAIL, explanation=explanation, stage=Stage.COVERAGE, **fields)
             )
     return checks
+
+
+def needs_remedy(conversion: Conversion, checks: list[Check]) -> bool:
+    """Whether a float32 artifact failed a blocking comparison: its format's remedy may pass where it did not."""
+    spec = format_of(conversion.format)
+    if spec.remedy is None or conversion.variant is not None or not conversion.ok:
+        return False
+    if spec.precision(conversion) != "float32":
+        return False
+    return any(c.required and c.verdict is Verdict.FAIL and c.stage is Stage.COMPARE for c in checks)
+
+
+def remedied(
+    context: ModelContext,
+    conversion: Conversion,
+    checks: list[Check],
+    out_dir: Path,
+    targets: dict[str, Target] | None = None,
+    roles: Mapping[str, str] | None = None,
+) -> tuple[dict[str, Conversion], list[Check]]:
+    """Try the format's remedy (a double-precision ONNX) when the float32 artifact failed a comparison.
+
+    Parameters
+    ----------
+    context : ModelContext
+    conversion : Conversion
+        The format's own conversion, validated into ``checks``.
+    checks : list of Check
+        Its rows.
+    out_dir : Path
+        Where the variant is written.
+    targets, roles
+        As for :func:`validate_conversion`.
+
+    Returns
+    -------
+    conversions : dict of str to Conversion
+        By :attr:`~parity.core.records.Conversion.name`: the original, and the variant when one was tried.
+    checks : list of Check
+        Both sets of rows. When the variant passes, the original's rows no longer block (each says it was
+        superseded) and the original is marked ``superseded_by`` the variant, which is archived instead; when
+        it does not, the variant's rows are reported and do not block.
+    """
+    if not needs_remedy(conversion, checks):
+        return {conversion.name: conversion}, checks
+    spec = format_of(conversion.format)
+    variant = spec.convert_remedy(context.model.estimator, context.model.reference, out_dir)
+    tried = validate_conversion(context, variant, targets=targets, roles=roles)
+    if variant.ok and decide_outcome(tried, False) is Outcome.PASSED:
+        kept = [_superseded(c, variant) for c in checks]
+        message = f"{variant.message}; passes where the float32 artifact failed: archived instead of it"
+        variant = variant.model_copy(update={"message": message})
+        original = conversion.model_copy(update={"superseded_by": variant.name})
+        return {original.name: original, variant.name: variant}, kept + tried
+    note = f"remedy tried for the failing float32 {conversion.format} artifact, and it does not pass either:"
+    tried = [c.model_copy(update={"required": False, "explanation": f"{note} {c.explanation}"}) for c in tried]
+    return {conversion.name: conversion, variant.name: variant}, checks + tried
+
+
+def _superseded(check: Check, variant: Conversion) -> Check:
+    """A row of a float32 artifact whose double-precision variant passes: reported, no longer blocking."""
+    if check.verdict is Verdict.FAIL and check.stage is Stage.COMPARE:
+        explanation = (
+            f"{check.n_outside} row(s) outside {check.tolerance} in the float32 artifact only: the "
+            f"double-precision variant ({variant.name}) agrees with scikit-learn, so float32 numerics (inputs or "
+            f"arithmetic) or a float32-only conversion defect are the cause; {variant.name} is archived instead. "
+            f"Float32 finding: {check.explanation}"
+        )
+    else:
+        explanation = f"superseded by {variant.name} (archived instead). {check.explanation}".strip()
+    return check.model_copy(update={"required": False, "explanation": explanation})

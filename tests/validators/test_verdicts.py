@@ -15,8 +15,13 @@ import pytest
 from sklearn.cluster import KMeans
 from sklearn.datasets import load_breast_cancer
 from sklearn.discriminant_analysis import QuadraticDiscriminantAnalysis
-from sklearn.ensemble import IsolationForest, RandomForestClassifier, RandomForestRegressor, StackingClassifier
-from sklearn.linear_model import LogisticRegression
+from sklearn.ensemble import (
+    IsolationForest,
+    RandomForestClassifier,
+    RandomForestRegressor,
+    StackingClassifier,
+)
+from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.neighbors import KNeighborsClassifier
 from sklearn.svm import SVC
 
@@ -41,7 +46,9 @@ def cancer() -> tuple[pd.DataFrame, pd.Series]:
 
 
 def _context(estimator: object, X: pd.DataFrame, roles: dict[str, str] | None = None) -> ModelContext:
-    model = RegisteredModel(ModelRef("m", 1), Path("."), {}, estimator, X, reference_predictions(estimator, X))
+    model = RegisteredModel(
+        ModelRef("m", 1), Path("."), {}, estimator, X, reference_predictions(estimator, X)
+    )
     return ModelContext(model, tolerances={}, roles=roles or {})
 
 
@@ -65,7 +72,9 @@ def test_default_roles_deploy_the_main_engines_and_witness_the_others():
 
 
 def test_a_role_for_an_unknown_runtime_or_an_unknown_role_is_refused():
-    with pytest.raises(InvalidInputError, match=r"role for 'pypml': no runtime of that name; runtimes: .*pypmml"):
+    with pytest.raises(
+        InvalidInputError, match=r"role for 'pypml': no runtime of that name; runtimes: .*pypmml"
+    ):
         resolve_roles({"pypml": "deploy"})
     with pytest.raises(InvalidInputError, match=r"role for 'pypmml': 'judge' is not deploy or witness"):
         resolve_roles({"pypmml": "judge"})
@@ -88,7 +97,9 @@ def test_the_targets_file_gives_installation_roles_and_target_roles(tmp_path: Pa
 @pytest.mark.parametrize(
     ("text", "words"),
     [
-        pytest.param('[roles]\npypmml = "judge"\n', r"\[roles\] pypmml: role 'judge' is not", id="role-value"),
+        pytest.param(
+            '[roles]\npypmml = "judge"\n', r"\[roles\] pypmml: role 'judge' is not", id="role-value"
+        ),
         pytest.param(
             '[[target]]\nname = "x"\nplatform = "linux/x86_64"\nreach = "process"\nrole = "deploy"\nrequired = true\n',
             "give role or required, not both",
@@ -201,7 +212,10 @@ def test_an_onnx_artifact_without_its_probabilities_fails_coverage(cancer, tmp_p
 
     (proba,) = [c for c in checks if c.kind == "coverage" and c.output == "predict_proba"]
     assert proba.verdict is Verdict.FAIL and proba.required and proba.stage is Stage.COVERAGE
-    assert proba.explanation == "the ONNX artifact has no output probabilities: no deploy runtime gave predict_proba"
+    assert (
+        proba.explanation
+        == "the ONNX artifact has no output probabilities: no deploy runtime gave predict_proba"
+    )
     assert decide_outcome(checks, False) is Outcome.FAILED
 
 
@@ -296,3 +310,57 @@ def test_the_arithmetic_bound_is_derived_from_the_unit_roundoff():
 )  # fmt: skip
 def test_deviation_bands(deviation, within, band):
     assert deviation_band(deviation, within) == band
+
+
+# --- 9. the double-precision remedy ----------------------------------------------------------------------
+def _timestamps() -> tuple[pd.DataFrame, np.ndarray]:
+    """A unix timestamp as a feature: float32 keeps it to 128 s, and a linear model's terms dwarf its output."""
+    rng = np.random.default_rng(0)
+    X = pd.DataFrame({"t": 1.7e9 + rng.uniform(0, 600, 400), "x": rng.normal(size=400)})
+    return X, (X["t"] - 1.7e9) / 600 + 0.3 * X["x"]
+
+
+@pytest.mark.slow
+def test_a_float32_failure_is_remedied_by_the_double_variant_which_is_archived(tmp_path: Path):
+    from parity.archive import Archive, file_model
+    from parity.archive.audit import audit_bundle
+    from parity.registry import FileRegistry
+    from parity.validators.validate import remedied
+
+    X, y = _timestamps()
+    registry = FileRegistry(tmp_path / "registry")
+    model = registry.open(registry.register(LinearRegression().fit(X, y), X, "stamps"))
+    context = ModelContext(model, roles={})
+    conversion = formats.convert("onnx", model.estimator, X, tmp_path / "onnx")
+    checks = validate_conversion(context, conversion, targets=HOST_ONLY, roles={})
+    (failed,) = [c for c in checks if c.required and c.verdict is Verdict.FAIL]
+    assert "the model sums terms far larger than its outputs" in failed.explanation
+    assert "a conversion bug" not in failed.explanation
+
+    conversions, every = remedied(context, conversion, checks, tmp_path / "remedy", HOST_ONLY, {})
+
+    assert conversions["onnx"].superseded_by == "onnx-double"
+    assert conversions["onnx-double"].details.precision == "float64"
+    assert decide_outcome(every, False) is Outcome.PASSED
+    superseded = [c for c in every if c.format == "onnx" and c.verdict is Verdict.FAIL]
+    assert superseded and not any(c.required for c in superseded)
+    assert all("onnx-double is archived instead" in c.explanation for c in superseded)
+    assert any(c.format == "onnx-double" and c.required and c.verdict is Verdict.PASS for c in every)
+
+    archive = Archive(tmp_path / "archive")
+    filed = file_model(archive, model, conversions, every)
+    assert filed.outcome is Outcome.PASSED
+    assert (filed.path / "model-double.onnx").is_file() and not (filed.path / "model.onnx").exists()
+    assert filed.report.conversions["onnx"].superseded_by == "onnx-double"
+    audit = audit_bundle(archive, "stamps", 1, targets=HOST_ONLY)
+    assert (audit.corrupt, audit.drift, audit.error) == ([], [], None), audit
+
+
+def test_a_passing_or_pmml_conversion_gets_no_remedy(cancer, tmp_path: Path):
+    from parity.validators.validate import remedied
+
+    X, y = cancer
+    model = LogisticRegression(max_iter=2000).fit(X, y)
+    context, conversion, checks = _validated(model, X, "onnx", tmp_path)
+    conversions, again = remedied(context, conversion, checks, tmp_path / "remedy", HOST_ONLY, {})
+    assert list(conversions) == ["onnx"] and again == checks

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, field_serializer, model_validator
 
-from .base import Record
+from .base import Record, omitted_when_none
 from .verdicts import ConversionStatus
 
 #: The numeric precision of an artifact's inputs and arithmetic.
@@ -19,7 +19,7 @@ class OnnxInput(Record):
 
     name: str
     columns: list[str]
-    dtype: Literal["float32", "string"]
+    dtype: Literal["float32", "float64", "string"]
 
 
 class OnnxDetails(Record):
@@ -84,6 +84,11 @@ class Conversion(Record):
     seconds : float
     details : OnnxDetails or PmmlDetails or None
         Format-specific facts the runtimes need; None when nothing was converted.
+    variant : str or None
+        A remedy's name (``double``: an ONNX conversion with double-precision inputs); None for the format's
+        own conversion.
+    superseded_by : str or None
+        The name of the variant that passed where this conversion failed, and is archived instead.
     """
 
     format: str
@@ -92,6 +97,8 @@ class Conversion(Record):
     message: str = ""
     seconds: float = 0.0
     details: OnnxDetails | PmmlDetails | None = Field(default=None)
+    variant: str | None = omitted_when_none()
+    superseded_by: str | None = omitted_when_none()
 
     @model_validator(mode="before")
     @classmethod
@@ -105,6 +112,11 @@ class Conversion(Record):
             if kind is not None:
                 return {**data, "details": kind.model_validate(details)}
         return data
+
+    @property
+    def name(self) -> str:
+        """How reports name this conversion: its format, or ``<format>-<variant>`` for a remedy."""
+        return self.format if self.variant is None else f"{self.format}-{self.variant}"
 
     @property
     def ok(self) -> bool:
