@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import warnings
+from collections.abc import Mapping
 
 import numpy as np
 import pandas as pd
@@ -21,7 +22,7 @@ OUTPUT_METHODS: tuple[str, ...] = (
 )
 
 
-def wanted(estimator: object, method: str, found: dict[str, object]) -> bool:
+def wanted(estimator: object, method: str, found: Mapping[str, object]) -> bool:
     """Whether ``method``'s output is a reference output of ``estimator`` (given those ``found`` so far).
 
     Every estimator kind keeps what it is used for: classifiers and regressors their predictions (and

@@ -63,7 +63,7 @@ class ModelContext:
     #: tolerance overrides; default: the registration's (a replayed bundle passes its metadata's)
     tolerances: dict[str, dict[str, float]] | None = None
     #: runtime roles for this model; default: the registration's (a replayed bundle passes its metadata's)
-    roles: dict[str, str] | None = None
+    roles: Mapping[str, str] | None = None
     _rounded: dict[frozenset[str], dict[str, np.ndarray]] = field(default_factory=dict, repr=False)
 
     @property
@@ -85,7 +85,7 @@ class ModelContext:
     def role_overrides(self) -> dict[str, str]:
         """The model's runtime roles, as registered (runtime name → role)."""
         if self.roles is not None:
-            return self.roles
+            return dict(self.roles)
         return dict(getattr(self.model.record, "roles", None) or {})
 
     def rounded_reference(self, columns: list[str] | None = None) -> dict[str, np.ndarray]:
@@ -393,7 +393,9 @@ class Finding:
         if not columns:
             return 0.0
         expected = np.asarray(self.context.model.predictions[self.output][self.index], dtype=np.float64)
-        rounded = np.asarray(self.context.rounded_reference(columns)[self.output][self.index], dtype=np.float64)
+        rounded = np.asarray(
+            self.context.rounded_reference(columns)[self.output][self.index], dtype=np.float64
+        )
         scale = scale_of(expected) if isinstance(self.tolerance, Band) and self.tolerance.scaled else 1.0
         with np.errstate(invalid="ignore"):
             moved = np.abs(rounded - expected)
@@ -680,7 +682,8 @@ def witness_notes(checks: list[Check], conversion: Conversion) -> list[Check]:
                     f"right and {check.runtime} wrong for it. {check.explanation}"
                 )
     return [
-        c.model_copy(update={"explanation": explanations[id(c)]}) if id(c) in explanations else c for c in checks
+        c.model_copy(update={"explanation": explanations[id(c)]}) if id(c) in explanations else c
+        for c in checks
     ]
 
 
@@ -779,7 +782,9 @@ def remedied(
         original = conversion.model_copy(update={"superseded_by": variant.name})
         return {original.name: original, variant.name: variant}, kept + tried
     note = f"remedy tried for the failing float32 {conversion.format} artifact, and it does not pass either:"
-    tried = [c.model_copy(update={"required": False, "explanation": f"{note} {c.explanation}"}) for c in tried]
+    tried = [
+        c.model_copy(update={"required": False, "explanation": f"{note} {c.explanation}"}) for c in tried
+    ]
     return {conversion.name: conversion, variant.name: variant}, checks + tried
 
 

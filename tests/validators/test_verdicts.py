@@ -82,11 +82,11 @@ def test_a_role_for_an_unknown_runtime_or_an_unknown_role_is_refused():
 
 def test_the_targets_file_gives_installation_roles_and_target_roles(tmp_path: Path):
     path = tmp_path / "targets.toml"
+    here = host_platform()
     path.write_text(
         '[roles]\npypmml = "deploy"\n\n'
-        '[[target]]\nname = "here"\nplatform = "%s"\nreach = "process"\nrole = "deploy"\n\n'
-        '[[target]]\nname = "also"\nplatform = "%s"\nreach = "process"\nrole = "witness"\nthreads = 2\n'
-        % (host_platform(), host_platform())
+        f'[[target]]\nname = "here"\nplatform = "{here}"\nreach = "process"\nrole = "deploy"\n\n'
+        f'[[target]]\nname = "also"\nplatform = "{here}"\nreach = "process"\nrole = "witness"\nthreads = 2\n'
     )
     assert load_roles(path) == {"pypmml": Role.DEPLOY}
     table = load_targets(path)

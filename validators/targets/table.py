@@ -46,7 +46,7 @@ def _read(path: str | os.PathLike[str] | None) -> tuple[Path, dict]:
 
 def _role(value: object, what: str, source: Path) -> Role:
     try:
-        return Role(value)
+        return Role(str(value))
     except ValueError:
         roles = " or ".join(f'"{r}"' for r in Role)
         raise InvalidInputError(f"{source}: {what}: role {value!r} is not {roles}.") from None
