@@ -21,6 +21,7 @@ from parity.archive import Archive, file_model
 from parity.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from parity.cli.doctor import CHECKS
 from parity.core.defaults import host_platform
+from parity.core.records import Report
 from parity.registry import FileRegistry, ModelRef
 from parity.validators.report import Check, Verdict
 
@@ -196,30 +197,41 @@ def _table(text: str) -> list[dict[str, str]]:
     return [{h: line[a:b].strip() for h, (a, b) in zip(header, spans, strict=True)} for line in lines[2:]]
 
 
-def test_models_lists_versions_and_archived_state(tmp_path, logreg, iris, capsys):
+def test_models_shows_the_newest_outcome_of_each_validated_version(tmp_path, logreg, iris, capsys):
     X, _ = iris
     registry, shelf = FileRegistry(tmp_path / "registry"), Archive(tmp_path / "archive")
-    passed = Check(format="onnx", runtime="onnxruntime", output="predict", verdict=Verdict.PASS)
-    failed = Check(format="onnx", runtime="onnxruntime", output="predict", verdict=Verdict.FAIL)
+    cell = {"format": "onnx", "runtime": "onnxruntime", "output": "predict"}
+    passed, failed = Check(**cell, verdict=Verdict.PASS), Check(**cell, verdict=Verdict.FAIL)
+    unsupported = Check(format="pmml", runtime="converter", output="conversion", target="*",
+                        kind="conversion", verdict=Verdict.UNSUPPORTED)  # fmt: skip
     good = registry.register(logreg, X, "good")
     file_model(shelf, registry.open(good), {}, [passed])
     bad = registry.register(logreg, X, "bad")
-    file_model(shelf, registry.open(bad), {}, [failed])
+    file_model(shelf, registry.open(bad), {}, [passed, failed])
+    odd = registry.register(logreg, X, "odd")
+    file_model(shelf, registry.open(odd), {}, [passed, unsupported])
     registry.register(StandardScaler().fit(X), X, "scaler")
     both = registry.register(logreg, X, "good")
     file_model(shelf, registry.open(both), {}, [failed])
     file_model(shelf, registry.open(both), {}, [passed])
+    crashed = registry.register(logreg, X, "bad")
+    identity = {"model_sha256": "ab" * 32, "reference_sha256": "cd" * 32}
+    report = Report.crashed("bad", crashed.version, "the runner died").to_bytes()
+    shelf.write_rejected("bad", crashed.version, {"report.json": report}, identity)
 
     args = ["models", "--registry", str(registry.root), "--archive", str(shelf.root)]
     assert main(args) == EXIT_OK
     rows = _table(capsys.readouterr().out)
-    listed = {(r["name"], r["version"]): (r["estimator"], r["archived"]) for r in rows}
+    listed = {(r["name"], r["version"]): (r["outcome"], r["archived"], r["attempts"]) for r in rows}
     assert listed == {
-        ("bad", "1"): ("LogisticRegression", "rejected"),
-        ("good", "1"): ("LogisticRegression", "archived"),
-        ("good", "2"): ("LogisticRegression", "archived (1 rejected)"),
-        ("scaler", "1"): ("StandardScaler", "no"),
+        ("bad", "1"): ("failed", "no", "1"),
+        ("bad", "2"): ("error", "no", "1"),
+        ("good", "1"): ("passed", "yes", "1"),
+        ("good", "2"): ("passed", "yes", "2"),
+        ("odd", "1"): ("unsupported", "no", "1"),
+        ("scaler", "1"): ("not validated", "no", "0"),
     }
+    assert {r["estimator"] for r in rows} == {"LogisticRegression", "StandardScaler"}
     assert all(
         r["registered_at"] == registry.record(ModelRef(r["name"], int(r["version"]))).registered_at
         for r in rows
