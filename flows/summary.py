@@ -39,6 +39,7 @@ _STAGE_OF_VERDICT = {
 class Finding:
     """A cell that did not pass, as a summary says it: its verdict, where it went wrong and why."""
 
+    #: ``format/runtime/target/output``, with ``vs <target>`` for a row that compared two targets
     cell: str
     verdict: Verdict
     #: the step that went wrong (none for a runtime or target that is not there)
@@ -75,13 +76,9 @@ def finding(check: Check) -> Finding:
         not_blocking = "optional target"
     else:
         not_blocking = ""
-    return Finding(
-        check.cell,
-        check.verdict,
-        stage,
-        first_sentence(check.explanation) or str(check.verdict),
-        not_blocking,
-    )
+    cell = check.cell if check.against == "scikit-learn" else f"{check.cell} vs {check.against}"
+    reason = first_sentence(check.explanation) or str(check.verdict)
+    return Finding(cell, check.verdict, stage, reason, not_blocking)
 
 
 def findings(report: Report) -> list[Finding]:

@@ -132,17 +132,19 @@ def detail_heading(report: Report, target: str) -> str:
     return f"{model} on {target} ({'required' if required else 'optional'})"
 
 
-def print_verdicts(reports: Sequence[Report]) -> None:
+def print_verdicts(reports: Sequence[Report], console: Console | None = None) -> None:
     """Print the verdict table: every model's summary first, then each model's detail, one table per target.
 
     Parameters
     ----------
     reports : sequence of Report
         As the sweep returned them (a crashed validation has no checks: its summary says why).
+    console : rich.console.Console, optional
+        Where to print; default :func:`stdout_console`.
     """
     if not reports:
         return
-    console = stdout_console()
+    console = console or stdout_console()
     for report in reports:
         print_summary(console, report)
     for report in reports:
