@@ -5,7 +5,14 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from pydantic import ConfigDict, Field, SerializerFunctionWrapHandler, field_validator, model_serializer, model_validator
+from pydantic import (
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    field_validator,
+    model_serializer,
+    model_validator,
+)
 
 from ..defaults import host_platform
 from .base import Record, omitted_when_none
