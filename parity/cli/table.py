@@ -123,10 +123,11 @@ def detail_rows(checks: Sequence[Check]) -> list[dict[str, str]]:
 
 
 def detail_heading(report: Report, target: str) -> str:
-    """``iris-lr:1 on linux-x86_64 (required)``, or ``iris-lr:1: conversions`` for the rows of no target."""
+    """``iris-lr:1 on linux-x86_64 (required)``, or ``iris-lr:1 (all targets)`` for the rows of no one
+    target (a conversion that produced no artifact)."""
     model = f"{report.name}:{report.version}"
     if target == "*":
-        return f"{model}: conversions"
+        return f"{model} (all targets)"
     entry = report.targets.get(target)
     required = entry.required if entry else any(c.required for c in report.checks if c.target == target)
     return f"{model} on {target} ({'required' if required else 'optional'})"

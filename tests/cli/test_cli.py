@@ -473,10 +473,8 @@ def _detail_rows(text: str) -> list[dict[str, str]]:
             continue
         model, _, target = heading.partition(" on ")
         target = target.rsplit(" (", 1)[0] if target else "*"
-        rows += [
-            {"model": model.removesuffix(": conversions"), "target": target, **r}
-            for r in _table("\n".join(table))
-        ]
+        model = model.removesuffix(" (all targets)")
+        rows += [{"model": model, "target": target, **r} for r in _table("\n".join(table))]
     return rows
 
 
