@@ -35,6 +35,10 @@ _STAGE_OF_VERDICT = {
 }
 
 
+#: A line that only names a log level and a generic event (``SEVERE: Failed to convert PKL to PMML``).
+_LOG_LEVEL_LINE = re.compile(r"^(SEVERE|WARNING|INFO|FINE|DEBUG|ERROR):\s")
+
+
 @dataclass(frozen=True)
 class Finding:
     """A cell that did not pass, as a summary says it: its verdict, where it went wrong and why."""
@@ -57,9 +61,12 @@ class Finding:
 
 
 def first_sentence(text: str, limit: int = REASON_CHARS) -> str:
-    """The first sentence of an explanation (its first line, up to ``. ``), at most ``limit`` characters."""
-    line = text.strip().splitlines()[0].strip() if text.strip() else ""
-    sentence = re.split(r"(?<=\.)\s", line, maxsplit=1)[0]
+    """The first sentence of an explanation (up to ``. `` on its first line that says something: a logger's
+    level line, such as the JVM's ``SEVERE: Failed to convert PKL to PMML``, is passed over), at most
+    ``limit`` characters."""
+    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
+    said = [line for line in lines if not _LOG_LEVEL_LINE.match(line)] or lines or [""]
+    sentence = re.split(r"(?<=\.)\s", said[0], maxsplit=1)[0]
     return sentence if len(sentence) <= limit else sentence[: limit - 1].rstrip() + "…"
 
 

@@ -24,7 +24,7 @@ from parity.flows.publish import (
     update_progress,
     worst_checks,
 )
-from parity.flows.summary import artifact_key
+from parity.flows.summary import artifact_key, first_sentence
 
 NAME = "Churn_Model.v2"
 #: A metadata.json written by Parity, as the starting point of this test's own.
@@ -216,3 +216,19 @@ def test_markdown_report_starts_with_the_summary_of_what_did_not_pass(tmp_path):
 def test_markdown_report_of_a_model_that_passed_says_every_cell_passed(tmp_path):
     text = report_markdown(_filed(tmp_path / "bundle"))
     assert text.splitlines()[2] == "- every cell passed (2 checks)"
+
+
+@pytest.mark.parametrize(
+    ("explanation", "said"),
+    [
+        ("3 row(s) outside atol 1e-05×scale. Compare the runtimes' rows.", "3 row(s) outside atol 1e-05×scale."),
+        ("SEVERE: Failed to convert PKL to PMML\nSkLearnException: not a supported Estimator\nat ...",
+         "SkLearnException: not a supported Estimator"),
+        ("SEVERE: all there is", "SEVERE: all there is"),
+        ("x" * 300, "x" * 239 + "…"),
+        ("", ""),
+    ],
+    ids=["two-sentences", "jvm-log-line-first", "only-a-log-line", "long", "empty"],
+)  # fmt: skip
+def test_a_summary_gives_the_first_sentence_that_says_something(explanation, said):
+    assert first_sentence(explanation) == said
