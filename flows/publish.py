@@ -1,7 +1,8 @@
 """What the Prefect UI shows of a model version, and the events automations hang on.
 
-Per model version: a table artifact (one row per format × runtime × target × output), a markdown report
-(summary, worst rows, provenance, where the bundle is) and a link artifact to the bundle, all keyed from
+Per model version: a table artifact (one row per format × runtime × target × output, with what it was
+compared with and the runtime's role), a markdown report (summary of what did not pass, detail, worst rows,
+provenance, where the bundle is) and a link artifact to the bundle, all keyed from
 the model name (``parity-<slug>``, ``parity-<slug>-report``, ``parity-<slug>-bundle``) so the UI's
 artifact page shows each model's history. Then one event, ``parity.model.validated`` or
 ``parity.model.rejected``, on the resource ``parity.model.<name>.<version>``.
@@ -32,7 +33,7 @@ from parity.core.records import Check, Metadata, Outcome, OutcomePayload, Report
 from parity.registry.events import model_resource
 from parity.validators.report import fmt_float
 
-from .summary import artifact_key, failing_cells, markdown, one_line, table_rows
+from .summary import artifact_key, compared_with, failing_cells, markdown, one_line, table_rows
 
 VALIDATED = "parity.model.validated"
 REJECTED = "parity.model.rejected"
@@ -80,7 +81,8 @@ def provenance_lines(folder: Path) -> list[str]:
 
 
 def report_markdown(filed: archive_stage.Filed) -> str:
-    """The markdown report of one model version: summary, worst rows, provenance, bundle location.
+    """The markdown report of one model version: the summary (each cell that did not pass, with its stage and
+    reason; outputs not covered), the detail, worst rows, provenance, bundle location.
 
     Parameters
     ----------
@@ -95,11 +97,10 @@ def report_markdown(filed: archive_stage.Filed) -> str:
     passed = filed.outcome is Outcome.PASSED
     where = "archive bundle" if passed else "rejected attempt (not archived)"
     lines = [markdown(report, str(filed.path)), "", "## Worst rows", ""]
-    lines += ["| cell | verdict | max_abs | max_rel | n_outside |", "|---|---|---|---|---|"]
+    lines += ["| cell | vs | verdict | max_abs | max_rel | n_outside |", "|---|---|---|---|---|---|"]
     for c in worst_checks(report):
-        lines.append(
-            f"| {c.cell} | {c.verdict} | {fmt_float(c.max_abs)} | {fmt_float(c.max_rel)} | {c.n_outside} |"
-        )
+        figures = f"{fmt_float(c.max_abs)} | {fmt_float(c.max_rel)} | {c.n_outside}"
+        lines.append(f"| {c.cell} | {compared_with(c)} | {c.verdict} | {figures} |")
     lines += ["", "## Provenance", "", *provenance_lines(Path(filed.path))]
     lines += ["", "## Where it is", "", f"- {where}: `{filed.path}`"]
     if passed:

@@ -1,4 +1,4 @@
-"""``parity models``: list the registry, each version with its archive state."""
+"""``parity models``: list the registry, each version with what its latest validation found."""
 
 from __future__ import annotations
 
@@ -8,33 +8,35 @@ from .exits import EXIT_OK
 from .options import ArchiveOption, RegistryOption
 from .table import print_table
 
-COLUMNS = ("name", "version", "estimator", "registered_at", "archived")
+COLUMNS = ("name", "version", "estimator", "registered_at", "outcome", "archived", "attempts")
 
 
 def models(registry: RegistryOption = DEFAULT_REGISTRY, archive: ArchiveOption = DEFAULT_ARCHIVE) -> int:
-    """Print one row per registered version: archived, rejected (how often) or not yet.
+    """Print one row per registered version: the outcome of its newest validation (passed, failed,
+    unsupported, error, or not validated), whether it is archived, and how many validations left files.
 
     Returns
     -------
     int
         ``EXIT_OK``, also for an empty registry (which is said in words).
     """
-    from parity.archive import Archive
+    from parity.archive import Archive, attempts
     from parity.registry import FileRegistry
 
     store, shelf = FileRegistry(registry), Archive(archive)
     rows = []
     for ref in store.refs():
         record = store.record(ref)
-        rejected = len(shelf.rejected(ref.name, ref.version))
-        state = "archived" if shelf.is_archived(ref.name, ref.version) else ("rejected" if rejected else "no")
+        tried = attempts(shelf, ref.name, ref.version)
         rows.append(
             {
                 "name": ref.name,
                 "version": ref.version,
                 "estimator": record.estimator_summary,
                 "registered_at": record.registered_at,
-                "archived": state + (f" ({rejected} rejected)" if rejected and state == "archived" else ""),
+                "outcome": tried[-1].outcome if tried else "not validated",
+                "archived": "yes" if any(a.archived for a in tried) else "no",
+                "attempts": len(tried),
             }
         )
     if not rows:

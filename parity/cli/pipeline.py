@@ -1,5 +1,6 @@
 """What ``parity run`` and ``parity demo`` share: check the toolchain, run the sweep flow on Prefect (a
-temporary local server when none is configured), show progress, then the verdict table."""
+temporary local server when none is configured), show progress, then the verdict table (a summary per model
+first, then the detail: :func:`parity.cli.table.print_verdicts`)."""
 
 from __future__ import annotations
 
@@ -21,7 +22,7 @@ from parity.core.records import Outcome
 from .doctor import preflight
 from .exits import EXIT_FAILED, EXIT_OK
 from .prefect_console import prefect_console
-from .table import print_table
+from .table import print_verdicts
 
 if TYPE_CHECKING:
     from prefect.client.schemas.objects import State
@@ -139,7 +140,8 @@ def progress_on_stderr(total: int) -> Iterator[None]:
 def run_pipeline(
     registry: str, archive: str, models: list[str] | None, verbose: bool = False, targets: str | None = None
 ) -> int:
-    """Validate the registry with Prefect and print the verdict table and one line per model.
+    """Validate the registry with Prefect and print the verdict table (a summary per model, then the
+    detail) and the sweep's own line.
 
     Parameters
     ----------
@@ -168,7 +170,6 @@ def run_pipeline(
     # imported because it freezes its settings then; nothing passes between Parity's parts this way.
     configure()
     preflight()
-    from parity.flows.summary import TABLE_COLUMNS, table_rows
     from parity.flows.validate import result_data, selected_versions, validate_registry
 
     todo = selected_versions(str(registry), str(archive), models or None)
@@ -184,15 +185,8 @@ def run_pipeline(
     reports = result_data(state)
     if isinstance(reports, BaseException):
         raise reports
-    rows = []
-    for report in reports:
-        for row in table_rows(report):
-            rows.append({"model": f"{report.name}:{report.version}", **row})
-    print_table(rows, ["model", *(c for c in TABLE_COLUMNS if c != "max_rel")])
+    print_verdicts(reports)
     print()
-    for report in reports:
-        where = report.bundle or report.error or ""
-        print(f"{report.name}:{report.version}: {report.outcome} -> {where}")
     print(state.message or "")
     if not reports:
         return EXIT_OK

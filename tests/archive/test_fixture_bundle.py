@@ -33,7 +33,9 @@ def as_written(record: Document) -> dict:
     """A document read from a schema-1 file, as schema 1 wrote it: an upgrade must lose nothing.
 
     Report schema 2 added four fields to each check, moved a cross-target row's basis out of its kind, and
-    added what each conversion's details say about outputs not emitted, float inputs and PMML fields.
+    added what each conversion's details say about outputs not emitted, float inputs and PMML fields; and it
+    keeps where each runtime ran once per target: schema 1 wrote it in every check of that runtime on that
+    target except the cross-target rows (which it wrote with an empty one).
     """
     data = record.to_json()
     if not isinstance(record, Report):
@@ -41,9 +43,13 @@ def as_written(record: Document) -> dict:
     checks = []
     for check in data["checks"]:
         check = dict(check)
+        assert "where" not in check  # stored once per target now
         against = check.pop("against")
         for added in ("role", "band", "stage"):
             check.pop(added, None)
+        target = data["targets"].get(check["target"], {"where": {}})
+        described = target["where"].get(f"{check['format']}/{check['runtime']}", {})
+        check["where"] = described if against == "scikit-learn" else {}
         if against != "scikit-learn":
             check["kind"] = f"{check['kind']} vs {against}"
         checks.append(check)

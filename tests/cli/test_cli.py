@@ -21,6 +21,7 @@ from parity.archive import Archive, file_model
 from parity.cli import EXIT_FAILED, EXIT_OK, EXIT_USAGE, main
 from parity.cli.doctor import CHECKS
 from parity.core.defaults import host_platform
+from parity.core.records import Report
 from parity.registry import FileRegistry, ModelRef
 from parity.validators.report import Check, Verdict
 
@@ -196,30 +197,41 @@ def _table(text: str) -> list[dict[str, str]]:
     return [{h: line[a:b].strip() for h, (a, b) in zip(header, spans, strict=True)} for line in lines[2:]]
 
 
-def test_models_lists_versions_and_archived_state(tmp_path, logreg, iris, capsys):
+def test_models_shows_the_newest_outcome_of_each_validated_version(tmp_path, logreg, iris, capsys):
     X, _ = iris
     registry, shelf = FileRegistry(tmp_path / "registry"), Archive(tmp_path / "archive")
-    passed = Check(format="onnx", runtime="onnxruntime", output="predict", verdict=Verdict.PASS)
-    failed = Check(format="onnx", runtime="onnxruntime", output="predict", verdict=Verdict.FAIL)
+    cell = {"format": "onnx", "runtime": "onnxruntime", "output": "predict"}
+    passed, failed = Check(**cell, verdict=Verdict.PASS), Check(**cell, verdict=Verdict.FAIL)
+    unsupported = Check(format="pmml", runtime="converter", output="conversion", target="*",
+                        kind="conversion", verdict=Verdict.UNSUPPORTED)  # fmt: skip
     good = registry.register(logreg, X, "good")
     file_model(shelf, registry.open(good), {}, [passed])
     bad = registry.register(logreg, X, "bad")
-    file_model(shelf, registry.open(bad), {}, [failed])
+    file_model(shelf, registry.open(bad), {}, [passed, failed])
+    odd = registry.register(logreg, X, "odd")
+    file_model(shelf, registry.open(odd), {}, [passed, unsupported])
     registry.register(StandardScaler().fit(X), X, "scaler")
     both = registry.register(logreg, X, "good")
     file_model(shelf, registry.open(both), {}, [failed])
     file_model(shelf, registry.open(both), {}, [passed])
+    crashed = registry.register(logreg, X, "bad")
+    identity = {"model_sha256": "ab" * 32, "reference_sha256": "cd" * 32}
+    report = Report.crashed("bad", crashed.version, "the runner died").to_bytes()
+    shelf.write_rejected("bad", crashed.version, {"report.json": report}, identity)
 
     args = ["models", "--registry", str(registry.root), "--archive", str(shelf.root)]
     assert main(args) == EXIT_OK
     rows = _table(capsys.readouterr().out)
-    listed = {(r["name"], r["version"]): (r["estimator"], r["archived"]) for r in rows}
+    listed = {(r["name"], r["version"]): (r["outcome"], r["archived"], r["attempts"]) for r in rows}
     assert listed == {
-        ("bad", "1"): ("LogisticRegression", "rejected"),
-        ("good", "1"): ("LogisticRegression", "archived"),
-        ("good", "2"): ("LogisticRegression", "archived (1 rejected)"),
-        ("scaler", "1"): ("StandardScaler", "no"),
+        ("bad", "1"): ("failed", "no", "1"),
+        ("bad", "2"): ("error", "no", "1"),
+        ("good", "1"): ("passed", "yes", "1"),
+        ("good", "2"): ("passed", "yes", "2"),
+        ("odd", "1"): ("unsupported", "no", "1"),
+        ("scaler", "1"): ("not validated", "no", "0"),
     }
+    assert {r["estimator"] for r in rows} == {"LogisticRegression", "StandardScaler"}
     assert all(
         r["registered_at"] == registry.record(ModelRef(r["name"], int(r["version"]))).registered_at
         for r in rows
@@ -291,14 +303,27 @@ def test_run_archives_the_good_model_and_rejects_the_unsupported(tmp_path, logre
 
     done = _parity(["run", "--registry", str(registry.root), "--archive", str(shelf.root)], tmp_path)
     assert done.returncode == EXIT_FAILED, done.stderr[-3000:]
-    rows = _table(done.stdout.split("\n\n")[0])
-    verdicts = {(r["model"], r["format"], r["runtime"], r["output"]): r["verdict"] for r in rows}
-    assert verdicts[("iris-lr:1", "onnx", "onnxruntime", "predict_proba")] == "pass"
-    assert verdicts[("iris-lr:1", "pmml", "jpmml_evaluator", "predict")] == "pass"
+    summary = _blocks(done.stdout)[0]
+    assert summary[0] == f"iris-lr:1: passed -> {shelf.root / 'iris-lr' / '1'}"
+    assert summary[1].startswith("iris-spread:1: unsupported -> ")
+    reasons = [line.split(maxsplit=1) for line in summary[2:]]
+    assert {(verdict, line.split(": ")[:2][1]) for verdict, line in reasons} == {("unsupported", "convert")}
+    assert {line.split(": ")[0] for _, line in reasons} == {
+        "onnx/converter/*/conversion",
+        "pmml/converter/*/conversion",
+    }
+    rows = _detail_rows(done.stdout)
+    verdicts = {(r["model"], r["runtime"], r["target"], r["output"], r["vs"]): r["verdict"] for r in rows}
+    assert (
+        verdicts[("iris-lr:1", "onnx/onnxruntime", "linux-x86_64", "predict_proba", "vs scikit-learn")]
+        == "pass"
+    )
+    assert (
+        verdicts[("iris-lr:1", "pmml/jpmml_evaluator", "linux-x86_64", "predict", "vs scikit-learn")]
+        == "pass"
+    )
     assert {v for (model, *_), v in verdicts.items() if model == "iris-lr:1"} == {"pass"}
     assert {v for (model, *_), v in verdicts.items() if model == "iris-spread:1"} == {"unsupported"}
-    assert f"iris-lr:1: passed -> {shelf.root / 'iris-lr' / '1'}" in done.stdout
-    assert "iris-spread:1: unsupported -> " in done.stdout
 
     assert shelf.is_archived("iris-lr", 1) and shelf.check(shelf.bundle_path("iris-lr", 1)) == []
     assert not shelf.bundle_path("iris-spread", 1).exists()
@@ -311,8 +336,8 @@ def test_run_archives_the_good_model_and_rejects_the_unsupported(tmp_path, logre
     assert report["conversions"]["pmml"]["status"] == "unsupported"
 
     assert main(["models", "--registry", str(registry.root), "--archive", str(shelf.root)]) == EXIT_OK
-    states = {r["name"]: r["archived"] for r in _table(capsys.readouterr().out)}
-    assert states == {"iris-lr": "archived", "iris-spread": "rejected"}
+    states = {r["name"]: (r["outcome"], r["archived"]) for r in _table(capsys.readouterr().out)}
+    assert states == {"iris-lr": ("passed", "yes"), "iris-spread": ("unsupported", "no")}
 
 
 # -- options, usage errors, settings ---------------------------------------------------------------------
@@ -392,9 +417,120 @@ def test_run_uses_the_targets_file_and_shows_prefect_lines_only_when_verbose(tmp
     args += ["--targets", str(_one_target_table(tmp_path))] + (["--verbose"] if verbose else [])
     done = _parity(args, tmp_path)
     assert done.returncode == EXIT_OK, done.stderr[-3000:]
-    rows = _table(done.stdout.split("\n\n")[0])
-    assert {r["target"] for r in rows} - {""} == {"only-here"}
+    assert {r["target"] for r in _detail_rows(done.stdout)} == {"only-here"}
     assert ("Finished in state" in done.stderr) is verbose, done.stderr[-3000:]
     # quiet means quiet to the end: Prefect logs its temporary server's shutdown at exit, at INFO
     assert ("| INFO" in done.stderr) is verbose, done.stderr[-3000:]
     assert "iris-lr:1 passed" in done.stderr  # Parity's own progress line, verbose or not
+
+
+# -- the verdict table -----------------------------------------------------------------------------------
+AWAY = "linux-aarch64-emulated"
+COMPARE_REASON = "3 row(s) outside atol 1e-09 in a double-precision artifact: a conversion bug, not rounding."
+
+
+def _cell(output: str, verdict: Verdict = Verdict.PASS, **fields) -> Check:
+    base = {"format": "pmml", "runtime": "jpmml_evaluator", "target": "linux-x86_64", "rows": 150}
+    return Check(**{**base, **fields}, output=output, verdict=verdict)
+
+
+def _verdict_report(name: str, checks: list[Check], outcome: str) -> Report:
+    data = {"name": name, "version": 1, "outcome": outcome, "validated_at": "2026-12-02T00:00:00+00:00"}
+    return Report(**data, estimator="LogisticRegression", reference_rows=150, checks=checks).filed(1.0, "/a")
+
+
+def _reports() -> list[Report]:
+    failing = [
+        _cell("predict"),
+        _cell("predict_proba", Verdict.FAIL, stage="compare", max_abs=0.5, n_outside=3,
+              explanation=COMPARE_REASON + " Compare the runtimes' rows to see which side is wrong."),
+        _cell("predict", Verdict.FAIL, runtime="pypmml", role="witness", required=False,
+              explanation="40 row(s) outside the band. JPMML and scikit-learn agree."),
+        _cell("decision_function", Verdict.NOT_COVERED, stage="coverage", rows=0,
+              explanation="sklearn2pmml emits no decision values for this estimator. Reported, never blocking."),
+        _cell("predict", runtime="jpmml", target=AWAY, rows=200),
+        _cell("predict", Verdict.FAIL, runtime="jpmml", target=AWAY, against="linux-x86_64", rows=200,
+              n_outside=1, explanation=f"{AWAY}/jpmml vs linux-x86_64/jpmml_evaluator: DISAGREE on 1 row(s)."),
+        _cell("*", Verdict.UNAVAILABLE, target="linux-x86_64-2-threads", required=False, rows=0,
+              explanation="skipped (optional target): set it up with `parity targets setup`."),
+    ]  # fmt: skip
+    return [
+        _verdict_report("churn", failing, "failed"),
+        _verdict_report("iris-lr", [_cell("predict")], "passed"),
+    ]
+
+
+def _blocks(text: str) -> list[list[str]]:
+    """The verdict table's blocks (the summary, then one per model and target), lines without padding."""
+    return [[line.rstrip() for line in block.splitlines()] for block in text.strip().split("\n\n")]
+
+
+def _detail_rows(text: str) -> list[dict[str, str]]:
+    """Every row of the verdict table's detail, with its model and target (from each block's heading)."""
+    rows = []
+    for heading, *table in _blocks(text)[1:]:
+        if not table:  # the sweep's own line, after the table
+            continue
+        model, _, target = heading.partition(" on ")
+        target = target.rsplit(" (", 1)[0] if target else "*"
+        model = model.removesuffix(" (all targets)")
+        rows += [{"model": model, "target": target, **r} for r in _table("\n".join(table))]
+    return rows
+
+
+def test_the_summary_lists_each_failing_cell_with_its_stage_and_reason_before_the_detail(capsys):
+    from parity.cli.table import print_verdicts
+
+    print_verdicts(_reports())
+    summary, *details = _blocks(capsys.readouterr().out)
+    assert summary[0] == "churn:1: failed -> /a"
+    cells = [line.split(maxsplit=1) for line in summary[1:6]]
+    assert cells[0] == ["fail", f"pmml/jpmml_evaluator/linux-x86_64/predict_proba: compare: {COMPARE_REASON}"]
+    assert cells[1] == ["fail", f"pmml/jpmml/{AWAY}/predict vs linux-x86_64: compare: {AWAY}/jpmml vs "
+                        "linux-x86_64/jpmml_evaluator: DISAGREE on 1 row(s)."]  # fmt: skip
+    assert cells[2] == ["not", "covered  pmml/jpmml_evaluator/linux-x86_64/decision_function: coverage: "
+                        "sklearn2pmml emits no decision values for this estimator."]  # fmt: skip
+    assert cells[3] == ["fail", "pmml/pypmml/linux-x86_64/predict: compare: 40 row(s) outside the band. "
+                        "(not blocking: witness runtime)"]  # fmt: skip
+    assert cells[4][0] == "unavailable" and cells[4][1].endswith("(not blocking: optional target)")
+    assert summary[6:] == ["iris-lr:1: passed -> /a"]
+    assert "Compare the runtimes' rows" not in "\n".join(summary)  # the first sentence only
+    assert [block[0] for block in details] == [
+        "churn:1 on linux-x86_64 (required)",
+        f"churn:1 on {AWAY} (required)",
+        "churn:1 on linux-x86_64-2-threads (optional)",
+        "iris-lr:1 on linux-x86_64 (required)",
+    ]
+
+
+def test_a_cross_target_row_says_which_target_it_is_compared_with(capsys):
+    from parity.cli.table import print_verdicts
+
+    print_verdicts(_reports())
+    details = {block[0]: _table("\n".join(block[1:])) for block in _blocks(capsys.readouterr().out)[1:]}
+    away = details[f"churn:1 on {AWAY} (required)"]
+    assert [(r["output"], r["vs"], r["verdict"]) for r in away] == [
+        ("predict", "vs scikit-learn", "pass"),
+        ("predict", "vs linux-x86_64", "fail"),
+    ]
+    here = details["churn:1 on linux-x86_64 (required)"]
+    assert [r["runtime"] for r in here] == ["pmml/jpmml_evaluator"] * 2 + ["pmml/pypmml (witness)"] + [
+        "pmml/jpmml_evaluator"
+    ]
+    assert here[3]["verdict"] == "not covered"
+    assert details["churn:1 on linux-x86_64-2-threads (optional)"][0]["verdict"] == "unavailable"
+
+
+def test_the_verdict_table_fits_100_columns_without_cutting_a_cell():
+    from rich.console import Console
+
+    from parity.cli.table import print_verdicts
+
+    with open(os.devnull, "w") as sink:
+        console = Console(width=100, record=True, file=sink, color_system=None)
+        print_verdicts(_reports(), console)
+    text = console.export_text()
+    assert max(len(line.rstrip()) for line in text.splitlines()) <= 100
+    details = [_table("\n".join(block[1:])) for block in _blocks(text)[1:]]
+    assert [r["runtime"] for r in details[0]][2] == "pmml/pypmml (witness)"  # each detail row on one line
+    assert {r["vs"] for rows in details for r in rows} == {"vs scikit-learn", "vs linux-x86_64", ""}

@@ -24,7 +24,7 @@ from parity.flows.publish import (
     update_progress,
     worst_checks,
 )
-from parity.flows.summary import artifact_key
+from parity.flows.summary import artifact_key, first_sentence
 
 NAME = "Churn_Model.v2"
 #: A metadata.json written by Parity, as the starting point of this test's own.
@@ -157,7 +157,8 @@ def test_publish_shows_table_report_link_and_emits_the_outcome(prefect_server, t
     (table,) = asyncio.run(_read("artifact", slug))[:1]
     rows = json.loads(table.data) if isinstance(table.data, str) else table.data
     assert [r["output"] for r in rows] == [c.output for c in filed.report.checks]
-    assert {"format", "runtime", "target", "output", "max_abs", "max_rel", "verdict"} <= set(rows[0])
+    columns = {"format", "runtime", "role", "target", "output", "vs", "max_abs", "max_rel", "verdict"}
+    assert columns <= set(rows[0])
     (report,) = asyncio.run(_read("artifact", f"{slug}-report"))[:1]
     assert "## Worst rows" in report.data
     (link,) = asyncio.run(_read("artifact", f"{slug}-bundle"))[:1]
@@ -181,3 +182,53 @@ def test_sweep_progress_artifact_reaches_100_percent(prefect_server):
     assert progress.type == "progress"
     assert float(progress.data) == pytest.approx(100.0)
     assert progress.description == "3 of 3 model versions validated"
+
+
+def test_markdown_report_starts_with_the_summary_of_what_did_not_pass(tmp_path):
+    filed = _filed(tmp_path / "bundle", "failed")
+    covered = _check("probabilities", "not covered", max_abs=0.0).model_copy(
+        update={"format": "pmml", "runtime": "jpmml_evaluator", "explanation": "No probability fields. More."}
+    )
+    away = _check("label", "fail", max_abs=1.0).model_copy(
+        update={
+            "target": "linux-aarch64-emulated",
+            "against": "linux/x86_64",
+            "explanation": "1 row differs.",
+        }
+    )
+    report = filed.report.model_copy(update={"checks": [*filed.report.checks, covered, away]})
+    text = report_markdown(Filed(filed.outcome, filed.path, filed.written, report))
+    head = text.split("\n- estimator:")[0].splitlines()
+    assert head[:2] == [f"# {NAME} v3: FAILED", ""]
+    assert head[2:5] == [
+        "- **fail** `onnx/onnxruntime/linux/x86_64/decision`: compare: 3 row(s) outside the band",
+        "- **fail** `onnx/onnxruntime/linux-aarch64-emulated/label vs linux/x86_64`: compare: 1 row differs.",
+        "- **not covered** `pmml/jpmml_evaluator/linux/x86_64/probabilities`: coverage: No probability fields.",
+    ]
+    table = text.split("\n\n| format |", 1)[1].split("\n\n")[0].splitlines()  # the verdict table
+    table[0] = "| format |" + table[0]
+    header = [cell.strip() for cell in table[0].strip("|").split("|")]
+    assert {"vs", "role"} <= set(header)
+    vs = [row.strip("|").split("|")[header.index("vs")].strip() for row in table[2:]]
+    assert vs == ["vs scikit-learn"] * 4 + ["vs linux/x86_64"]
+
+
+def test_markdown_report_of_a_model_that_passed_says_every_cell_passed(tmp_path):
+    text = report_markdown(_filed(tmp_path / "bundle"))
+    assert text.splitlines()[2] == "- every cell passed (2 checks)"
+
+
+@pytest.mark.parametrize(
+    ("explanation", "said"),
+    [
+        ("3 row(s) outside atol 1e-05×scale. Compare the runtimes' rows.", "3 row(s) outside atol 1e-05×scale."),
+        ("SEVERE: Failed to convert PKL to PMML\nSkLearnException: not a supported Estimator\nat ...",
+         "SkLearnException: not a supported Estimator"),
+        ("SEVERE: all there is", "SEVERE: all there is"),
+        ("x" * 300, "x" * 239 + "…"),
+        ("", ""),
+    ],
+    ids=["two-sentences", "jvm-log-line-first", "only-a-log-line", "long", "empty"],
+)  # fmt: skip
+def test_a_summary_gives_the_first_sentence_that_says_something(explanation, said):
+    assert first_sentence(explanation) == said

@@ -15,6 +15,7 @@ from parity.core.errors import RecordError, RecordSchemaError
 from parity.core.records import (
     AuditPayload,
     AuditStatus,
+    Check,
     Document,
     Manifest,
     Metadata,
@@ -22,6 +23,9 @@ from parity.core.records import (
     RegisteredPayload,
     RegistrationRecord,
     Report,
+    Verdict,
+    Where,
+    targets_section,
 )
 from parity.registry import FileRegistry, ModelRef
 
@@ -135,3 +139,50 @@ def test_a_schema_must_be_the_integer_itself(schema, tmp_path):
     path = _write(tmp_path, {**VALID[Manifest], "schema": schema})
     with pytest.raises(RecordSchemaError, match=rf"Manifest schema {re.escape(repr(schema))}"):
         Manifest.read(path)
+
+
+# -- where a runtime ran: once per target ----------------------------------------------------------------
+def _checks_as_validators_make_them() -> list[Check]:
+    """Two runtimes on one target, each described by its runner, and a cross-target row (which is not)."""
+    here = Where(machine="x86_64", cpuinfo={"flags": "sse2 avx2"}, threads=1)
+    away = Where(machine="aarch64", cpu="neoverse-n1", verification="ok")
+    cell = {"format": "pmml", "verdict": Verdict.PASS}
+    return [
+        Check(**cell, runtime="jpmml_evaluator", target="linux-x86_64", output="predict", where=here),
+        Check(**cell, runtime="jpmml_evaluator", target="linux-x86_64", output="predict_proba", where=here),
+        Check(**cell, runtime="jpmml", target="linux-aarch64-emulated", output="predict", where=away),
+        Check(
+            **cell, runtime="jpmml", target="linux-aarch64-emulated", output="predict", against="linux-x86_64"
+        ),
+    ]
+
+
+def test_a_written_report_keeps_where_once_per_target_and_reads_it_back_into_every_check(tmp_path):
+    checks = _checks_as_validators_make_them()
+    base = Report.from_data(VALID[Report]).model_dump()
+    report = Report(**{**base, "checks": checks, "targets": targets_section(checks)})
+    written = json.loads(report.to_bytes())
+
+    assert all("where" not in check for check in written["checks"])
+    assert written["targets"]["linux-x86_64"]["where"] == {"pmml/jpmml_evaluator": checks[0].where.to_json()}
+    assert written["targets"]["linux-aarch64-emulated"]["where"] == {"pmml/jpmml": checks[2].where.to_json()}
+    read = Report.read(_write(tmp_path, written))
+    assert [read.where_of(c) for c in read.checks] == [c.where for c in checks[:3]] + [checks[2].where]
+    assert [c.where for c in read.checks] == [read.where_of(c) for c in read.checks]
+    assert read == report
+
+
+def test_a_report_made_without_a_targets_section_keeps_its_checks_where_in_one():
+    checks = _checks_as_validators_make_them()
+    report = Report(**{**Report.from_data(VALID[Report]).model_dump(), "targets": {}, "checks": checks})
+    assert set(report.targets) == {"linux-x86_64", "linux-aarch64-emulated"}
+    assert report.where_of(checks[1]) == checks[1].where
+    assert report.to_json()["targets"] == Report.from_data(report.to_json()).to_json()["targets"]
+
+
+def test_an_old_report_reads_with_where_in_each_check_and_is_written_once_per_target():
+    old = _json(BUNDLE / "report.json")
+    assert old["schema"] == 1 and all("where" in check for check in old["checks"])
+    report = Report.read(BUNDLE / "report.json")
+    assert [c.where.to_json() for c in report.checks] == [check["where"] for check in old["checks"]]
+    assert all("where" not in check for check in report.to_json()["checks"])

@@ -202,3 +202,29 @@ def test_pmml_runner_natively_matches_jpmml_evaluator_exactly(iris, tmp_path):
     expected = JpmmlRuntime().evaluate(conversion.path, X)
     columns = [f"probability({c})" for c in estimator.classes_]
     np.testing.assert_array_equal(frame[columns].to_numpy(), expected[columns].to_numpy(dtype=float))
+
+
+@pytest.mark.aarch64
+def test_a_table_without_a_process_target_still_compares_every_row_on_the_first_deploy_target(
+    gbr_model, tmp_path
+):
+    """Sampling is for extra targets: the first deploy target evaluates every reference row."""
+    from parity.validators.targets import setup_aarch64
+
+    setup_aarch64(log=lambda line: None)
+    model, conversion = gbr_model
+    rows = len(model.reference)
+    targets = load_targets(
+        write_table(
+            tmp_path,
+            '[[target]]\nname = "arm"\nplatform = "linux/aarch64"\nreach = "emulator"\nsample_rows = 50\n\n'
+            '[[target]]\nname = "arm-again"\nplatform = "linux/aarch64"\nreach = "emulator"\nsample_rows = 50\n'
+            "required = false\n",
+        )
+    )
+    checks = validate_conversion(ModelContext(model), conversion, targets=targets, roles={})
+    (coverage,) = [c for c in checks if c.kind == "coverage" and c.output == "predict"]
+    assert (coverage.verdict, coverage.rows) == (Verdict.PASS, rows)
+    assert coverage.explanation == f"{rows} of {rows} reference rows compared by onnxruntime@arm"
+    (sampled,) = [c for c in checks if c.target == "arm-again" and c.against == "scikit-learn"]
+    assert sampled.rows == 50

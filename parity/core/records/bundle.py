@@ -3,9 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import ClassVar
+from typing import Any, ClassVar
 
-from pydantic import Field
+from pydantic import (
+    Field,
+    SerializerFunctionWrapHandler,
+    field_serializer,
+    model_validator,
+)
 
 from .base import Document, Record, now, omitted_when_none
 from .checks import Check, Where
@@ -22,16 +27,43 @@ class TargetEntry(Record):
     where: dict[str, Where] = Field(default_factory=dict)
 
 
+def runtime_key(check: Check) -> str:
+    """The key of a check's runtime in its target's ``where``: ``format/runtime``."""
+    return f"{check.format}/{check.runtime}"
+
+
 def targets_section(checks: Iterable[Check]) -> dict[str, TargetEntry]:
     """Per target: whether it is required, and per runtime the first description of where it ran."""
-    required: dict[str, bool] = {}
-    where: dict[str, dict[str, Where]] = {}
+    return described_targets({}, checks)
+
+
+def described_targets(targets: dict[str, TargetEntry], checks: Iterable[Check]) -> dict[str, TargetEntry]:
+    """``targets`` with every target and runtime description the checks carry that it lacks (the first one
+    of each runtime on each target, as each runtime has one description per target)."""
+    required = {name: entry.required for name, entry in targets.items()}
+    where = {name: dict(entry.where) for name, entry in targets.items()}
     for check in checks:
         required.setdefault(check.target, check.required)
         described = where.setdefault(check.target, {})
         if check.where.to_json():
-            described.setdefault(f"{check.format}/{check.runtime}", check.where)
-    return {target: TargetEntry(required=required[target], where=where[target]) for target in required}
+            described.setdefault(runtime_key(check), check.where)
+    return {
+        name: targets[name]
+        if name in targets and where[name] == targets[name].where
+        else TargetEntry(required=required[name], where=where[name])
+        for name in required
+    }
+
+
+def _where_in(targets: dict[str, TargetEntry], check: Check) -> Where:
+    entry = targets.get(check.target)
+    return entry.where.get(runtime_key(check), Where()) if entry else Where()
+
+
+def _described(check: Check, targets: dict[str, TargetEntry]) -> Check:
+    """The check with its runtime's description on its target (itself when it already has it)."""
+    where = _where_in(targets, check)
+    return check if check.where == where else check.model_copy(update={"where": where})
 
 
 def decide_outcome(checks: Iterable[Check], conversions_unsupported: bool) -> Outcome:
@@ -58,7 +90,10 @@ class Report(Document):
 
     Schema 2 (this one) added each check's ``role``, ``against``, ``stage`` and ``band``; a schema-1 report's
     cross-target rows said their basis in their ``kind`` (``label vs <target>``), which is read into
-    ``against``.
+    ``against``. Schema 2 also stores where each runtime ran once per target
+    (``targets[<target>].where["format/runtime"]``) and no longer in each check: a report gives each of its
+    checks the description of its runtime on its target (see :meth:`where_of`), so ``check.where`` reads the
+    same in a report built now, one read from schema 2 and one read from schema 1 (whose checks carried it).
     """
 
     SCHEMAS: ClassVar[tuple[int, ...]] = (1, 2)
@@ -81,6 +116,26 @@ class Report(Document):
     bundle: str | None = omitted_when_none()
     #: why no report could be made (a crashed validation only)
     error: str | None = omitted_when_none()
+
+    @model_validator(mode="after")
+    def _where_once_per_target(self) -> Report:
+        """Each runtime's description kept in ``targets`` (also from checks that carry their own, as schema
+        1 wrote them and validators make them), and each check given its runtime's description."""
+        targets = described_targets(self.targets, self.checks)
+        checks = [_described(check, targets) for check in self.checks]
+        # the record is frozen; this is its own validation finishing it, before anyone has seen it
+        object.__setattr__(self, "targets", targets)
+        object.__setattr__(self, "checks", checks)
+        return self
+
+    @field_serializer("checks", mode="wrap")
+    def _checks_without_where(self, checks: list[Check], handler: SerializerFunctionWrapHandler) -> Any:
+        """Checks as written: where they ran is in ``targets``, once per target."""
+        return [{k: v for k, v in row.items() if k != "where"} for row in handler(checks)]
+
+    def where_of(self, check: Check) -> Where:
+        """Where a check's runtime ran on its target (empty where the runner said nothing)."""
+        return _where_in(self.targets, check)
 
     @classmethod
     def crashed(cls, name: str, version: int, message: str) -> Report:

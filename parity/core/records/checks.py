@@ -101,7 +101,8 @@ class Check(Record):
     #: how far the worst row is, as a band of the deviation scaled to the output (``OK``, ``e<1e-6``...,
     #: ``big-diff``); empty where no numbers were compared
     band: str = ""
-    #: where the outputs really came from (the runner's own description) and the target's settings
+    #: where the outputs really came from (the runner's own description) and the target's settings; a report
+    #: stores it once per target and runtime (``Report.targets``) and gives it back to each of its checks
     where: Where = Field(default_factory=Where)
 
     @model_validator(mode="before")

@@ -1,0 +1,74 @@
+"""What became of each validation of a model version that left files: the archived bundle and the
+attempts kept in the rejected area, each with the outcome its report says, newest last."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+from parity.core.errors import RecordError
+from parity.core.records import Outcome, Report
+
+from .bundle import Archive
+
+#: A rejected attempt's folder starts with the UTC time it was filed (``20261202T015610593334Z-…``).
+_FILED_AT = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})")
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """One validation of a model version, as its files say."""
+
+    path: Path
+    #: True for the archived bundle, False for an attempt in the rejected area
+    archived: bool
+    #: ``error`` when its report cannot be read (then ``problem`` says why)
+    outcome: Outcome
+    #: when it was validated (ISO 8601, seconds), from its report or, failing that, its folder's name
+    validated_at: str
+    problem: str = ""
+
+
+def _filed_at(folder: Path) -> str:
+    found = _FILED_AT.match(folder.name)
+    if not found:
+        return ""
+    y, mo, d, h, mi, s = found.groups()
+    return f"{y}-{mo}-{d}T{h}:{mi}:{s}+00:00"
+
+
+def _attempt(folder: Path, archived: bool) -> Attempt:
+    try:
+        report = Report.read(folder / "report.json")
+    except (OSError, RecordError) as err:
+        return Attempt(folder, archived, Outcome.ERROR, _filed_at(folder), f"report unreadable: {err}")
+    return Attempt(folder, archived, report.outcome, report.validated_at)
+
+
+def attempts(archive: Archive, name: str, version: int) -> list[Attempt]:
+    """Every validation of ``name:version`` that left files, oldest first.
+
+    Parameters
+    ----------
+    archive : Archive
+    name, version : the model version
+
+    Returns
+    -------
+    list of Attempt
+        Ordered by when each was validated; the rejected attempts among themselves by the time in their
+        folder's name; an archived bundle validated in the same second as a rejected attempt counts as the
+        newer (a version is archived once, after the attempts that failed).
+    """
+    found = [_attempt(folder, False) for folder in archive.rejected(name, version)]
+    if archive.is_archived(name, version):
+        found.append(_attempt(archive.bundle_path(name, version), True))
+    # sorted() is stable: rejected attempts keep their folder order, the bundle stays after its equals
+    return sorted(found, key=lambda a: a.validated_at)
+
+
+def newest_attempt(archive: Archive, name: str, version: int) -> Attempt | None:
+    """The latest validation of ``name:version`` that left files (see :func:`attempts`); None if none."""
+    found = attempts(archive, name, version)
+    return found[-1] if found else None
