@@ -153,7 +153,8 @@ def test_ui_artifacts_of_the_model_are_readable(triggered, places):
     table = client_call(_artifacts, artifact_key(MODEL))
     assert table and table[0].type == "table"
     rows = json.loads(table[0].data) if isinstance(table[0].data, str) else table[0].data
-    assert {row["verdict"] for row in rows} == {"pass"}
+    assert {row["verdict"] for row in rows} == {"pass", "not covered"}
+    assert {row["output"] for row in rows if row["verdict"] == "not covered"} == {"decision_function"}
     assert {"format", "runtime", "target", "output", "max_abs", "verdict"} <= set(rows[0])
     report = client_call(_artifacts, artifact_key(MODEL, "report"))
     assert report and "## Worst rows" in report[0].data and "## Provenance" in report[0].data

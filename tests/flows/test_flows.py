@@ -102,7 +102,8 @@ def test_artifacts_are_readable_through_the_client(swept):
     tables = asyncio.run(read(artifact_key("iris-logreg")))
     assert tables and tables[0].type == "table"
     rows = json.loads(tables[0].data) if isinstance(tables[0].data, str) else tables[0].data
-    assert {row["verdict"] for row in rows} == {"pass"}
+    assert {row["verdict"] for row in rows} == {"pass", "not covered"}
+    assert {row["output"] for row in rows if row["verdict"] == "not covered"} == {"decision_function"}
     reports = asyncio.run(read(artifact_key("iris-spreading", "report")))
     assert reports and "UNSUPPORTED" in reports[0].data
 
