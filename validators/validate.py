@@ -718,11 +718,17 @@ def coverage_checks(context: ModelContext, conversion: Conversion, runs: list[Ru
             )
         else:
             what = spec.field_names(conversion, output)
-            explanation = (
-                f"the {conversion.format.upper()} artifact has no {what}: no deploy runtime gave {output}"
-                if not giving
-                else f"only {len(covered)} of {n_rows} reference rows compared by {', '.join(by)}"
-            )
+            if giving:
+                explanation = f"only {len(covered)} of {n_rows} reference rows compared by {', '.join(by)}"
+            elif not any(r.blocking for r in runs):
+                explanation = (
+                    f"not compared: no deploy runtime evaluated the {conversion.format.upper()} artifact on a "
+                    "deploy target (see its rows)"
+                )
+            else:
+                explanation = (
+                    f"the {conversion.format.upper()} artifact has no {what}: no deploy runtime gave {output}"
+                )
             checks.append(
                 Check(verdict=Verdict.FAIL, explanation=explanation, stage=Stage.COVERAGE, **fields)
             )
