@@ -42,6 +42,7 @@ def _moved(value: float, relative: float = RELATIVE_CHANGE) -> float:
 
 _TREES = ("TreeEnsembleClassifier", "TreeEnsembleRegressor")
 _LINEAR = ("LinearClassifier", "LinearRegressor")
+_SVM = ("SVMClassifier", "SVMRegressor")
 
 
 def _attribute(node: onnx.NodeProto, name: str) -> onnx.AttributeProto | None:
@@ -157,7 +158,8 @@ def _coefficient_index(coefficients: np.ndarray) -> int:
 
 def onnx_coefficient(source: Path, target: Path, relative: float = RELATIVE_CHANGE) -> None:
     """The largest coefficient (in magnitude) times ``1 + relative``: a linear operator's ``coefficients``
-    (both rows of a binary classifier's ``[-w, w]``), else the first MatMul's weight initializer."""
+    (both rows of a binary classifier's ``[-w, w]``), an SVM's dual coefficients, else the first MatMul's
+    weight initializer."""
     model = onnx.load(str(source))
     linear = _nodes(model, _LINEAR)
     if linear:
@@ -176,9 +178,18 @@ def onnx_coefficient(source: Path, target: Path, relative: float = RELATIVE_CHAN
             raise NothingToMutate(f"{source.name}: a relative change of {relative:g} is lost in float32")
         _set(node, "coefficients", after.ravel().tolist())
         return _save(model, target)
+    svm = _nodes(model, _SVM)
+    if svm:  # dual coefficients: no row per class to keep in step
+        before = np.asarray(_attribute(svm[0], "coefficients").floats, np.float64)
+        after = before.copy()
+        after[_coefficient_index(after)] *= 1 + relative
+        if not _float32_changed(before, after):
+            raise NothingToMutate(f"{source.name}: a relative change of {relative:g} is lost in float32")
+        _set(svm[0], "coefficients", after.tolist())
+        return _save(model, target)
     found = _first_weight_initializer(model, "MatMul")
     if found is None:
-        raise NothingToMutate(f"{source.name}: no linear operator and no MatMul weights")
+        raise NothingToMutate(f"{source.name}: no linear or SVM operator and no MatMul weights")
     name, weights = found
     changed = weights.astype(np.float64).copy()
     flat = changed.reshape(-1)
@@ -195,11 +206,16 @@ def onnx_small_coefficient(source: Path, target: Path) -> None:
 
 
 def onnx_intercept(source: Path, target: Path) -> None:
-    """Every intercept of the first linear operator, or a tree ensemble's ``base_values``, or the first Add's
-    bias initializer, moved by :data:`RELATIVE_CHANGE`."""
+    """Every intercept of the first linear operator, an SVM's ``rho``, a tree ensemble's ``base_values``, or
+    the first Add's bias initializer, moved by :data:`RELATIVE_CHANGE`."""
     model = onnx.load(str(source))
-    for node in _nodes(model, _LINEAR + _TREES):
-        name = "intercepts" if node.op_type in _LINEAR else "base_values"
+    names = {
+        **dict.fromkeys(_LINEAR, "intercepts"),
+        **dict.fromkeys(_SVM, "rho"),
+        **dict.fromkeys(_TREES, "base_values"),
+    }
+    for node in _nodes(model, tuple(names)):
+        name = names[node.op_type]
         attribute = _attribute(node, name)
         if attribute is not None and len(attribute.floats):
             _set(node, name, [_moved(v) for v in attribute.floats])
@@ -361,14 +377,16 @@ def pmml_leaf(source: Path, target: Path) -> None:
 
 
 def _coefficients(root: ET.Element) -> list[tuple[ET.Element, str]]:
-    """Every coefficient of the document: regression tables' predictors, else neural connections."""
+    """Every coefficient of the document: regression tables' predictors, else neural connections, else
+    support vector machines' coefficients."""
     found = [(p, "coefficient") for p in _all(root, "NumericPredictor")]
-    return found or [(c, "weight") for c in _all(root, "Con")]
+    found = found or [(c, "weight") for c in _all(root, "Con")]
+    return found or [(c, "value") for c in _all(root, "Coefficient")]
 
 
 def pmml_coefficient(source: Path, target: Path, relative: float = RELATIVE_CHANGE) -> None:
     """The largest coefficient (in magnitude) times ``1 + relative``: a ``NumericPredictor`` of a
-    RegressionTable, else a neuron's ``Con`` weight."""
+    RegressionTable, else a neuron's ``Con`` weight, else a support vector's ``Coefficient``."""
     tree = _read_pmml(source)
     found = _coefficients(tree.getroot())
     if not found:
@@ -390,9 +408,15 @@ def pmml_small_coefficient(source: Path, target: Path) -> None:
 
 def pmml_intercept(source: Path, target: Path) -> None:
     """The first intercept of the document moved by :data:`RELATIVE_CHANGE`: a RegressionTable's
-    ``intercept``, a Target's ``rescaleConstant`` or a Neuron's ``bias``, whichever comes first."""
+    ``intercept``, a Target's ``rescaleConstant``, a Neuron's ``bias`` or a support vector machine's
+    ``absoluteValue``, whichever comes first."""
     tree = _read_pmml(source)
-    attributes = {"RegressionTable": "intercept", "Target": "rescaleConstant", "Neuron": "bias"}
+    attributes = {
+        "RegressionTable": "intercept",
+        "Target": "rescaleConstant",
+        "Neuron": "bias",
+        "Coefficients": "absoluteValue",
+    }
     for element in tree.getroot().iter():
         name = attributes.get(_local(element))
         if name and element.get(name) is not None:
@@ -413,7 +437,8 @@ def _target_categories(root: ET.Element) -> list[str]:
 def pmml_class_labels(source: Path, target: Path) -> None:
     """The first two target categories swapped wherever the model scores them (RegressionTable
     ``targetCategory``, ScoreDistribution ``value`` and classification Node ``score``, a neural output's
-    NormDiscrete ``value``), not in the data dictionary or the output fields."""
+    NormDiscrete ``value``, a support vector machine's target and alternate categories), not in the data
+    dictionary or the output fields."""
     tree = _read_pmml(source)
     root = tree.getroot()
     categories = _target_categories(root)
@@ -422,6 +447,8 @@ def pmml_class_labels(source: Path, target: Path) -> None:
     swap = {categories[0]: categories[1], categories[1]: categories[0]}
     targets = [(t, "targetCategory") for t in _all(root, "RegressionTable")]
     targets += [(d, "value") for d in _all(root, "ScoreDistribution")]
+    for machine in _all(root, "SupportVectorMachine"):
+        targets += [(machine, "targetCategory"), (machine, "alternateTargetCategory")]
     targets += [(d, "value") for o in _all(root, "NeuralOutput") for d in _all(o, "NormDiscrete")]
     for model in _all(root, "TreeModel"):
         if model.get("functionName") == "classification":

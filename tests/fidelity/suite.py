@@ -26,6 +26,7 @@ from sklearn.linear_model import LogisticRegression, Ridge
 from sklearn.neural_network import MLPClassifier
 from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import StandardScaler
+from sklearn.svm import SVC
 from sklearn.tree import DecisionTreeClassifier
 
 from parity.core.defaults import host_platform
@@ -111,6 +112,13 @@ FAMILIES: dict[str, Family] = {
         only_in={"pmml": ("coefficient", "small-coefficient")},
     ),
     "Ridge": Family("diabetes", Ridge, ("coefficient", "small-coefficient", "intercept")),
+    "SVC": Family(
+        "iris",
+        lambda: make_pipeline(StandardScaler(), SVC(probability=True, random_state=0)),
+        ("coefficient", "small-coefficient", "intercept", "class-labels"),
+        # sklearn2pmml writes no probability fields for SVC: no columns to swap in the PMML
+        only_in={"onnx": ("columns",)},
+    ),
     "MLPClassifier": Family(
         "iris",
         lambda: MLPClassifier(hidden_layer_sizes=(8,), max_iter=2000, random_state=0),
@@ -171,10 +179,10 @@ def direct_outputs(
         roles = {"label": "predict", "probabilities": "predict_proba", "variable": "predict"}
         return {roles[name]: np.asarray(value) for name, value in raw.items() if name in roles}
     frame = _JUDGE_JPMML.evaluate(conversion.path, X)
-    target = conversion.details.target
-    outputs = {"predict": frame[target].to_numpy()}
-    if classes is not None:
-        outputs["predict_proba"] = frame[[f"probability({c})" for c in classes]].to_numpy(np.float64)
+    outputs = {"predict": frame[conversion.details.target].to_numpy()}
+    columns = [f"probability({c})" for c in classes or []]
+    if columns and all(c in frame.columns for c in columns):  # an SVC's PMML has no probability fields
+        outputs["predict_proba"] = frame[columns].to_numpy(np.float64)
     return outputs
 
 

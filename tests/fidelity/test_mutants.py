@@ -23,6 +23,11 @@ _HEDGED = (
     "the runtime ... or a conversion bug' whatever its size (issue 8, item 5: call it a bug without hedging)"
 )
 
+_WITNESS = (
+    "onnx's ReferenceEvaluator is off by up to 0.117 on multiclass SVC probabilities (onnxruntime within 4e-7), "
+    "and every runtime blocks today (issue 8, item 1: a witness runtime is reported, never blocking)"
+)
+
 #: What fails today, by test, then by id: the lead removes an entry when his part of issue 8 lands (they are
 #: ``xfail(strict=False)``, so a fixed one shows as XPASS until then).
 EXPECTED_MISSES: dict[str, dict[str, str]] = {
@@ -55,9 +60,13 @@ EXPECTED_MISSES: dict[str, dict[str, str]] = {
             ("MLPClassifier", "intercept"),
             ("MLPClassifier", "columns"),
             ("MLPClassifier", "post-transform"),
+            ("SVC", "coefficient"),
+            ("SVC", "intercept"),
+            ("SVC", "columns"),
         ]
-    },
-    "never-rejected": {},
+    }
+    | {"onnx-SVC-class-labels": _WITNESS},
+    "never-rejected": {"onnx-SVC": _WITNESS},
 }
 
 
@@ -65,7 +74,7 @@ EXPECTED_MISSES: dict[str, dict[str, str]] = {
 #: leaving the PMML file open until the garbage collector frees the iterator: an "unclosed file" warning at a
 #: random later moment, in whichever test is running. Not what these tests are about.
 pytestmark = pytest.mark.filterwarnings(
-    "ignore:Exception ignored in. <_io.FileIO name='[^']*[.]pmml'::pytest.PytestUnraisableExceptionWarning"
+    "ignore:Exception ignored in. <_io.FileIO name='[^']*[.]pmml':pytest.PytestUnraisableExceptionWarning"
 )
 
 
