@@ -268,6 +268,17 @@ def onnx_columns(source: Path, target: Path, output: str = "probabilities") -> N
     _save(model, target)
 
 
+def onnx_dropped_output(source: Path, target: Path, output: str = "probabilities") -> None:
+    """The ``probabilities`` output removed from the graph (its node still computes it): an artifact that
+    gives labels only."""
+    model = onnx.load(str(source))
+    outputs = [o for o in model.graph.output if o.name == output]
+    if not outputs:
+        raise NothingToMutate(f"{source.name}: no {output!r} output")
+    model.graph.output.remove(outputs[0])
+    _save(model, target)
+
+
 #: A wrong post-transform: what each correct one becomes.
 _WRONG_POST_TRANSFORM = {b"LOGISTIC": "NONE", b"SOFTMAX": "NONE", b"SOFTMAX_ZERO": "NONE", b"PROBIT": "NONE"}
 
@@ -478,6 +489,24 @@ def pmml_columns(source: Path, target: Path) -> None:
     _write_pmml(tree, target)
 
 
+def pmml_dropped_output(source: Path, target: Path) -> None:
+    """Every probability output field removed (an ``<Output>`` left empty goes too): a PMML that gives the
+    predicted label only."""
+    tree = _read_pmml(source)
+    removed = 0
+    for parent in list(tree.getroot().iter()):
+        for output in _children(parent, "Output"):
+            for field in _children(output, "OutputField"):
+                if field.get("feature") == "probability":
+                    output.remove(field)
+                    removed += 1
+            if not len(output):
+                parent.remove(output)
+    if not removed:
+        raise NothingToMutate(f"{source.name}: no probability output field")
+    _write_pmml(tree, target)
+
+
 #: A wrong normalization: what each correct one becomes (valid PMML, so the model still evaluates).
 _WRONG_NORMALIZATION = {"logit": "probit", "softmax": "simplemax", "probit": "logit", "simplemax": "softmax"}
 
@@ -525,7 +554,8 @@ def pmml_nan_handling(source: Path, target: Path) -> None:
 
 
 #: format → mutation class → mutator. The classes are those of issue 8: moved thresholds, changed leaves,
-#: coefficients and intercepts, swapped labels and columns, wrong post-transforms, NaN handling.
+#: coefficients and intercepts, swapped labels and columns, wrong post-transforms, NaN handling; and its
+#: "silent gap", an artifact without its probabilities.
 MUTATORS: dict[str, dict[str, Mutator]] = {
     "onnx": {
         "threshold": onnx_threshold,
@@ -535,6 +565,7 @@ MUTATORS: dict[str, dict[str, Mutator]] = {
         "intercept": onnx_intercept,
         "class-labels": onnx_class_labels,
         "columns": onnx_columns,
+        "dropped-output": onnx_dropped_output,
         "post-transform": onnx_post_transform,
         "nan-handling": onnx_nan_handling,
     },
@@ -546,6 +577,7 @@ MUTATORS: dict[str, dict[str, Mutator]] = {
         "intercept": pmml_intercept,
         "class-labels": pmml_class_labels,
         "columns": pmml_columns,
+        "dropped-output": pmml_dropped_output,
         "post-transform": pmml_post_transform,
         "nan-handling": pmml_nan_handling,
     },

@@ -80,9 +80,10 @@ _LINEAR_CLASSIFIER = (
     "intercept",
     "class-labels",
     "columns",
+    "dropped-output",
     "post-transform",
 )
-_TREE_CLASSIFIER = ("threshold", "leaf", "class-labels", "columns", "nan-handling")
+_TREE_CLASSIFIER = ("threshold", "leaf", "class-labels", "columns", "dropped-output", "nan-handling")
 
 #: The families of the suite. LogisticRegression is standardised first (a StandardScaler pipeline), as
 #: breast cancer needs; HistGradientBoostingClassifier learns on data with missing values, where NaN
@@ -107,7 +108,16 @@ FAMILIES: dict[str, Family] = {
     "HistGradientBoostingClassifier": Family(
         "breast_cancer_nan",
         lambda: HistGradientBoostingClassifier(max_iter=10, max_depth=3, random_state=0),
-        ("threshold", "leaf", "intercept", "class-labels", "columns", "post-transform", "nan-handling"),
+        (
+            "threshold",
+            "leaf",
+            "intercept",
+            "class-labels",
+            "columns",
+            "dropped-output",
+            "post-transform",
+            "nan-handling",
+        ),
         # the PMML scales the boosted sum by a coefficient (1.0) before its logit; the ONNX has no such step
         only_in={"pmml": ("coefficient", "small-coefficient")},
     ),
@@ -117,7 +127,7 @@ FAMILIES: dict[str, Family] = {
         lambda: make_pipeline(StandardScaler(), SVC(probability=True, random_state=0)),
         ("coefficient", "small-coefficient", "intercept", "class-labels"),
         # sklearn2pmml writes no probability fields for SVC: no columns to swap in the PMML
-        only_in={"onnx": ("columns",)},
+        only_in={"onnx": ("columns", "dropped-output")},
     ),
     "MLPClassifier": Family(
         "iris",
