@@ -370,14 +370,14 @@ def pmml_leaf(source: Path, target: Path) -> None:
     for node in filter(_is_leaf, _all(tree.getroot(), "Node")):
         distribution = _children(node, "ScoreDistribution")
         if distribution:
+            if any(d.get("probability") is not None for d in distribution):
+                raise NothingToMutate(f"{source.name}: ScoreDistribution with probabilities: not handled")
             counts = [d.get("recordCount") for d in distribution]
             rotated = list(np.roll(counts, 1))
             if rotated == counts:
                 continue
             for element, count in zip(distribution, rotated, strict=True):
                 element.set("recordCount", count)
-                if element.get("probability") is not None:
-                    raise NothingToMutate(f"{source.name}: ScoreDistribution with probabilities: not handled")
             node.set("score", distribution[int(np.argmax([float(c) for c in rotated]))].get("value"))
         elif node.get("score") not in (None, "0", "0.0"):
             node.set("score", repr(-float(node.get("score"))))

@@ -248,6 +248,11 @@ class MutantResult:
         ]
 
     @property
+    def rejected(self) -> bool:
+        """Whether Parity rejects the model (whatever the judge says)."""
+        return self.outcome is not Outcome.PASSED
+
+    @property
     def status(self) -> str:
         if self.observable is None:
             return "not observable"
@@ -377,31 +382,32 @@ class Suite:
         return list(self._results.values())
 
 
+#: The columns of the counts: the three statuses, and the not-observable mutants Parity rejects anyway.
+COLUMNS = ("caught", "not observable", "missed", "rejected though not observable")
+
+
 def counts_by_class(results: list[MutantResult]) -> dict[tuple[str, str], dict[str, int]]:
-    """(format, mutation class) → {"caught": n, "not observable": n, "missed": n}."""
+    """(format, mutation class) → a count per :data:`COLUMNS`."""
     table: dict[tuple[str, str], dict[str, int]] = {}
     for result in results:
-        row = table.setdefault((result.fmt, result.mutation), {"caught": 0, "not observable": 0, "missed": 0})
+        row = table.setdefault((result.fmt, result.mutation), dict.fromkeys(COLUMNS, 0))
         row[result.status] += 1
+        row["rejected though not observable"] += result.status == "not observable" and result.rejected
     return table
 
 
 def counts_table(results: list[MutantResult]) -> str:
     """The counts as a markdown table, per format and class, with a total per format."""
-    lines = ["| format | class | caught | not observable | missed |", "|---|---|---|---|---|"]
+    lines = [f"| format | class | {' | '.join(COLUMNS)} |", "|---|---|" + "---|" * len(COLUMNS)]
     table = counts_by_class(results)
     for fmt in [f for f in FORMATS if any(r.fmt == f for r in results)]:
-        total = {"caught": 0, "not observable": 0, "missed": 0}
+        total = dict.fromkeys(COLUMNS, 0)
         for (f, mutation), row in table.items():
             if f == fmt:
-                lines.append(
-                    f"| {fmt} | {mutation} | {row['caught']} | {row['not observable']} | {row['missed']} |"
-                )
-                total = {k: total[k] + row[k] for k in total}
-        lines.append(
-            f"| {fmt} | **all** | {total['caught']} | {total['not observable']} | {total['missed']} |"
-        )
+                lines.append(f"| {fmt} | {mutation} | {' | '.join(str(row[c]) for c in COLUMNS)} |")
+                total = {c: total[c] + row[c] for c in COLUMNS}
+        lines.append(f"| {fmt} | **all** | {' | '.join(str(total[c]) for c in COLUMNS)} |")
     return "\n".join(lines)
 
 
-__all__ = ["FAMILIES", "MUTANTS", "NothingToMutate", "Suite", "counts_table", "names_a_bug"]
+__all__ = ["FAMILIES", "MUTANTS", "MutantResult", "NothingToMutate", "Suite", "counts_table", "names_a_bug"]
