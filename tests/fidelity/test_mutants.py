@@ -14,7 +14,7 @@ import filecmp
 
 import pytest
 
-from parity.core.records import Outcome
+from parity.core.records import Check, Outcome, Stage
 from tests.fidelity.mutators import MUTATORS, NothingToMutate
 from tests.fidelity.suite import FAMILIES, FORMATS, MUTANTS, Suite, names_a_bug
 
@@ -73,6 +73,11 @@ EXPECTED_MISSES: dict[str, dict[str, str]] = {
             ("SVC", "coefficient"),
             ("SVC", "intercept"),
             ("SVC", "columns"),
+            # not observable under today's bands (skipped); hedged the same way once tighter bands see them
+            *[
+                (family, "small-coefficient")
+                for family in ("LogisticRegression", "Ridge", "MLPClassifier", "SVC")
+            ],
         ]
     }
     | {"onnx-SVC-class-labels": _WITNESS},
@@ -164,9 +169,17 @@ def test_caught_mutant_is_explained_as_a_bug(fmt: str, family: str, mutation: st
         pytest.skip(f"{result.id} is not caught: test_observable_mutant_is_caught fails for it")
     compared = result.compared or result.blocking
 
-    hedged = [f"{c.cell}: {c.explanation}" for c in compared if not names_a_bug(c.explanation)]
+    hedged = [f"{c.cell}: {c.explanation}" for c in compared if not _explained(c)]
 
     assert not hedged, "\n".join(hedged)
+
+
+def _explained(check: Check) -> bool:
+    """A coverage failure says which output is missing; any other failure names a bug, never rounding."""
+    if check.stage is Stage.COVERAGE:
+        text = check.explanation.lower()
+        return check.output in text or "probabilit" in text
+    return names_a_bug(check.explanation)
 
 
 # --- the same artifacts, unmutated ---------------------------------------------------------------------
