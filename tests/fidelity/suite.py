@@ -12,6 +12,7 @@ nothing about the mutant.
 
 from __future__ import annotations
 
+import functools
 import re
 import warnings
 from collections.abc import Callable
@@ -169,8 +170,10 @@ def outside_band(expected: np.ndarray, actual: np.ndarray, tolerance: Tolerance)
     return bad if bad.ndim == 1 else bad.any(axis=1)
 
 
-#: The judge's own JPMML (the JVM is shared with Parity's runtimes: one per process).
-_JUDGE_JPMML = JpmmlRuntime()
+@functools.cache
+def _judge_jpmml() -> JpmmlRuntime:
+    """The judge's own JPMML runtime (its JVM is the process's one, shared with Parity's runtimes)."""
+    return JpmmlRuntime()
 
 
 def direct_outputs(
@@ -188,7 +191,7 @@ def direct_outputs(
         )
         roles = {"label": "predict", "probabilities": "predict_proba", "variable": "predict"}
         return {roles[name]: np.asarray(value) for name, value in raw.items() if name in roles}
-    frame = _JUDGE_JPMML.evaluate(conversion.path, X)
+    frame = _judge_jpmml().evaluate(conversion.path, X)
     outputs = {"predict": frame[conversion.details.target].to_numpy()}
     columns = [f"probability({c})" for c in classes or []]
     if columns and all(c in frame.columns for c in columns):  # an SVC's PMML has no probability fields
