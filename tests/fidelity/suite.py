@@ -267,6 +267,7 @@ class MutantResult:
 _HEDGE = re.compile(r"rounding|float32 arithmetic|explained by float32")
 _DENIED = re.compile(
     r"(?:not|beyond) (?:explained by )?(?:float32 )?(?:input )?rounding|not explained by float32\w*"
+    r"|beyond what float(?:32|64) arithmetic can produce"
 )
 
 

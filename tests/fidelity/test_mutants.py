@@ -5,7 +5,7 @@ Each mutant is a correct conversion of one family (``suite.FAMILIES``) with one 
 ``mutators.MUTATORS`` applied. An independent judge (``Suite.judge``: the artifact run directly, compared with
 scikit-learn under the band Parity uses) decides whether the mutant changes a reference output beyond its
 band; one that does not is "not observable" (skipped, and counted in the session summary), not a failure.
-What fails today and should not once issue 8 lands is listed in :data:`EXPECTED_MISSES`, nowhere else.
+What would fail is listed in :data:`EXPECTED_MISSES`, nowhere else (empty since issue 8).
 """
 
 from __future__ import annotations
@@ -18,71 +18,9 @@ from parity.core.records import Check, Outcome, Stage
 from tests.fidelity.mutators import MUTATORS, NothingToMutate
 from tests.fidelity.suite import FAMILIES, FORMATS, MUTANTS, Suite, names_a_bug
 
-_HEDGED = (
-    "validators/validate.py _explain calls a float32 artifact's non-label deviation 'float32 arithmetic in "
-    "the runtime ... or a conversion bug' whatever its size (issue 8, item 5: call it a bug without hedging)"
-)
-
-_WITNESS = (
-    "onnx's ReferenceEvaluator is off by up to 0.117 on multiclass SVC probabilities (onnxruntime within 4e-7), "
-    "and every runtime blocks today (issue 8, item 1: a witness runtime is reported, never blocking)"
-)
-
-_UNCOVERED = (
-    "validators/validate.py _output_checks reports only the outputs an artifact has: without its probabilities "
-    "the model passes on labels alone (issue 8, item 4: a reference output no deploy runtime produces is a FAIL)"
-)
-
-#: What fails today, by test, then by id: the lead removes an entry when his part of issue 8 lands (they are
-#: ``xfail(strict=False)``, so a fixed one shows as XPASS until then).
-EXPECTED_MISSES: dict[str, dict[str, str]] = {
-    "caught": {
-        f"{fmt}-{family}-dropped-output": _UNCOVERED
-        for fmt in FORMATS
-        for family, spec in FAMILIES.items()
-        if "dropped-output" in spec.mutations_for(fmt)
-    },
-    "explained-as-a-bug": {
-        f"onnx-{family}-{mutation}": _HEDGED
-        for family, mutation in [
-            ("LogisticRegression", "coefficient"),
-            ("LogisticRegression", "intercept"),
-            ("LogisticRegression", "columns"),
-            ("LogisticRegression", "post-transform"),
-            ("DecisionTreeClassifier", "threshold"),
-            ("DecisionTreeClassifier", "leaf"),
-            ("DecisionTreeClassifier", "columns"),
-            ("RandomForestClassifier", "threshold"),
-            ("RandomForestClassifier", "leaf"),
-            ("RandomForestClassifier", "columns"),
-            ("GradientBoostingRegressor", "threshold"),
-            ("GradientBoostingRegressor", "leaf"),
-            ("GradientBoostingRegressor", "intercept"),
-            ("HistGradientBoostingClassifier", "threshold"),
-            ("HistGradientBoostingClassifier", "leaf"),
-            ("HistGradientBoostingClassifier", "intercept"),
-            ("HistGradientBoostingClassifier", "columns"),
-            ("HistGradientBoostingClassifier", "post-transform"),
-            ("HistGradientBoostingClassifier", "nan-handling"),
-            ("Ridge", "coefficient"),
-            ("Ridge", "intercept"),
-            ("MLPClassifier", "coefficient"),
-            ("MLPClassifier", "intercept"),
-            ("MLPClassifier", "columns"),
-            ("MLPClassifier", "post-transform"),
-            ("SVC", "coefficient"),
-            ("SVC", "intercept"),
-            ("SVC", "columns"),
-            # not observable under today's bands (skipped); hedged the same way once tighter bands see them
-            *[
-                (family, "small-coefficient")
-                for family in ("LogisticRegression", "Ridge", "MLPClassifier", "SVC")
-            ],
-        ]
-    }
-    | {"onnx-SVC-class-labels": _WITNESS},
-    "never-rejected": {"onnx-SVC": _WITNESS},
-}
+#: What fails today, by test, then by id, with its cause (``xfail(strict=False)``). Empty: issue 8 made every
+#: mutant that changes an output beyond its band caught, explained as a bug, and every correct artifact pass.
+EXPECTED_MISSES: dict[str, dict[str, str]] = {}
 
 
 #: ``validators/runtimes/pmml.py`` ``verification_rows`` returns from inside ``ET.iterparse`` (Python 3.11),
