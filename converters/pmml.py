@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import re
 import tempfile
 import threading
@@ -22,10 +23,18 @@ from .pmml_server import WarmPmmlConverter, dump_for_java
 #: Reference rows embedded in the PMML as <ModelVerification>; bounded so big reference sets stay cheap.
 VERIFY_ROWS = 100
 
-# sklearn2pmml's words when it has no converter for a class (as opposed to a broken conversion).
-_UNSUPPORTED = re.compile(
-    r"is not (a )?supported|not supported by|UnsupportedOperationException", re.IGNORECASE
+#: One exception line of the converter's log: ``java.class.Name: message`` (a "Caused by" cause, too).
+_EXCEPTION_LINE = re.compile(
+    r"^(?:Caused by: )?(?P<name>[\w$.]+(?:Exception|Error))(?::\s*(?P<message>.*))?$"
 )
+#: The exceptions sklearn2pmml's Java side (JPMML-SkLearn, JPMML-Converter, JPMML-Model) throws for "I do not
+#: support this": a feature or label kind (JPMML-Converter), PMML markup (JPMML-Model), an operation.
+_UNSUPPORTED_EXCEPTIONS = re.compile(r"(?:^|\.)Unsupported\w*Exception$")
+#: Their words when the exception type is a general one: a class with no converter ("The object (Python class
+#: ...) is not a supported Estimator"), a setting it has no encoding for ("Attribute 'metric' has an
+#: unsupported value 'chebyshev'"), or an IllegalArgumentException's "... is not supported". Not "contains an
+#: unsupported value": jpmml-python says that of array elements of a type it cannot read (a broken pickle).
+_UNSUPPORTED_WORDS = re.compile(r"not (a )?supported|has an unsupported value", re.IGNORECASE)
 
 
 _shared: WarmPmmlConverter | None = None
@@ -185,10 +194,19 @@ def convert_pmml(
         detail = "".join(traceback.format_exception_only(err)).strip()
         return _refused(ConversionStatus.FAILED, f"preparing the PMMLPipeline: {detail}", start)
     with tempfile.TemporaryDirectory(prefix="parity-pmml-") as scratch:
-        pickled = dump_for_java(pipeline, Path(scratch))
+        try:
+            pickled = dump_for_java(pipeline, Path(scratch))
+        except (
+            pickle.PicklingError,
+            AttributeError,
+            TypeError,
+        ) as err:  # e.g. a lambda in a FunctionTransformer
+            detail = "".join(traceback.format_exception_only(err)).strip()
+            message = f"pickling the PMMLPipeline for the converter: {detail}. Use importable functions."
+            return _refused(ConversionStatus.FAILED, message, start)
         reply = converter.convert(pickled, out_path)
     if not reply.ok:
-        status = ConversionStatus.UNSUPPORTED if _UNSUPPORTED.search(reply.log) else ConversionStatus.FAILED
+        status = ConversionStatus.UNSUPPORTED if refuses(reply.log) else ConversionStatus.FAILED
         message = _converter_message(reply.log)
         if reply.blocked_connections:
             message += f"\n(blocked outgoing connection(s): {', '.join(reply.blocked_connections)})"
@@ -219,15 +237,51 @@ def convert_pmml(
     )
 
 
+def refuses(log: str) -> bool:
+    """Whether a failed conversion's log says sklearn2pmml does not support the model, not that it broke.
+
+    Only the exception lines count (a log's other lines may say anything): one whose class is an
+    ``Unsupported*Exception`` (``UnsupportedFeatureException``, ``UnsupportedLabelException``,
+    ``UnsupportedAttributeException``, ``UnsupportedElementException``, ``UnsupportedOperationException``...)
+    or whose message is worded as a refusal (see :data:`_UNSUPPORTED_WORDS`).
+
+    Parameters
+    ----------
+    log : str
+        Everything the converter printed for the conversion (:attr:`ServerReply.log`).
+
+    Returns
+    -------
+    bool
+    """
+    for line in log.splitlines():
+        match = _EXCEPTION_LINE.match(line.strip())
+        if match and (
+            _UNSUPPORTED_EXCEPTIONS.search(match["name"]) or _UNSUPPORTED_WORDS.search(match["message"] or "")
+        ):
+            return True
+    return False
+
+
 def _refused(status: ConversionStatus, message: str, start: float) -> Conversion:
     return Conversion(format="pmml", status=status, message=message, seconds=_since(start))
 
 
 def _converter_message(log: str, limit: int = 8) -> str:
-    """The lines of the converter's log that say what went wrong."""
-    lines = [line for line in log.splitlines() if line.strip()]
-    telling = [line for line in lines if re.search(r"Exception|Error|not supported|SEVERE", line)]
+    """The lines of the converter's log that say what went wrong, its exceptions (the causes too) first.
+
+    The refused telemetry call is left out: :attr:`ServerReply.blocked_connections` reports it.
+    """
+    lines = [line for line in log.splitlines() if line.strip() and _BLOCKED_BY_US not in line]
+    exceptions = [line for line in lines if _EXCEPTION_LINE.match(line.strip())]
+    telling = exceptions + [line for line in lines if line not in exceptions and _TELLING.search(line)]
     return "\n".join((telling or lines)[:limit]) or "the converter failed without a message"
+
+
+#: Log lines worth showing besides exceptions (sklearn2pmml's own SEVERE summary, a "not supported" warning).
+_TELLING = re.compile(r"Exception|Error|not supported|SEVERE")
+#: How ParityConverterServer words the telemetry connection it refused (see converters/pmml_server.py).
+_BLOCKED_BY_US = "ParityConverterServer refuses network access"
 
 
 def _since(start: float) -> float:
