@@ -12,10 +12,12 @@ import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sklearn.base import is_classifier, is_clusterer, is_outlier_detector
 
 from parity.core.records import Conversion, ConversionStatus, PmmlDetails, PmmlField, Precision
+from parity.core.tolerances import Exact, kind_of, scale_of, tolerance_for
 from parity.registry.predictions import reference_outputs
 
 from .pmml_server import WarmPmmlConverter, dump_for_java
@@ -138,17 +140,63 @@ def target_field(X: pd.DataFrame) -> str:
     return name
 
 
+def verified_output(estimator: object) -> str:
+    """The reference output that ``PMMLPipeline.verify`` embeds and JPMML's replay compares.
+
+    sklearn2pmml embeds a classifier's probabilities where it has ``predict_proba`` (its label is then not
+    compared), else its label; a regressor's value.
+    """
+    return "predict_proba" if is_classifier(estimator) and hasattr(estimator, "predict_proba") else "predict"
+
+
+def verification_precision(estimator: object, expected: np.ndarray) -> tuple[float, float]:
+    """JPMML's ``precision`` and ``zeroThreshold`` for the embedded rows, from Parity's float64 band.
+
+    JPMML accepts a replayed value ``a`` for an expected ``e`` when both lie within ``zeroThreshold`` of
+    zero, or when ``|a - e| <= precision * |e|``. Parity's band for the same output
+    (:func:`parity.core.tolerances.tolerance_for`, float64) is ``|a - e| <= atol * scale + rtol * |e|``: its
+    ``rtol`` becomes the precision and ``atol * scale`` (scale 1 for probabilities) the zero threshold. Away
+    from zero the replay is then at least as strict as the band (it drops the atol term); near zero, where a
+    relative check means nothing, it accepts values within the band's atol of zero. Labels are exact:
+    precision and zero threshold 0.
+
+    Parameters
+    ----------
+    estimator : fitted estimator
+    expected : numpy.ndarray
+        The estimator's :func:`verified_output` on the rows to embed (its scale scales the band).
+
+    Returns
+    -------
+    tuple of (float, float)
+        ``(precision, zeroThreshold)`` for ``PMMLPipeline.verify``.
+    """
+    band = tolerance_for("float64", kind_of(verified_output(estimator), is_classifier(estimator)))
+    if isinstance(band, Exact):
+        return 0.0, 0.0
+    scale = scale_of(np.asarray(expected, dtype=float)) if band.scaled else 1.0
+    return band.rtol, band.atol * scale
+
+
 def make_pipeline(estimator: object, X: pd.DataFrame, verify_rows: int = VERIFY_ROWS):
-    """Wrap ``estimator`` in a PMMLPipeline with named fields and embedded verification rows."""
+    """Wrap ``estimator`` in a PMMLPipeline with named fields and embedded verification rows.
+
+    The rows are embedded with the precision of :func:`verification_precision`; JPMML's default (1e-13)
+    fails correct conversions (MultinomialNB: 2.8383804717854834E-12 vs 2.8383804717850403E-12).
+    """
     from sklearn2pmml import make_pmml_pipeline
 
     pipeline = make_pmml_pipeline(estimator, active_fields=list(X.columns), target_fields=[target_field(X)])
     sample = X.sample(n=min(verify_rows, len(X)), random_state=0) if verify_rows else None
     if sample is not None:
+        expected = getattr(pipeline, verified_output(estimator))(sample)
+        precision, zero_threshold = verification_precision(estimator, expected)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            pipeline.verify(sample)
-    return pipeline, 0 if sample is None else len(sample)
+            pipeline.verify(sample, precision=precision, zeroThreshold=zero_threshold)
+    # verify() embeds nothing for a final estimator that is neither a classifier nor a regressor (KMeans)
+    embedded = 0 if sample is None or getattr(pipeline, "verification", None) is None else len(sample)
+    return pipeline, embedded
 
 
 def convert_pmml(
@@ -231,7 +279,7 @@ def convert_pmml(
         format="pmml",
         status=ConversionStatus.CONVERTED,
         path=out_path,
-        message=f"{embedded} verification rows embedded",
+        message=_embedded_message(pipeline, embedded),
         seconds=_since(start),
         details=details,
     )
@@ -261,6 +309,16 @@ def refuses(log: str) -> bool:
         ):
             return True
     return False
+
+
+def _embedded_message(pipeline: object, embedded: int) -> str:
+    verification = getattr(pipeline, "verification", None)
+    if not embedded or verification is None:
+        return "no verification rows embedded"
+    return (
+        f"{embedded} verification rows embedded (precision {verification.precision:g}, "
+        f"zeroThreshold {verification.zeroThreshold:g})"
+    )
 
 
 def _refused(status: ConversionStatus, message: str, start: float) -> Conversion:

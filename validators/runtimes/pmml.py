@@ -103,6 +103,10 @@ def _java_message(err: BaseException) -> str:
     return str(err) or type(err).__name__
 
 
+#: How a replay begins to say that the PMML carries no verification rows; ``PmmlRunner.java`` says the same.
+NOT_EMBEDDED = "not embedded"
+
+
 def verification_rows(pmml_path: Path | str) -> int | None:
     """Count the rows of the top-level model's embedded ``<ModelVerification>`` table.
 
@@ -265,7 +269,8 @@ class JpmmlRuntime(BaseRuntime):
         -------
         tuple of (bool, str)
             ``(True, "N embedded rows replayed")`` when every row matches; otherwise False and why: JPMML's
-            first mismatch, or that the file has no (or an empty) verification table.
+            first mismatch, or, starting with :data:`NOT_EMBEDDED`, that the file has no (or an empty)
+            verification table (JPMML's own ``verify()`` passes such a file without a word).
 
         Raises
         ------
@@ -279,8 +284,8 @@ class JpmmlRuntime(BaseRuntime):
         if not rows:
             table = "has an empty <ModelVerification> table" if rows == 0 else "has no <ModelVerification>"
             return False, (
-                f"{path.name}: {table}, so there is nothing to replay. Call PMMLPipeline.verify(X_sample) "
-                "(with named columns) before sklearn2pmml()."
+                f"{NOT_EMBEDDED}: {path.name}: {table}, so there is nothing to replay. Call "
+                "PMMLPipeline.verify(X_sample) (with named columns) before sklearn2pmml()."
             )
         evaluator = self._models.get(path)
         try:
