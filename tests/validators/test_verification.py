@@ -17,6 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.datasets import load_diabetes, load_wine
+from sklearn.ensemble import RandomForestClassifier, VotingClassifier
 from sklearn.linear_model import LinearRegression, LogisticRegression
 from sklearn.naive_bayes import GaussianNB, MultinomialNB
 from sklearn.svm import LinearSVC
@@ -25,6 +26,7 @@ from sklearn2pmml import make_pmml_pipeline
 from parity.converters.pmml import (
     VERIFY_ROWS,
     convert_pmml,
+    float32_exact,
     shared_pmml_converter,
     verification_precision,
 )
@@ -147,6 +149,26 @@ def test_at_jpmml_default_precision_the_same_multinomial_nb_rows_fail(wine, tmp_
 
     assert not passed
     assert re.search(r"EvaluationException: Values \S+E-\d+ and \S+E-\d+ do not match", message)
+
+
+def test_float_typed_inputs_replay_on_the_values_scikit_learn_saw(wine, tmp_path: Path):
+    """A soft vote of a forest (float-typed inputs) and a logistic regression: on double inputs JPMML's
+    rounding to float32 moves the regression's part by ~3e-7 relative; the embedded inputs are float32."""
+    X, y = wine
+    vote = VotingClassifier(
+        [
+            ("forest", RandomForestClassifier(n_estimators=5, random_state=0)),
+            ("lr", LogisticRegression(max_iter=5000)),
+        ],
+        voting="soft",
+    ).fit(X, y)
+
+    conversion = convert_pmml(vote, X, tmp_path / "vote.pmml", shared_pmml_converter())
+
+    assert conversion.ok and conversion.details.float_inputs, conversion.message
+    assert JpmmlRuntime().verify(conversion.path) == (True, f"{VERIFY_ROWS} embedded rows replayed")
+    rounded = float32_exact(X)
+    assert (rounded.to_numpy(np.float32) == rounded.to_numpy()).all()
 
 
 def test_a_label_only_classifier_replays_its_labels_exactly(wine, tmp_path: Path):
