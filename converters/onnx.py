@@ -156,8 +156,9 @@ def _models_of(estimator: object) -> list[object]:
 #: int64 categories", "cannot convert the model with sparse outputs"), or an option it refuses ("Option
 #: 'zipmap' not in [...]", "Unexpected value ... for option", "Options [...] are not registerd").
 _REFUSAL_WORDS = re.compile(
-    r"not supported|unsupported|not (yet )?implemented|only supports?|cannot convert|unable to (find|convert)"
-    r"|converter is (likely )?missing|option '[^']*' not in|for option '|are not registerd",
+    r"not supported|unsupported|not (yet )?implemented|only supports?|cannot convert|unable to convert"
+    r"|unable to find (a shape calculator|alias)|converter is (likely )?missing|option '[^']*' not in"
+    r"|for option '|are not registerd",
     re.IGNORECASE,
 )
 #: The exception types skl2onnx raises those words with (a TypeError or AttributeError is a broken model).
@@ -204,7 +205,8 @@ def convert_onnx(estimator: object, X: pd.DataFrame, out_path: Path, *, double: 
     Returns
     -------
     Conversion
-        ``unsupported`` with skl2onnx's message when it has no converter for a part of the model.
+        ``unsupported`` with skl2onnx's message when it refuses a part of the model or a setting
+        (:func:`refuses`); ``failed`` with its error otherwise.
     """
     import skl2onnx
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType

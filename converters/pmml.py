@@ -243,7 +243,8 @@ def convert_pmml(
     Returns
     -------
     Conversion
-        ``unsupported`` with sklearn2pmml's message when it has no converter for part of the model.
+        ``unsupported`` with sklearn2pmml's message when it refuses part of the model or a setting
+        (:func:`refuses`); ``failed`` with its exceptions otherwise.
     """
     import sklearn2pmml
 
