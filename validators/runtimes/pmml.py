@@ -104,7 +104,7 @@ def _java_message(err: BaseException) -> str:
 
 
 #: How a replay begins to say that the PMML carries no verification rows; ``PmmlRunner.java`` says the same.
-NOT_EMBEDDED = "not embedded"
+NOTHING_EMBEDDED = "not embedded"
 
 
 def verification_rows(pmml_path: Path | str) -> int | None:
@@ -269,7 +269,7 @@ class JpmmlRuntime(BaseRuntime):
         -------
         tuple of (bool, str)
             ``(True, "N embedded rows replayed")`` when every row matches; otherwise False and why: JPMML's
-            first mismatch, or, starting with :data:`NOT_EMBEDDED`, that the file has no (or an empty)
+            first mismatch, or, starting with :data:`NOTHING_EMBEDDED`, that the file has no (or an empty)
             verification table (JPMML's own ``verify()`` passes such a file without a word).
 
         Raises
@@ -284,7 +284,7 @@ class JpmmlRuntime(BaseRuntime):
         if not rows:
             table = "has an empty <ModelVerification> table" if rows == 0 else "has no <ModelVerification>"
             return False, (
-                f"{NOT_EMBEDDED}: {path.name}: {table}, so there is nothing to replay. Call "
+                f"{NOTHING_EMBEDDED}: {path.name}: {table}, so there is nothing to replay. Call "
                 "PMMLPipeline.verify(X_sample) (with named columns) before sklearn2pmml()."
             )
         evaluator = self._models.get(path)
