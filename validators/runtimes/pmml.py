@@ -126,9 +126,15 @@ def verification_rows(pmml_path: Path | str) -> int | None:
         When the file is missing or is not well-formed XML.
     """
     path = _existing_file(pmml_path)
+    # iterparse opens a path itself and closes it only when exhausted: returning early would leave it open
+    with path.open("rb") as handle:
+        return _count_rows(path, ET.iterparse(handle, events=("start", "end")))
+
+
+def _count_rows(path: Path, events: Iterator[tuple[str, Any]]) -> int | None:
     depth, rows, inside = 0, 0, False
     try:
-        for event, element in ET.iterparse(path, events=("start", "end")):
+        for event, element in events:
             tag = element.tag.rpartition("}")[2]
             if event == "start":
                 depth += 1
