@@ -1,7 +1,9 @@
-"""scikit-learn → ONNX with skl2onnx: pinned opset, ZipMap off, matrix or per-column inputs."""
+"""scikit-learn → ONNX with skl2onnx: pinned opset, ZipMap off where the converter has it, matrix or
+per-column inputs; skl2onnx's refusals are ``unsupported``, its other errors ``failed``."""
 
 from __future__ import annotations
 
+import re
 import time
 import traceback
 import warnings
@@ -10,6 +12,7 @@ from typing import Literal
 
 import pandas as pd
 from sklearn.base import is_classifier, is_clusterer, is_outlier_detector, is_regressor
+from sklearn.pipeline import Pipeline
 
 from parity.core.records import Conversion, ConversionStatus, OnnxDetails, OnnxInput, Precision
 from parity.registry.predictions import reference_outputs
@@ -17,6 +20,11 @@ from parity.registry.predictions import reference_outputs
 #: The opsets every ONNX artifact is written for; recorded in each conversion's details.
 TARGET_OPSET: dict[str, int] = {"": 18, "ai.onnx.ml": 3}
 FLOAT: Literal["float32"] = "float32"
+
+#: Converter options Parity asks for, each applied only where skl2onnx's converter for that estimator
+#: declares the option and the value. ZipMap off: labels and a probability matrix instead of a sequence of
+#: maps, which onnx's ReferenceEvaluator does not implement and many consumers cannot read (FACTS.md).
+WANTED_OPTIONS: dict[str, object] = {"zipmap": False}
 
 
 def input_spec(X: pd.DataFrame, number: Literal["float32", "float64"] = FLOAT) -> list[OnnxInput]:
@@ -81,6 +89,104 @@ def not_emitted(estimator: object, roles: dict[str, str]) -> dict[str, str]:
     }
 
 
+def allowed_options(estimator: object) -> dict[str, list[object] | None]:
+    """The options skl2onnx's converter for this estimator's type declares, with their allowed values.
+
+    Parameters
+    ----------
+    estimator : estimator
+        One model object (not a container such as a Pipeline, whose steps have converters of their own).
+
+    Returns
+    -------
+    dict of str to list or None
+        Option name → its allowed values (None: any value). Empty when skl2onnx has no converter for the
+        type (the conversion then says so itself), when the converter declares no options, or when it
+        passes every option through unchecked (``"passthrough"``: nothing says what it would do with one).
+    """
+    from skl2onnx import get_model_alias
+    from skl2onnx.common._registration import get_converter
+
+    try:
+        declared = get_converter(get_model_alias(type(estimator))).get_allowed_options()
+    except (RuntimeError, ValueError):  # no alias / no converter for the alias
+        return {}
+    return dict(declared) if isinstance(declared, dict) else {}
+
+
+def converter_options(estimator: object) -> dict[int, dict[str, object]] | None:
+    """skl2onnx ``options`` for converting ``estimator``: :data:`WANTED_OPTIONS` where each converter takes them.
+
+    Every classifier gets an entry keyed by its ``id``, the top-level one and each classifier step of a
+    Pipeline (nested ones too), even when its converter takes none of the options: skl2onnx's Pipeline
+    parser gives a classifier step without an entry ``zipmap=True``, which a converter without that option
+    (LinearSVC) refuses with a NameError.
+
+    Parameters
+    ----------
+    estimator : fitted estimator or Pipeline
+
+    Returns
+    -------
+    dict or None
+        ``{id(model): {option: value}}``; None when the model holds no classifier.
+    """
+    options: dict[int, dict[str, object]] = {}
+    for model in _models_of(estimator):
+        if isinstance(model, Pipeline) or not is_classifier(model):
+            continue
+        allowed = allowed_options(model)
+        options[id(model)] = {
+            name: value
+            for name, value in WANTED_OPTIONS.items()
+            if name in allowed and (allowed[name] is None or value in (allowed[name] or ()))
+        }
+    return options or None
+
+
+def _models_of(estimator: object) -> list[object]:
+    """The estimator and, for a Pipeline, every step's models (depth first)."""
+    if not isinstance(estimator, Pipeline):
+        return [estimator]
+    return [estimator, *(m for _, step in estimator.steps for m in _models_of(step))]
+
+
+#: How skl2onnx words "I do not support this" in the built-in errors it raises: a model or a setting it has no
+#: converter for ("Unable to find a shape calculator", "... is not supported", "only supports string and
+#: int64 categories", "cannot convert the model with sparse outputs"), or an option it refuses ("Option
+#: 'zipmap' not in [...]", "Unexpected value ... for option", "Options [...] are not registerd").
+_REFUSAL_WORDS = re.compile(
+    r"not supported|unsupported|not (yet )?implemented|only supports?|cannot convert|unable to convert"
+    r"|unable to find (a shape calculator|alias)|converter is (likely )?missing|option '[^']*' not in"
+    r"|for option '|are not registerd",
+    re.IGNORECASE,
+)
+#: The exception types skl2onnx raises those words with (a TypeError or AttributeError is a broken model).
+_WORDED_REFUSALS: tuple[type[Exception], ...] = (RuntimeError, ValueError, NameError)
+
+
+def refuses(err: BaseException) -> bool:
+    """Whether an exception raised by skl2onnx says it does not support the model, rather than that it broke.
+
+    Parameters
+    ----------
+    err : BaseException
+        What ``skl2onnx.convert_sklearn`` raised.
+
+    Returns
+    -------
+    bool
+        True for skl2onnx's own ``MissingConverter`` and ``MissingShapeCalculator``, for
+        ``NotImplementedError``, and for a RuntimeError, ValueError or NameError worded as a refusal
+        (see :data:`_REFUSAL_WORDS`); False for anything else, such as a converter crashing on the model.
+    """
+    from skl2onnx.common.exceptions import MissingConverter, MissingShapeCalculator
+
+    if isinstance(err, (MissingConverter, MissingShapeCalculator, NotImplementedError)):
+        return True
+    return isinstance(err, _WORDED_REFUSALS) and bool(_REFUSAL_WORDS.search(str(err)))
+
+
 def convert_onnx(estimator: object, X: pd.DataFrame, out_path: Path, *, double: bool = False) -> Conversion:
     """Convert a fitted estimator to ONNX.
 
@@ -99,11 +205,11 @@ def convert_onnx(estimator: object, X: pd.DataFrame, out_path: Path, *, double: 
     Returns
     -------
     Conversion
-        ``unsupported`` with skl2onnx's message when it has no converter for a part of the model.
+        ``unsupported`` with skl2onnx's message when it refuses a part of the model or a setting
+        (:func:`refuses`); ``failed`` with its error otherwise.
     """
     import skl2onnx
     from skl2onnx.common.data_types import DoubleTensorType, FloatTensorType, StringTensorType
-    from skl2onnx.common.exceptions import MissingConverter, MissingShapeCalculator
 
     start = time.perf_counter()
     out_path.unlink(missing_ok=True)
@@ -111,16 +217,16 @@ def convert_onnx(estimator: object, X: pd.DataFrame, out_path: Path, *, double: 
     tensor = {FLOAT: FloatTensorType, "float64": DoubleTensorType, "string": StringTensorType}
     types = [(e.name, tensor[e.dtype]([None, len(e.columns)])) for e in spec]
     variant = "double" if double else None
-    options = {id(estimator): {"zipmap": False}} if is_classifier(estimator) else None
+    options = converter_options(estimator)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             model = skl2onnx.convert_sklearn(
                 estimator, initial_types=types, options=options, target_opset=TARGET_OPSET
             )
-    except (MissingConverter, MissingShapeCalculator, NotImplementedError) as err:
-        return _refused(ConversionStatus.UNSUPPORTED, _first_lines(err), start, variant)
     except Exception as err:
+        if refuses(err):
+            return _refused(ConversionStatus.UNSUPPORTED, _first_lines(err), start, variant)
         detail = "".join(traceback.format_exception_only(err)).strip()
         return _refused(ConversionStatus.FAILED, detail, start, variant)
     graph_inputs = [i.name for i in model.graph.input]

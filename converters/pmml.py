@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 import re
 import tempfile
 import threading
@@ -11,10 +12,12 @@ import warnings
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from sklearn.base import is_classifier, is_clusterer, is_outlier_detector
 
 from parity.core.records import Conversion, ConversionStatus, PmmlDetails, PmmlField, Precision
+from parity.core.tolerances import Exact, kind_of, scale_of, tolerance_for
 from parity.registry.predictions import reference_outputs
 
 from .pmml_server import WarmPmmlConverter, dump_for_java
@@ -22,10 +25,18 @@ from .pmml_server import WarmPmmlConverter, dump_for_java
 #: Reference rows embedded in the PMML as <ModelVerification>; bounded so big reference sets stay cheap.
 VERIFY_ROWS = 100
 
-# sklearn2pmml's words when it has no converter for a class (as opposed to a broken conversion).
-_UNSUPPORTED = re.compile(
-    r"is not (a )?supported|not supported by|UnsupportedOperationException", re.IGNORECASE
+#: One exception line of the converter's log: ``java.class.Name: message`` (a "Caused by" cause, too).
+_EXCEPTION_LINE = re.compile(
+    r"^(?:Caused by: )?(?P<name>[\w$.]+(?:Exception|Error))(?::\s*(?P<message>.*))?$"
 )
+#: The exceptions sklearn2pmml's Java side (JPMML-SkLearn, JPMML-Converter, JPMML-Model) throws for "I do not
+#: support this": a feature or label kind (JPMML-Converter), PMML markup (JPMML-Model), an operation.
+_UNSUPPORTED_EXCEPTIONS = re.compile(r"(?:^|\.)Unsupported\w*Exception$")
+#: Their words when the exception type is a general one: a class with no converter ("The object (Python class
+#: ...) is not a supported Estimator"), a setting it has no encoding for ("Attribute 'metric' has an
+#: unsupported value 'chebyshev'"), or an IllegalArgumentException's "... is not supported". Not "contains an
+#: unsupported value": jpmml-python says that of array elements of a type it cannot read (a broken pickle).
+_UNSUPPORTED_WORDS = re.compile(r"not (a )?supported|has an unsupported value", re.IGNORECASE)
 
 
 _shared: WarmPmmlConverter | None = None
@@ -129,17 +140,82 @@ def target_field(X: pd.DataFrame) -> str:
     return name
 
 
+def verified_output(estimator: object) -> str:
+    """The reference output that ``PMMLPipeline.verify`` embeds and JPMML's replay compares.
+
+    sklearn2pmml embeds a classifier's probabilities where it has ``predict_proba`` (its label is then not
+    compared), else its label; a regressor's value.
+    """
+    return "predict_proba" if is_classifier(estimator) and hasattr(estimator, "predict_proba") else "predict"
+
+
+def verification_precision(estimator: object, expected: np.ndarray) -> tuple[float, float]:
+    """JPMML's ``precision`` and ``zeroThreshold`` for the embedded rows, from Parity's float64 band.
+
+    JPMML accepts a replayed value ``a`` for an expected ``e`` when both lie within ``zeroThreshold`` of
+    zero, or when ``|a - e| <= precision * |e|``. Parity's band for the same output
+    (:func:`parity.core.tolerances.tolerance_for`, float64) is ``|a - e| <= atol * scale + rtol * |e|``: its
+    ``rtol`` becomes the precision and ``atol * scale`` (scale 1 for probabilities) the zero threshold. Away
+    from zero the replay is then at least as strict as the band (it drops the atol term); near zero, where a
+    relative check means nothing, it accepts values within the band's atol of zero. Labels are exact:
+    precision and zero threshold 0.
+
+    Parameters
+    ----------
+    estimator : fitted estimator
+    expected : numpy.ndarray
+        The estimator's :func:`verified_output` on the rows to embed (its scale scales the band).
+
+    Returns
+    -------
+    tuple of (float, float)
+        ``(precision, zeroThreshold)`` for ``PMMLPipeline.verify``.
+    """
+    band = tolerance_for("float64", kind_of(verified_output(estimator), is_classifier(estimator)))
+    if isinstance(band, Exact):
+        return 0.0, 0.0
+    scale = scale_of(np.asarray(expected, dtype=float)) if band.scaled else 1.0
+    return band.rtol, band.atol * scale
+
+
+def float32_exact(X: pd.DataFrame) -> pd.DataFrame:
+    """``X`` with its float columns rounded to the nearest float32 (and kept as float64).
+
+    sklearn2pmml declares ``dataType="float"`` for the inputs of tree models and of ensembles holding them,
+    and JPMML rounds such inputs to float32 before evaluating: on double inputs a soft VotingClassifier's
+    replayed probabilities then differ from scikit-learn's by ~3e-7 relative (5.304797677781025E-5 vs
+    5.3047993197241405E-5), though the PMML is right. Rounding is a no-op for a value that is already a
+    float32, and a double field reads the rounded value as it is, so whatever each field's type, JPMML
+    evaluates the embedded rows on the inputs scikit-learn did.
+    """
+    rounded = X.copy()
+    for column in rounded.columns:
+        if pd.api.types.is_float_dtype(rounded[column]):
+            rounded[column] = rounded[column].astype(np.float32).astype(np.float64)
+    return rounded
+
+
 def make_pipeline(estimator: object, X: pd.DataFrame, verify_rows: int = VERIFY_ROWS):
-    """Wrap ``estimator`` in a PMMLPipeline with named fields and embedded verification rows."""
+    """Wrap ``estimator`` in a PMMLPipeline with named fields and embedded verification rows.
+
+    The rows are embedded with the precision of :func:`verification_precision`; JPMML's default (1e-13)
+    fails correct conversions (MultinomialNB: 2.8383804717854834E-12 vs 2.8383804717850403E-12). Their
+    inputs are :func:`float32_exact`, so a field the PMML declares ``dataType="float"`` gets the very values
+    scikit-learn computed the expected outputs from.
+    """
     from sklearn2pmml import make_pmml_pipeline
 
     pipeline = make_pmml_pipeline(estimator, active_fields=list(X.columns), target_fields=[target_field(X)])
-    sample = X.sample(n=min(verify_rows, len(X)), random_state=0) if verify_rows else None
+    sample = float32_exact(X.sample(n=min(verify_rows, len(X)), random_state=0)) if verify_rows else None
     if sample is not None:
+        expected = getattr(pipeline, verified_output(estimator))(sample)
+        precision, zero_threshold = verification_precision(estimator, expected)
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)
-            pipeline.verify(sample)
-    return pipeline, 0 if sample is None else len(sample)
+            pipeline.verify(sample, precision=precision, zeroThreshold=zero_threshold)
+    # verify() embeds nothing for a final estimator that is neither a classifier nor a regressor (KMeans)
+    embedded = 0 if sample is None or getattr(pipeline, "verification", None) is None else len(sample)
+    return pipeline, embedded
 
 
 def convert_pmml(
@@ -167,7 +243,8 @@ def convert_pmml(
     Returns
     -------
     Conversion
-        ``unsupported`` with sklearn2pmml's message when it has no converter for part of the model.
+        ``unsupported`` with sklearn2pmml's message when it refuses part of the model or a setting
+        (:func:`refuses`); ``failed`` with its exceptions otherwise.
     """
     import sklearn2pmml
 
@@ -185,10 +262,19 @@ def convert_pmml(
         detail = "".join(traceback.format_exception_only(err)).strip()
         return _refused(ConversionStatus.FAILED, f"preparing the PMMLPipeline: {detail}", start)
     with tempfile.TemporaryDirectory(prefix="parity-pmml-") as scratch:
-        pickled = dump_for_java(pipeline, Path(scratch))
+        try:
+            pickled = dump_for_java(pipeline, Path(scratch))
+        except (
+            pickle.PicklingError,
+            AttributeError,
+            TypeError,
+        ) as err:  # e.g. a lambda in a FunctionTransformer
+            detail = "".join(traceback.format_exception_only(err)).strip()
+            message = f"pickling the PMMLPipeline for the converter: {detail}. Use importable functions."
+            return _refused(ConversionStatus.FAILED, message, start)
         reply = converter.convert(pickled, out_path)
     if not reply.ok:
-        status = ConversionStatus.UNSUPPORTED if _UNSUPPORTED.search(reply.log) else ConversionStatus.FAILED
+        status = ConversionStatus.UNSUPPORTED if refuses(reply.log) else ConversionStatus.FAILED
         message = _converter_message(reply.log)
         if reply.blocked_connections:
             message += f"\n(blocked outgoing connection(s): {', '.join(reply.blocked_connections)})"
@@ -213,9 +299,45 @@ def convert_pmml(
         format="pmml",
         status=ConversionStatus.CONVERTED,
         path=out_path,
-        message=f"{embedded} verification rows embedded",
+        message=_embedded_message(pipeline, embedded),
         seconds=_since(start),
         details=details,
+    )
+
+
+def refuses(log: str) -> bool:
+    """Whether a failed conversion's log says sklearn2pmml does not support the model, not that it broke.
+
+    Only the exception lines count (a log's other lines may say anything): one whose class is an
+    ``Unsupported*Exception`` (``UnsupportedFeatureException``, ``UnsupportedLabelException``,
+    ``UnsupportedAttributeException``, ``UnsupportedElementException``, ``UnsupportedOperationException``...)
+    or whose message is worded as a refusal (see :data:`_UNSUPPORTED_WORDS`).
+
+    Parameters
+    ----------
+    log : str
+        Everything the converter printed for the conversion (:attr:`ServerReply.log`).
+
+    Returns
+    -------
+    bool
+    """
+    for line in log.splitlines():
+        match = _EXCEPTION_LINE.match(line.strip())
+        if match and (
+            _UNSUPPORTED_EXCEPTIONS.search(match["name"]) or _UNSUPPORTED_WORDS.search(match["message"] or "")
+        ):
+            return True
+    return False
+
+
+def _embedded_message(pipeline: object, embedded: int) -> str:
+    verification = getattr(pipeline, "verification", None)
+    if not embedded or verification is None:
+        return "no verification rows embedded"
+    return (
+        f"{embedded} verification rows embedded (precision {verification.precision:g}, "
+        f"zeroThreshold {verification.zeroThreshold:g})"
     )
 
 
@@ -224,10 +346,20 @@ def _refused(status: ConversionStatus, message: str, start: float) -> Conversion
 
 
 def _converter_message(log: str, limit: int = 8) -> str:
-    """The lines of the converter's log that say what went wrong."""
-    lines = [line for line in log.splitlines() if line.strip()]
-    telling = [line for line in lines if re.search(r"Exception|Error|not supported|SEVERE", line)]
+    """The lines of the converter's log that say what went wrong, its exceptions (the causes too) first.
+
+    The refused telemetry call is left out: :attr:`ServerReply.blocked_connections` reports it.
+    """
+    lines = [line for line in log.splitlines() if line.strip() and _BLOCKED_BY_US not in line]
+    exceptions = [line for line in lines if _EXCEPTION_LINE.match(line.strip())]
+    telling = exceptions + [line for line in lines if line not in exceptions and _TELLING.search(line)]
     return "\n".join((telling or lines)[:limit]) or "the converter failed without a message"
+
+
+#: Log lines worth showing besides exceptions (sklearn2pmml's own SEVERE summary, a "not supported" warning).
+_TELLING = re.compile(r"Exception|Error|not supported|SEVERE")
+#: How ParityConverterServer words the telemetry connection it refused (see converters/pmml_server.py).
+_BLOCKED_BY_US = "ParityConverterServer refuses network access"
 
 
 def _since(start: float) -> float:

@@ -421,20 +421,35 @@ def _tied(scores: np.ndarray, band: Tolerance) -> np.ndarray:
     return np.abs(top - second) <= 2 * (band.atol * scale + band.rtol * np.abs(top))
 
 
+#: The explanation of an artifact whose converter embedded no verification rows, on every target alike.
+NOT_EMBEDDED = (
+    "not embedded: the PMML has no ModelVerification rows (its converter embedded none), so there is nothing "
+    "to replay; its outputs are compared with the reference rows all the same"
+)
+
+
 def verification_check(runtime: Runtime, conversion: Conversion, target: str) -> Check:
-    """A runtime's replay of the artifact's embedded verification rows, as its own report row."""
+    """A runtime's replay of the artifact's embedded verification rows, as its own report row.
+
+    ``not covered`` (:data:`NOT_EMBEDDED`; that verdict never blocks) when the conversion embedded no rows;
+    otherwise ``pass`` or ``fail`` as the runtime replayed them (an artifact that lost the rows its
+    conversion recorded fails).
+    """
     rows = format_of(conversion.format).embedded_rows(conversion)
-    try:
-        if conversion.path is None:
-            raise ValueError(f"the {conversion.format} conversion produced no artifact to verify")
-        passed, message = runtime.verify(conversion.path)
-    except Exception as err:
-        passed, message = False, f"{type(err).__name__}: {err}"
+    if rows == 0:
+        passed, message = None, NOT_EMBEDDED
+    else:
+        try:
+            if conversion.path is None:
+                raise ValueError(f"the {conversion.format} conversion produced no artifact to verify")
+            passed, message = runtime.verify(conversion.path)
+        except Exception as err:
+            passed, message = False, f"{type(err).__name__}: {err}"
     return Check(
         format=conversion.name,
         runtime=runtime.name,
         output="embedded-verification",
-        verdict=Verdict.PASS if passed else Verdict.FAIL,
+        verdict=Verdict.NOT_COVERED if passed is None else Verdict.PASS if passed else Verdict.FAIL,
         target=target,
         kind="verification",
         rows=rows,
@@ -586,14 +601,22 @@ def _on_remote(
     cell = Cell(conversion, runner.runtime, target.name, role, make.blocking, where)
     checks = _output_checks(context, conversion, run, cell)
     if runner.replays_verification:
+        rows = spec.embedded_rows(conversion)
         verified = "missing" if result.where.verification is None else result.where.verification
+        # the record decides, as in-process (JPMML's own verify() passes a PMML without rows)
+        if rows == 0:
+            verdict, explanation = Verdict.NOT_COVERED, NOT_EMBEDDED
+        elif verified == "ok":
+            verdict, explanation = Verdict.PASS, f"{rows} embedded rows replayed"
+        else:
+            verdict, explanation = Verdict.FAIL, verified
         checks.append(
             make(
                 "embedded-verification",
-                Verdict.PASS if verified == "ok" else Verdict.FAIL,
+                verdict,
                 kind="verification",
-                rows=spec.embedded_rows(conversion),
-                explanation="embedded rows replayed" if verified == "ok" else verified,
+                rows=rows,
+                explanation=explanation,
                 where=where,
             )
         )

@@ -103,6 +103,10 @@ def _java_message(err: BaseException) -> str:
     return str(err) or type(err).__name__
 
 
+#: How a replay begins to say that the PMML carries no verification rows; ``PmmlRunner.java`` says the same.
+NOTHING_EMBEDDED = "not embedded"
+
+
 def verification_rows(pmml_path: Path | str) -> int | None:
     """Count the rows of the top-level model's embedded ``<ModelVerification>`` table.
 
@@ -122,9 +126,15 @@ def verification_rows(pmml_path: Path | str) -> int | None:
         When the file is missing or is not well-formed XML.
     """
     path = _existing_file(pmml_path)
+    # iterparse opens a path itself and closes it only when exhausted: returning early would leave it open
+    with path.open("rb") as handle:
+        return _count_rows(path, ET.iterparse(handle, events=("start", "end")))
+
+
+def _count_rows(path: Path, events: Iterator[tuple[str, Any]]) -> int | None:
     depth, rows, inside = 0, 0, False
     try:
-        for event, element in ET.iterparse(path, events=("start", "end")):
+        for event, element in events:
             tag = element.tag.rpartition("}")[2]
             if event == "start":
                 depth += 1
@@ -265,7 +275,8 @@ class JpmmlRuntime(BaseRuntime):
         -------
         tuple of (bool, str)
             ``(True, "N embedded rows replayed")`` when every row matches; otherwise False and why: JPMML's
-            first mismatch, or that the file has no (or an empty) verification table.
+            first mismatch, or, starting with :data:`NOTHING_EMBEDDED`, that the file has no (or an empty)
+            verification table (JPMML's own ``verify()`` passes such a file without a word).
 
         Raises
         ------
@@ -279,8 +290,8 @@ class JpmmlRuntime(BaseRuntime):
         if not rows:
             table = "has an empty <ModelVerification> table" if rows == 0 else "has no <ModelVerification>"
             return False, (
-                f"{path.name}: {table}, so there is nothing to replay. Call PMMLPipeline.verify(X_sample) "
-                "(with named columns) before sklearn2pmml()."
+                f"{NOTHING_EMBEDDED}: {path.name}: {table}, so there is nothing to replay. Call "
+                "PMMLPipeline.verify(X_sample) (with named columns) before sklearn2pmml()."
             )
         evaluator = self._models.get(path)
         try:
