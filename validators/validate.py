@@ -454,6 +454,7 @@ def verification_check(runtime: Runtime, conversion: Conversion, target: str) ->
         kind="verification",
         rows=rows,
         explanation=message,
+        stage=Stage.COMPARE if passed is False else None,
     )
 
 
@@ -618,6 +619,7 @@ def _on_remote(
                 rows=rows,
                 explanation=explanation,
                 where=where,
+                stage=Stage.COMPARE if verdict is Verdict.FAIL else None,
             )
         )
     return checks, [run]
