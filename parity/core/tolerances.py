@@ -3,10 +3,12 @@
 Why these numbers (measured on correct conversions, see FACTS.md and README "Bands"): float32 ONNX drifted at
 most 1.0e-6 on probabilities (GaussianNB; 15 classifiers on bundled data: logistic regression 3.9e-7, SVC
 4.2e-7, MLP 3.1e-7, forests and boosting <= 1.8e-7; 4.2e-6 on an MLP over 100k synthetic rows) and at most
-2.1e-7 of the output's scale on regression values (forests, boosting, linear, MLP). The float32 bands sit
-about 5x above the largest drift seen (probability: atol 5e-6 plus 1e-5 relative; values and decision values:
-2e-6 of the scale plus 1e-5 relative), so an ONNX logistic-regression coefficient changed by 1e-5 relative
-is caught. PMML in JPMML stayed within 1e-12 of scikit-learn on every model tried: its bands are 1e-9.
+2.1e-7 of the output's scale on regression values (forests, boosting, linear, MLP); the estimator matrix
+(``docs/coverage.md``) saw at most 1.8e-6 on probabilities (MultinomialNB). The float32 probability band (atol
+4e-6 plus 4e-6 relative: 4e-6 to 8e-6) is about 2-4x the largest drift seen, and the smallest
+logistic-regression coefficient change it catches is 7.1e-6 relative (``benchmarks/fidelity.py``; the goal
+was 1e-5, and 5e-4 passed before); values and decision values get 2e-6 of the scale plus 1e-5 relative
+(about 10x the drift seen). PMML in JPMML stayed within 1e-12 of scikit-learn on every model tried: its bands are 1e-9.
 Relative error alone means nothing near zero, so values get an absolute band scaled by the output's magnitude
 plus a relative band. Rows outside a band are re-checked before anything is called a bug (float32 inputs,
 ties: see ``parity.validators.validate``).
@@ -73,7 +75,7 @@ Tolerance = Band | Exact
 #: Defaults per (artifact precision, output kind). README documents this table; models may override it.
 TOLERANCES: dict[tuple[str, OutputKind], Tolerance] = {
     ("float32", OutputKind.LABEL): Exact(),
-    ("float32", OutputKind.PROBABILITY): Band(atol=5e-6, rtol=1e-5),
+    ("float32", OutputKind.PROBABILITY): Band(atol=4e-6, rtol=4e-6),
     ("float32", OutputKind.DECISION): Band(atol=2e-6, rtol=1e-5, scaled=True),
     ("float32", OutputKind.VALUE): Band(atol=2e-6, rtol=1e-5, scaled=True),
     # distances are computed as |x|^2 - 2 x.c + |c|^2: float32 cancellation (KMeans: 8.9e-6 of the scale)
