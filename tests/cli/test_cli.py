@@ -120,6 +120,14 @@ def test_register_writes_the_record(model_file, reference_file, registry_dir, tm
     assert FileRegistry(registry_dir).refs() == [ModelRef("iris-lr", 1), ModelRef("iris-lr", 5)]
 
 
+def test_register_with_a_role_records_it(model_file, tmp_path, registry_dir, iris):
+    reference = tmp_path / "reference.csv"
+    iris[0].to_csv(reference, index=False)
+    args = [*_register_args(model_file, reference, registry_dir), "--role", "pypmml=deploy"]
+    assert main(args) == EXIT_OK
+    assert FileRegistry(registry_dir).record(ModelRef("iris-lr", 1)).roles == {"pypmml": "deploy"}
+
+
 def test_register_without_source_keeps_none(model_file, tmp_path, registry_dir, iris):
     reference = tmp_path / "reference.csv"
     iris[0].to_csv(reference, index=False)
@@ -140,8 +148,20 @@ def test_register_without_source_keeps_none(model_file, tmp_path, registry_dir, 
             r"--tolerance probability: use atol:X and/or rtol:Y, got 'tol:1'",
         ),
         ("--tolerance", "probability=atol:big", r"--tolerance probability: 'big' is not a number"),
+        ("--role", "pypmml", r"--role 'pypmml' must look like RUNTIME=deploy\|witness"),
+        ("--role", "pypml=deploy", r"--role: role for 'pypml': no runtime of that name; runtimes: .*pypmml"),
+        ("--role", "pypmml=judge", r"--role: role for 'pypmml': 'judge' is not deploy or witness"),
     ],
-    ids=["cv-no-equals", "cv-not-number", "tol-no-equals", "tol-unknown-band", "tol-not-number"],
+    ids=[
+        "cv-no-equals",
+        "cv-not-number",
+        "tol-no-equals",
+        "tol-unknown-band",
+        "tol-not-number",
+        "role-no-equals",
+        "role-unknown-runtime",
+        "role-unknown-role",
+    ],
 )
 def test_register_bad_option_syntax(model_file, tmp_path, registry_dir, iris, capsys, option, value, message):
     reference = tmp_path / "reference.csv"
