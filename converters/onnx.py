@@ -145,10 +145,12 @@ def converter_options(estimator: object) -> dict[int, dict[str, object]] | None:
 
 
 def _models_of(estimator: object) -> list[object]:
-    """The estimator and, for a Pipeline, every step's models (depth first)."""
-    if not isinstance(estimator, Pipeline):
-        return [estimator]
-    return [estimator, *(m for _, step in estimator.steps for m in _models_of(step))]
+    """The estimator and the models inside it (depth first): every step of a Pipeline, and a search's
+    ``best_estimator_`` (skl2onnx converts a GridSearchCV as its best estimator, with that model's options)."""
+    inner = [step for _, step in estimator.steps] if isinstance(estimator, Pipeline) else []
+    best = getattr(estimator, "best_estimator_", None)
+    inner += [best] if best is not None else []
+    return [estimator, *(m for step in inner for m in _models_of(step))]
 
 
 #: How skl2onnx words "I do not support this" in the built-in errors it raises: a model or a setting it has no

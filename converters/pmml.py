@@ -34,9 +34,12 @@ _EXCEPTION_LINE = re.compile(
 _UNSUPPORTED_EXCEPTIONS = re.compile(r"(?:^|\.)Unsupported\w*Exception$")
 #: Their words when the exception type is a general one: a class with no converter ("The object (Python class
 #: ...) is not a supported Estimator"), a setting it has no encoding for ("Attribute 'metric' has an
-#: unsupported value 'chebyshev'"), or an IllegalArgumentException's "... is not supported". Not "contains an
+#: unsupported value 'chebyshev'"), an IllegalArgumentException's "... is not supported", or an
+#: InvalidLabelException's "Expected 2 target categories, got 3" (a converter for binary labels only). Not "contains an
 #: unsupported value": jpmml-python says that of array elements of a type it cannot read (a broken pickle).
-_UNSUPPORTED_WORDS = re.compile(r"not (a )?supported|has an unsupported value", re.IGNORECASE)
+_UNSUPPORTED_WORDS = re.compile(
+    r"not (a )?supported|has an unsupported value|Expected \d+ target categories, got \d+", re.IGNORECASE
+)
 
 
 _shared: WarmPmmlConverter | None = None
