@@ -599,7 +599,20 @@ EXPECTED.update(
 
 
 def expected(fmt: str, name: str) -> Expected:
-    """What cell ``fmt``-``name`` is expected to be (``pass`` unless :data:`EXPECTED` says otherwise)."""
+    """What cell ``fmt``-``name`` is expected to be.
+
+    Parameters
+    ----------
+    fmt : str
+        A key of :data:`parity.validators.formats.FORMATS`.
+    name : str
+        A key of :data:`ENTRIES`.
+
+    Returns
+    -------
+    Expected
+        The entry of :data:`EXPECTED`, or ``pass`` with no reason.
+    """
     return EXPECTED.get((fmt, name), Expected(Kind.PASS, ""))
 
 
@@ -694,7 +707,7 @@ def _one_line(text: str, limit: int = 240) -> str:
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 
-def first_failure(checks: Iterable[Check]) -> str:
+def _first_failure(checks: Iterable[Check]) -> str:
     """The one-line reason of the first blocking check that did not pass (else the first non-blocking one)."""
     failing = [c for c in checks if c.verdict not in (Verdict.PASS, Verdict.NOT_COVERED)]
     for check in sorted(failing, key=lambda c: not c.required):
@@ -712,7 +725,7 @@ def _comparisons(checks: Iterable[Check]) -> Iterator[Check]:
             yield check
 
 
-def deviations_of(checks: Iterable[Check]) -> dict[str, float]:
+def _deviations(checks: Iterable[Check]) -> dict[str, float]:
     """Per output, the largest deviation over the blocking runtimes: ``max_abs``, or rows outside for labels."""
     found: dict[str, float] = {}
     for check in _comparisons(c for c in checks if c.required):
@@ -759,15 +772,15 @@ def run_cell(fitted: Fitted, fmt: str, out_dir: Path) -> Cell:
         fmt,
         str(outcome),
         kind,
-        deviations_of(checks),
-        first_failure(checks),
+        _deviations(checks),
+        _first_failure(checks),
         evidence,
-        outputs_not_compared(fitted, conversion, checks),
+        _not_compared(fitted, conversion, checks),
         time.perf_counter() - start,
     )
 
 
-def outputs_not_compared(fitted: Fitted, conversion: Conversion, checks: Iterable[Check]) -> tuple[str, ...]:
+def _not_compared(fitted: Fitted, conversion: Conversion, checks: Iterable[Check]) -> tuple[str, ...]:
     """The reference outputs no runtime compared, for a conversion that made an artifact."""
     if not conversion.ok:
         return ()
@@ -801,7 +814,7 @@ def _rounded(X: pd.DataFrame) -> pd.DataFrame:
     return X
 
 
-def estimator_outputs(estimator: Any, X: pd.DataFrame) -> dict[str, np.ndarray]:
+def _estimator_outputs(estimator: Any, X: pd.DataFrame) -> dict[str, np.ndarray]:
     """Every output of :data:`METHODS` the estimator has, on ``X``, as dense arrays."""
     outputs: dict[str, np.ndarray] = {}
     with warnings.catch_warnings():
@@ -882,7 +895,7 @@ class Match:
     where: str
 
 
-def best_match(
+def _best_match(
     output: str,
     expected: tuple[np.ndarray, np.ndarray],
     candidates: dict[str, np.ndarray],
@@ -901,7 +914,7 @@ def best_match(
     return best
 
 
-def onnx_arrays(path: Path, X: pd.DataFrame) -> dict[str, np.ndarray]:
+def _onnx_arrays(path: Path, X: pd.DataFrame) -> dict[str, np.ndarray]:
     """onnxruntime's outputs for ``X``, fed as the graph declares its inputs (one matrix, or per column)."""
     import onnxruntime as ort
 
@@ -922,7 +935,7 @@ def onnx_arrays(path: Path, X: pd.DataFrame) -> dict[str, np.ndarray]:
     return dict(zip(names, (np.asarray(v) for v in session.run(None, feeds)), strict=True))
 
 
-def pmml_arrays(path: Path, X: pd.DataFrame) -> dict[str, np.ndarray]:
+def _pmml_arrays(path: Path, X: pd.DataFrame) -> dict[str, np.ndarray]:
     """jpmml_evaluator's result columns for ``X``, one array per column and one per family of columns
     (``probability(...)``, ``affinity(...)``...) in the file's order."""
     from jpmml_evaluator import make_evaluator
@@ -979,8 +992,8 @@ def independent_check(fmt: str, path: Path, fitted: Fitted) -> tuple[bool, str]:
     """
     X = fitted.reference
     est = fitted.estimator
-    plain, rounded = estimator_outputs(est, X), estimator_outputs(est, _rounded(X))
-    arrays = onnx_arrays(path, X) if fmt == "onnx" else pmml_arrays(path, X)
+    plain, rounded = _estimator_outputs(est, X), _estimator_outputs(est, _rounded(X))
+    arrays = _onnx_arrays(path, X) if fmt == "onnx" else _pmml_arrays(path, X)
     ties = _ties(plain)
     from sklearn.base import is_regressor
 
@@ -989,7 +1002,7 @@ def independent_check(fmt: str, path: Path, fitted: Fitted) -> tuple[bool, str]:
     right, notes = True, []
     for output, values in plain.items():
         label = output == "predict" and not is_regressor(est)
-        match = best_match(output, (values, rounded[output]), arrays, ties, label)
+        match = _best_match(output, (values, rounded[output]), arrays, ties, label)
         if match is None:
             notes.append(f"{output}: no counterpart")
             continue
@@ -1108,10 +1121,10 @@ def run_matrix(
     fmts = list(formats or FORMATS)
     with tempfile.TemporaryDirectory(prefix="parity-matrix-") as scratch:
         root = work_dir or Path(scratch)
-        return [cell for entry in chosen for cell in run_entry(entry, fmts, root)]
+        return [cell for entry in chosen for cell in _run_entry(entry, fmts, root)]
 
 
-def run_entry(entry: Entry, formats: Iterable[str], root: Path) -> list[Cell]:
+def _run_entry(entry: Entry, formats: Iterable[str], root: Path) -> list[Cell]:
     """The cells of one entry; a fit or registration that raises makes each of its cells a crash."""
     try:
         fitted = fit(entry)
@@ -1143,7 +1156,17 @@ def entry_of(name: str) -> Entry:
 
 
 def counts(cells: Iterable[Cell]) -> dict[Kind, int]:
-    """How many cells of each kind, every kind listed."""
+    """How many cells of each kind.
+
+    Parameters
+    ----------
+    cells : iterable of Cell
+
+    Returns
+    -------
+    dict of Kind to int
+        Every kind, in :class:`Kind` order, 0 where none.
+    """
     found = dict.fromkeys(Kind, 0)
     for cell in cells:
         found[cell.kind] += 1
@@ -1169,6 +1192,7 @@ def markdown(cells: list[Cell], seconds: float | None = None) -> str:
     """
     total = counts(cells)
     took = f" in {seconds:.0f} s" if seconds is not None else ""
+    versions = ", ".join(f"{name} {_version(name)}" for name in TOOLCHAIN)
     lines = [
         "# Coverage: every estimator kind both converters support, through Parity",
         "",
@@ -1177,6 +1201,8 @@ def markdown(cells: list[Cell], seconds: float | None = None) -> str:
         "process by every runtime of the format, decided with `decide_outcome`; every cell that did not pass "
         "checked again without Parity (onnxruntime or jpmml_evaluator called directly, each output matched "
         "to the estimator's own `predict`/`predict_proba`/...).",
+        "",
+        f"Toolchain: {versions}.",
         "",
         "| " + " | ".join(str(k) for k in Kind) + " |",
         "|" + "---|" * len(Kind),
@@ -1206,6 +1232,27 @@ def markdown(cells: list[Cell], seconds: float | None = None) -> str:
     return "\n".join(lines) + "\n"
 
 
+#: The distributions whose versions decide the matrix, named in the table's header.
+TOOLCHAIN: tuple[str, ...] = (
+    "scikit-learn",
+    "skl2onnx",
+    "onnxruntime",
+    "onnx",
+    "sklearn2pmml",
+    "jpmml_evaluator",
+    "pypmml",
+)
+
+
+def _version(distribution: str) -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version(distribution)
+    except PackageNotFoundError:
+        return "not installed"
+
+
 def _cell_text(value: str) -> str:
     return value.replace("|", "\\|").replace("\n", " ")
 
@@ -1221,6 +1268,11 @@ def pmml_class_patterns() -> list[re.Pattern[str]]:
 
     Read from :data:`PMML_MAPPING` in every jar of the installed sklearn2pmml package; a key such as
     ``sklearn.ensemble.(_forest|forest).RandomForestClassifier`` names several module paths at once.
+
+    Returns
+    -------
+    list of re.Pattern
+        One per key, to be matched in full against ``module.QualifiedName``.
     """
     import sklearn2pmml
 
@@ -1260,6 +1312,12 @@ def supported_intersection() -> dict[str, type]:
 
 
 def uncovered() -> list[str]:
-    """Estimators of :func:`supported_intersection` that no entry covers and :data:`NOT_RUN` does not list."""
+    """Estimators of :func:`supported_intersection` that no entry covers and :data:`NOT_RUN` does not list.
+
+    Returns
+    -------
+    list of str
+        Empty when the matrix accounts for every estimator both converters support.
+    """
     covered = {c for entry in ENTRIES.values() for c in entry.classes()} | set(NOT_RUN)
     return [name for name in supported_intersection() if name not in covered]
