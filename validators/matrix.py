@@ -1061,7 +1061,8 @@ def classify(
             try:
                 fine, found = independent_check(fmt, variant.path, fitted)
             except Exception as err:  # a variant the runtime cannot even load is not right
-                fine, found = False, _one_line(f"{type(err).__name__}: {err}", 160)
+                said = str(err).replace(str(variant.path), variant.path.name)  # no scratch folder in the doc
+                fine, found = False, _one_line(f"{type(err).__name__}: {said}", 160)
             right, evidence = right or fine, f"{evidence}; remedy {variant.name}: {found}"
     return (Kind.FALSE_ALARM if right else Kind.DEFECT), evidence
 
