@@ -493,7 +493,8 @@ _SELECTOR = (
 )
 _EDGE = (
     "values lying exactly on a KBinsDiscretizer bin edge (iris has them: 2.8, 3.6, 5.5, 6.7) land one bin "
-    "off: scikit-learn 1.9 digitizes against its double edges (2.8000000000000003...), "
+    "off: scikit-learn 1.9 digitizes against its double edges (2.8000000000000003..., uniform edges from "
+    "float arithmetic: scikit-learn#30924), "
 )
 
 #: ``(format, entry)`` → what the cell is when it is not a plain pass, measured December 2026 (scikit-learn
