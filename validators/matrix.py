@@ -480,12 +480,6 @@ def _false_alarm(reason: str) -> Expected:
     return Expected(Kind.FALSE_ALARM, f"false alarm: {reason}")
 
 
-_REFUSAL = "the converter refused the estimator and Parity calls it a failed conversion: "
-_FLOAT_VERIFY = (
-    "embedded verification replayed at JPMML's default 1e-13 on a PMML with float-typed inputs (the tree "
-    "part): the embedded rows are scikit-learn's on the doubles, JPMML's outputs equal scikit-learn on "
-    "float32-rounded inputs within 6e-16; "
-)
 _SELECTOR = (
     "sklearn2pmml 0.133.1 with scikit-learn 1.9.0 cannot convert a fitted selector: 'The feature initializer "
     "object (Python class sklearn2pmml.SelectorProxy) does not specify feature type information' (also "
@@ -522,12 +516,12 @@ EXPECTED: dict[tuple[str, str], Expected] = {
     ("pmml", "RFECV"): _defect(_SELECTOR),
     ("pmml", "SelectKBest+LogisticRegression"): _defect(_SELECTOR),
     ("onnx", "RFE"): _defect(
-        "skl2onnx converts RFE as its transform only (the selected columns): no label output; Parity's "
-        "zipmap option makes it fail sooner (NameError)"
+        "skl2onnx converts RFE as its transform only (the selected columns): no label or probability output, "
+        "so nothing RFE.predict gives can be served ('no output matched')"
     ),
     ("onnx", "RFECV"): _defect(
-        "skl2onnx converts RFECV as its transform only (the selected columns): no label output; Parity's "
-        "zipmap option makes it fail sooner (NameError)"
+        "skl2onnx converts RFECV as its transform only (the selected columns): no label or probability "
+        "output, so nothing RFECV.predict gives can be served ('no output matched')"
     ),
     ("onnx", "KBinsDiscretizer"): _defect(
         _EDGE + "skl2onnx compares float32 inputs with float32-rounded edges (18 of 150 rows; double inputs "
@@ -541,50 +535,27 @@ EXPECTED: dict[tuple[str, str], Expected] = {
         "flips, probabilities 0.18 off)"
     ),
     # --- false alarms: the artifact is right, checked independently, and Parity rejects it --------------
-    ("onnx", "LinearSVC"): _false_alarm(
-        "Parity passes zipmap to every classifier; skl2onnx has no zipmap option for LinearSVC (NameError) "
-        "and converts it right without (labels equal, decision values within 1e-7)"
-    ),
-    ("pmml", "VotingClassifier"): _false_alarm(_FLOAT_VERIFY + "3.44899584822318E-5 vs 3.448996062303897E-5"),
-    ("pmml", "StackingClassifier"): _false_alarm(
-        _FLOAT_VERIFY + "0.01117247506645912 vs 0.011172475186996782"
-    ),
-    ("pmml", "VotingRegressor"): _false_alarm(_FLOAT_VERIFY + "173.30863009157966 vs 173.30863012692353"),
-    ("pmml", "StandardScaler+LogisticRegression"): _false_alarm(
-        "embedded verification replayed at JPMML's default 1e-13: 0.0012911309662058112 vs "
-        "...2060333 fails; JPMML's outputs equal scikit-learn within 2.3e-16"
-    ),
-    **{
-        ("pmml", name): _false_alarm(
-            f"embedded verification absent: sklearn2pmml embeds no <ModelVerification> in the {name} PMML "
-            "and the missing block fails the model; JPMML's outputs equal scikit-learn within 1e-13"
-        )
-        for name in (
-            "GridSearchCV",
-            "KMeans",
-            "MiniBatchKMeans",
-            "IsolationForest",
-            "OneClassSVM",
-            "SGDOneClassSVM",
-        )
-    },
-    ("pmml", "BernoulliNB"): _false_alarm(
-        _REFUSAL + "UnsupportedFeatureException (expects categorical inputs)"
-    ),
-    ("pmml", "CategoricalNB"): _false_alarm(
-        _REFUSAL + "UnsupportedFeatureException (expects categorical inputs)"
-    ),
-    ("pmml", "MultiOutputRegressor"): _false_alarm(_REFUSAL + "UnsupportedLabelException (one target only)"),
     ("pmml", "AdaBoostClassifier"): _false_alarm(
-        _REFUSAL + "InvalidLabelException 'Expected 2 target categories, got 3' (binary AdaBoost only)"
+        "the converter refused the estimator and Parity calls it a failed conversion: InvalidLabelException "
+        "'Expected 2 target categories, got 3' (JPMML-SkLearn converts binary AdaBoost only)"
     ),
-    ("pmml", "TunedThresholdClassifierCV"): _false_alarm(
-        _REFUSAL
-        + "InvalidAttributeException \"Attribute 'response_method' has an unsupported value 'auto'\" "
-        "(scikit-learn's default)"
+    ("onnx", "GridSearchCV"): _false_alarm(
+        "output roles missing since converter options are per estimator (5712a25): without zipmap=False the "
+        "GridSearchCV ONNX names its outputs output_label and output_probability (a ZipMap), which no role "
+        "maps ('no output matched'); its labels are equal and its probabilities within 1.5e-7"
     ),
     # --- unsupported ------------------------------------------------------------------------------------
     ("onnx", "VotingClassifier"): _unsupported("skl2onnx: flatten_transform==True is not implemented yet"),
+    ("pmml", "BernoulliNB"): _unsupported(
+        "UnsupportedFeatureException: JPMML-SkLearn expects categorical inputs"
+    ),
+    ("pmml", "CategoricalNB"): _unsupported(
+        "UnsupportedFeatureException: JPMML-SkLearn expects categorical inputs"
+    ),
+    ("pmml", "MultiOutputRegressor"): _unsupported("UnsupportedLabelException: one target only"),
+    ("pmml", "TunedThresholdClassifierCV"): _unsupported(
+        "InvalidAttributeException: 'response_method' has an unsupported value 'auto' (scikit-learn's default)"
+    ),
     ("onnx", "TargetEncoder"): _unsupported("skl2onnx supports TargetEncoder for binary or 1-d targets only"),
 }
 
@@ -933,7 +904,15 @@ def _onnx_arrays(path: Path, X: pd.DataFrame) -> dict[str, np.ndarray]:
         else:
             feeds[entry.name] = block.to_numpy(dtype=np.float64).astype(np.float32)
     names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, (np.asarray(v) for v in session.run(None, feeds)), strict=True))
+    return dict(zip(names, (_dense(v) for v in session.run(None, feeds)), strict=True))
+
+
+def _dense(values: Any) -> np.ndarray:
+    """An output as an array; ZipMap's list of ``{class: probability}`` as a matrix in its key order."""
+    if isinstance(values, list) and values and isinstance(values[0], dict):
+        keys = list(values[0])
+        return np.array([[row[k] for k in keys] for row in values], dtype=np.float64)
+    return np.asarray(values)
 
 
 def _pmml_arrays(path: Path, X: pd.DataFrame) -> dict[str, np.ndarray]:
