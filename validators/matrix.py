@@ -1189,7 +1189,7 @@ def markdown(cells: list[Cell], seconds: float | None = None) -> str:
         "|" + "---|" * len(Kind),
         "| " + " | ".join(str(total[k]) for k in Kind) + " |",
         "",
-        "Max deviation: per reference output, the largest absolute deviation of any runtime (labels: rows "
+        "Max deviation: per reference output, the largest absolute deviation of any deploy runtime (labels: rows "
         "that differ). Not compared: reference outputs no runtime of the format compared (a gap even in a "
         "passing cell). Reason: the first failing check. Evidence: the independent check.",
         "",
