@@ -11,6 +11,7 @@ import typer
 from parity.core.errors import ParityError
 
 from .audit import audit
+from .coverage import coverage
 from .deploy import deploy
 from .doctor import doctor
 from .exits import EXIT_OK, EXIT_USAGE
@@ -32,6 +33,7 @@ COMMANDS: dict[str, tuple[Callable[..., int], str]] = {
     "deploy": (deploy, "create the work pools and register the deployments of deployments/prefect.yaml"),
     "serve": (serve, "serve the same schedules and triggers from this process (no work pools)"),
     "audit": (audit, "re-check every archive bundle's checksums and replay it in today's runtimes"),
+    "coverage": (coverage, "run the generated estimator matrix and write docs/coverage.md"),
 }
 TARGETS_HELP = "list the targets and whether each is ready; set one up"
 SETUP_HELP = "provision an emulated target on this machine (idempotent)"
