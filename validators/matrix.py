@@ -534,15 +534,9 @@ EXPECTED: dict[tuple[str, str], Expected] = {
         _EDGE + "sklearn2pmml's closedOpen intervals put 2.8 in the upper bin (1 of 150 rows: the label "
         "flips, probabilities 0.18 off)"
     ),
-    # --- false alarms: the artifact is right, checked independently, and Parity rejects it --------------
-    ("pmml", "AdaBoostClassifier"): _false_alarm(
-        "the converter refused the estimator and Parity calls it a failed conversion: InvalidLabelException "
-        "'Expected 2 target categories, got 3' (JPMML-SkLearn converts binary AdaBoost only)"
-    ),
-    ("onnx", "GridSearchCV"): _false_alarm(
-        "output roles missing since converter options are per estimator (5712a25): without zipmap=False the "
-        "GridSearchCV ONNX names its outputs output_label and output_probability (a ZipMap), which no role "
-        "maps ('no output matched'); its labels are equal and its probabilities within 1.5e-7"
+    # --- false alarms: the artifact is right, checked independently, and Parity rejects it: none ---------
+    ("pmml", "AdaBoostClassifier"): _unsupported(
+        "InvalidLabelException 'Expected 2 target categories, got 3': JPMML-SkLearn converts binary AdaBoost only"
     ),
     # --- unsupported ------------------------------------------------------------------------------------
     ("onnx", "VotingClassifier"): _unsupported("skl2onnx: flatten_transform==True is not implemented yet"),
