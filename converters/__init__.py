@@ -7,7 +7,8 @@ The table of formats, which pairs each converter with the runtimes that check it
 
 from __future__ import annotations
 
+from . import onnx, pmml
 from .onnx import convert_onnx
 from .pmml import convert_pmml, shared_pmml_converter
 
-__all__ = ["convert_onnx", "convert_pmml", "shared_pmml_converter"]
+__all__ = ["convert_onnx", "convert_pmml", "onnx", "pmml", "shared_pmml_converter"]

@@ -79,6 +79,20 @@ def output_roles(estimator: object) -> dict[str, str]:
     return {"variable": "transform"}
 
 
+#: Final estimators whose binary scores skl2onnx emits as (N, 2) = [d, -d] (libsvm's sign), not [-d, d].
+NEGATED_BINARY_SCORES: frozenset[str] = frozenset({"SVC", "NuSVC"})
+
+
+def layouts(estimator: object) -> dict[str, str]:
+    """The layout of each reference output whose ONNX output could be read two ways (a binary classifier's
+    scores without probabilities: (N, 2) = [-d, d], or [d, -d] for SVC)."""
+    if not is_classifier(estimator) or hasattr(estimator, "predict_proba"):
+        return {}
+    final = estimator.steps[-1][1] if isinstance(estimator, Pipeline) else estimator
+    negated = type(final).__name__ in NEGATED_BINARY_SCORES
+    return {"decision_function": "(N, 2) = [d, -d]" if negated else "(N, 2) = [-d, d]"}
+
+
 def not_emitted(estimator: object, roles: dict[str, str]) -> dict[str, str]:
     """The estimator's reference outputs that skl2onnx emits no output for, each with the reason."""
     emitted = ", ".join(f"{name} ({role})" for name, role in roles.items())
@@ -244,6 +258,7 @@ def convert_onnx(estimator: object, X: pd.DataFrame, out_path: Path, *, double: 
         inputs=spec,
         outputs=roles,
         not_emitted=not_emitted(estimator, roles),
+        layouts=layouts(estimator),
         float_inputs=[column for entry in spec if entry.dtype == FLOAT for column in entry.columns],
         # skl2onnx treats the target as a ceiling: record what the file declares, and the ceiling
         opset={entry.domain or "ai.onnx": entry.version for entry in model.opset_import},

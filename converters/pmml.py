@@ -80,8 +80,12 @@ NO_PROBABILITY_FIELDS: frozenset[str] = frozenset({"KNeighborsClassifier", "SVC"
 
 
 def _final_step(estimator: object) -> object:
+    """The model that makes the predictions: a Pipeline's last step, a search's best estimator."""
     steps = getattr(estimator, "steps", None)
-    return _final_step(steps[-1][1]) if steps else estimator
+    if steps:
+        return _final_step(steps[-1][1])
+    best = getattr(estimator, "best_estimator_", None)
+    return estimator if best is None else _final_step(best)
 
 
 def result_fields(estimator: object, target: str) -> dict[str, PmmlField]:

@@ -54,21 +54,40 @@ def _flat(expected: np.ndarray, actual: np.ndarray) -> tuple[np.ndarray, np.ndar
     return expected, actual.reshape(-1)
 
 
+def _scores_of_both_classes(expected: np.ndarray, actual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    return np.column_stack([-expected.astype(np.float64), expected]), actual
+
+
 def _with_negation(expected: np.ndarray, actual: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.column_stack([expected, -expected.astype(np.float64)]), actual
 
 
+def _binary(e: tuple[int, ...], a: tuple[int, ...]) -> bool:
+    return len(e) == 1 and a == (e[0], 2)
+
+
 #: The layouts converters are known to emit an output in, other than the reference's own (FACTS.md:
-#: skl2onnx gives binary SVC scores as (N, 2) = [d, -d], QDA's label as (1, N), outlier labels as (N, 1)).
+#: skl2onnx gives a binary linear classifier's scores as (N, 2) = [-d, d] (column j scores class j) but a
+#: binary SVC's as [d, -d], QDA's label as (1, N), outlier labels as (N, 1)). Where two layouts fit one
+#: shape, the first is taken unless the conversion names the other (``OnnxDetails.layouts``).
 LAYOUTS: tuple[Layout, ...] = (
     Layout("(N, 1) column", lambda e, a: len(e) == 1 and a == (e[0], 1), _flat),
     Layout("(1, N) row", lambda e, a: len(e) == 1 and a == (1, e[0]) and e[0] != 1, _flat),
-    Layout("(N, 2) = [d, -d]", lambda e, a: len(e) == 1 and a == (e[0], 2), _with_negation),
+    Layout("(N, 2) = [-d, d]", _binary, _scores_of_both_classes),
+    Layout("(N, 2) = [d, -d]", _binary, _with_negation),
 )
 
 
-def align(expected: np.ndarray, actual: np.ndarray) -> tuple[np.ndarray, np.ndarray, str | None]:
+def align(
+    expected: np.ndarray, actual: np.ndarray, prefer: str | None = None
+) -> tuple[np.ndarray, np.ndarray, str | None]:
     """``expected`` and ``actual`` in one shape, through a known layout when their shapes differ.
+
+    Parameters
+    ----------
+    expected, actual : numpy.ndarray
+    prefer : str, optional
+        The name of the layout to take where several fit the shapes (the converter's own, for this output).
 
     Returns
     -------
@@ -80,10 +99,10 @@ def align(expected: np.ndarray, actual: np.ndarray) -> tuple[np.ndarray, np.ndar
     expected, actual = np.asarray(expected), np.asarray(actual)
     if expected.shape == actual.shape:
         return expected, actual, None
-    for layout in LAYOUTS:
-        if layout.matches(expected.shape, actual.shape):
-            arranged, actual = layout.arrange(expected, actual)
-            return arranged, actual, layout.name
+    fitting = [layout for layout in LAYOUTS if layout.matches(expected.shape, actual.shape)]
+    for layout in sorted(fitting, key=lambda layout: layout.name != prefer):
+        arranged, actual = layout.arrange(expected, actual)
+        return arranged, actual, layout.name
     return expected, actual, None
 
 

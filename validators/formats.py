@@ -18,6 +18,8 @@ import numpy as np
 import pandas as pd
 
 from parity.converters import convert_onnx, convert_pmml, shared_pmml_converter
+from parity.converters import onnx as onnx_converter
+from parity.converters import pmml as pmml_converter
 from parity.core.records import Conversion, OnnxDetails, OnnxInput, PmmlDetails, PmmlField, Precision
 from parity.core.tables import table_of
 
@@ -103,9 +105,20 @@ class FormatSpec(ABC):
     def field_names(self, conversion: Conversion, output: str) -> str:
         """What in the artifact should hold reference output ``output`` (for a coverage failure)."""
 
-    def not_emitted(self, conversion: Conversion) -> dict[str, str]:
-        """Reference outputs the converter is known not to emit for this estimator, each with the reason."""
-        return dict(self.details(conversion).not_emitted)
+    def layout(self, conversion: Conversion, output: str) -> str | None:
+        """The known layout the artifact gives ``output`` in, where several fit its shape (None: the first)."""
+        return None
+
+    def not_emitted(self, conversion: Conversion, estimator: object) -> dict[str, str]:
+        """Reference outputs the converter is known not to emit for this estimator, each with the reason.
+
+        A conversion recorded before Parity said so (a schema-1 report) gets them from the estimator.
+        """
+        recorded = self.details(conversion).not_emitted
+        return dict(recorded) if recorded is not None else self._not_emitted(conversion, estimator)
+
+    @abstractmethod
+    def _not_emitted(self, conversion: Conversion, estimator: object) -> dict[str, str]: ...
 
     def same_engine(self, runtime: str) -> bool:
         """Whether outputs named ``runtime`` come from the engine compared across targets."""
@@ -166,6 +179,12 @@ class OnnxFormat(FormatSpec):
                 arrays[entry.name] = block.to_numpy(dtype=np.float64).astype(entry.dtype)
         return arrays
 
+    def layout(self, conversion: Conversion, output: str) -> str | None:
+        return self.details(conversion).layouts.get(output)
+
+    def _not_emitted(self, conversion: Conversion, estimator: object) -> dict[str, str]:
+        return onnx_converter.not_emitted(estimator, onnx_converter.output_roles(estimator))
+
     def field_names(self, conversion: Conversion, output: str) -> str:
         names = [name for name, role in self.details(conversion).outputs.items() if role == output]
         return f"output {', '.join(names)}" if names else f"output for {output}"
@@ -215,6 +234,10 @@ class PmmlFormat(FormatSpec):
 
     def remote_inputs(self, conversion: Conversion, X: pd.DataFrame) -> pd.DataFrame:
         return X
+
+    def _not_emitted(self, conversion: Conversion, estimator: object) -> dict[str, str]:
+        target = self.details(conversion).target
+        return pmml_converter.not_emitted(estimator, pmml_converter.result_fields(estimator, target))
 
     def field_names(self, conversion: Conversion, output: str) -> str:
         entry = _fields(self.details(conversion)).get(output)

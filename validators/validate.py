@@ -136,16 +136,23 @@ def run_runtime(runtime: Runtime, conversion: Conversion, X: pd.DataFrame) -> di
     path = conversion.path
     if path is None:
         raise ValueError(f"the {conversion.format} conversion produced no artifact to evaluate")
-    parts: list[dict[str, np.ndarray]] = []
+    parts: list[tuple[int, dict[str, np.ndarray]]] = []
     for start in range(0, len(X), CHUNK_ROWS):
         chunk = X.iloc[start : start + CHUNK_ROWS]
-        parts.append(spec.outputs(runtime.evaluate(path, spec.feeds(conversion, chunk)), conversion))
-    return {key: np.concatenate([p[key] for p in parts], axis=_row_axis(parts[0][key])) for key in parts[0]}
+        parts.append(
+            (len(chunk), spec.outputs(runtime.evaluate(path, spec.feeds(conversion, chunk)), conversion))
+        )
+    first = parts[0][1]
+    return {
+        key: np.concatenate([p[key] for _, p in parts], axis=_row_axis(first[key], parts[0][0]))
+        for key in first
+    }
 
 
-def _row_axis(values: np.ndarray) -> int:
-    """The axis rows run along: 0, except for a (1, N) row vector (QDA's ONNX label)."""
-    return 1 if values.ndim == 2 and values.shape[0] == 1 and values.shape[1] > 1 else 0
+def _row_axis(values: np.ndarray, n_rows: int) -> int:
+    """The axis ``n_rows`` rows run along: 0, except for a (1, N) row vector of N > 1 rows (QDA's ONNX label)."""
+    values = np.asarray(values)
+    return 1 if n_rows > 1 and values.ndim == 2 and values.shape == (1, n_rows) else 0
 
 
 @dataclass(frozen=True)
@@ -251,14 +258,16 @@ def _check_output(
     kind = kind_of(output, context.labels)
     precision = spec.precision(conversion)
     tolerance = tolerance_for(precision, kind, context.overrides)
-    expected, actual, layout = align(context.model.predictions[output][index], actual)
+    expected, actual, layout = align(
+        context.model.predictions[output][index], actual, spec.layout(conversion, output)
+    )
     base: dict[str, Any] = {"kind": str(kind), "rows": len(index), "tolerance": tolerance.describe()}
     try:
         diff = compare(expected, actual, tolerance)
     except ValueError as err:
         explanation = f"not comparable: {err}: a conversion bug (the artifact's output has another shape)"
         return cell(output, Verdict.FAIL, explanation=explanation, stage=Stage.COMPARE, band=BIG_DIFF, **base)
-    deviation = _deviation(diff, expected, tolerance)
+    deviation = _deviation(diff, expected, actual, tolerance)
     figures: dict[str, Any] = {
         "max_abs": diff.max_abs,
         "max_rel": diff.max_rel,
@@ -278,11 +287,17 @@ def _check_output(
     return cell(output, verdict, explanation=explanation, stage=stage, **base, **figures)
 
 
-def _deviation(diff: Difference, expected: np.ndarray, tolerance: Tolerance) -> float | None:
-    """The largest deviation per unit of the output's scale (None where nothing numeric was compared)."""
+def _deviation(
+    diff: Difference, expected: np.ndarray, actual: np.ndarray, tolerance: Tolerance
+) -> float | None:
+    """The largest deviation per unit of the output's scale (None where nothing numeric was compared;
+    infinite where one side is NaN and the other is not)."""
     if diff.max_abs is None or not isinstance(tolerance, Band):
         return None
-    return diff.max_abs / (scale_of(np.asarray(expected, dtype=np.float64)) if tolerance.scaled else 1.0)
+    expected, actual = np.asarray(expected, dtype=np.float64), np.asarray(actual, dtype=np.float64)
+    if (np.isnan(expected) ^ np.isnan(actual)).any():
+        return float("inf")
+    return diff.max_abs / (scale_of(expected) if tolerance.scaled else 1.0)
 
 
 @dataclass
@@ -325,12 +340,16 @@ class Finding:
         if not columns:
             return np.zeros_like(self.outside)
         rounded = self.context.rounded_reference(columns)[self.output][self.index]
-        rounded, actual, _ = align(rounded, self.actual)
+        rounded, actual, _ = align(rounded, self.actual, self.spec.layout(self.conversion, self.output))
         again = compare(rounded, actual, self.tolerance).outside
         return self.outside & ~again
 
     def _beyond_float32_band(self) -> np.ndarray:
-        expected, actual, _ = align(self.context.model.predictions[self.output][self.index], self.actual)
+        expected, actual, _ = align(
+            self.context.model.predictions[self.output][self.index],
+            self.actual,
+            self.spec.layout(self.conversion, self.output),
+        )
         band = tolerance_for("float32", self.kind, self.context.overrides)
         return compare(expected, actual, band).outside
 
@@ -347,7 +366,9 @@ class Finding:
             if output in predictions:
                 scores = np.asarray(predictions[output], dtype=np.float64)[self.index]
                 band = tolerance_for(precision, kind, self.context.overrides)
-                return _tied(scores, band)
+                classes = getattr(self.context.model.estimator, "classes_", None)
+                names = None if classes is None else [_label(c) for c in classes]
+                return _tied(scores, band, self.actual, names)
         return np.zeros_like(self.outside)
 
     def _notes(self, rounded: np.ndarray, tied: np.ndarray) -> list[str]:
@@ -378,8 +399,10 @@ class Finding:
         # float32 arithmetic on n terms errs by at most ~n*u*sum|terms| (Higham's gamma_n); rounding the inputs
         # alone moves the output by up to u*sum|terms| (less where roundings cancel: hence the factor 4)
         terms = len(self.spec.float_inputs(self.conversion)) + 1
+        if self.deviation is None or not np.isfinite(self.deviation):
+            return f"{n} row(s) outside {self.tolerance.describe()}, NaN on one side only: a conversion bug."
         off = f"{n} row(s) outside {self.tolerance.describe()}, off by up to {self.deviation:.3g} of the output's scale"
-        if self.deviation is None or self.deviation > max(bound, SENSITIVITY_FACTOR * terms * sensitivity):
+        if self.deviation > max(bound, SENSITIVITY_FACTOR * terms * sensitivity):
             return f"{off}, beyond what {precision} arithmetic can produce ({bound:.2g}): a conversion bug."
         if self.deviation > bound:
             return (
@@ -407,17 +430,30 @@ class Finding:
         return float(np.nanmedian(moved) / scale) if moved.size and np.isfinite(moved).any() else 0.0
 
 
-def _tied(scores: np.ndarray, band: Tolerance) -> np.ndarray:
-    """Rows whose two highest scores (or a binary decision value and 0) are within ``band`` of each other."""
-    if not isinstance(band, Band):
+def _tied(scores: np.ndarray, band: Tolerance, labels: np.ndarray, classes: list[str] | None) -> np.ndarray:
+    """Rows where the artifact's label is one of the reference's top scores, all within ``band`` of each
+    other (a binary decision value: within the band of 0, either label); never a label outside the tie."""
+    if not isinstance(band, Band) or classes is None:
         return np.zeros(len(scores), dtype=bool)
-    if scores.ndim == 1:
-        top, second = scores, np.zeros_like(scores)
-    else:
-        ordered = np.sort(scores, axis=1)
-        top, second = ordered[:, -1], ordered[:, -2]
     scale = scale_of(scores) if band.scaled else 1.0
-    return np.abs(top - second) <= 2 * (band.atol * scale + band.rtol * np.abs(top))
+    if scores.ndim == 1:
+        return np.abs(scores) <= 2 * (band.atol * scale + band.rtol * np.abs(scores))
+    top = scores.max(axis=1, keepdims=True)
+    candidates = scores >= top - 2 * (band.atol * scale + band.rtol * np.abs(top))
+    position = {label: j for j, label in enumerate(classes)}
+    given = np.array([position.get(_label(v), -1) for v in np.asarray(labels).reshape(-1)])
+    rows = np.arange(len(scores))
+    known = given >= 0
+    tied = np.zeros(len(scores), dtype=bool)
+    tied[known] = candidates[rows[known], given[known]] & (candidates[known].sum(axis=1) > 1)
+    return tied
+
+
+def _label(value: object) -> str:
+    """A label as the classes are spelled: ``1.0`` from a runtime that returns labels as doubles is ``1``."""
+    if isinstance(value, float | np.floating) and float(value).is_integer():
+        return str(int(value))
+    return str(value)
 
 
 #: The explanation of an artifact whose converter embedded no verification rows, on every target alike.
@@ -496,7 +532,9 @@ def validate_conversion(
     targets = load_targets() if targets is None else targets
     resolved = resolve_roles(load_roles() if roles is None else roles, context.role_overrides)
     spec = format_of(conversion.format)
-    primary = next((t for t in targets.values() if REACHES[t.reach].in_process), None)
+    in_process = [t for t in targets.values() if REACHES[t.reach].in_process]
+    # every runtime runs on the first deploy process target (else the first process target)
+    primary = next((t for t in in_process if t.required), in_process[0] if in_process else None)
     first_deploy = next((t for t in targets.values() if t.required), None)
     checks: list[Check] = []
     runs: list[Run] = []
@@ -647,7 +685,11 @@ def cross_target_checks(
                 continue
             kind = kind_of(output, context.labels)
             tolerance = cross_target_tolerance(spec.precision(conversion), kind, context.overrides)
-            theirs_out, mine_out, _ = align(base.outputs[output][theirs], _rows(actual, mine))
+            theirs_out, mine_out, _ = align(
+                _rows(base.outputs[output], theirs, len(base.index)),
+                _rows(actual, mine, len(run.index)),
+                spec.layout(conversion, output),
+            )
             diff = compare(theirs_out, mine_out, tolerance)
             agree = diff.n_outside == 0
             who = f"{run.target}/{run.runtime} vs {base.target}/{base.runtime}"
@@ -669,15 +711,16 @@ def cross_target_checks(
                     tolerance=tolerance.describe(),
                     explanation=explanation,
                     stage=None if agree else Stage.COMPARE,
-                    band=deviation_band(_deviation(diff, theirs_out, tolerance), agree),
+                    band=deviation_band(_deviation(diff, theirs_out, mine_out, tolerance), agree),
                 )
             )
     return checks
 
 
-def _rows(values: np.ndarray, index: np.ndarray) -> np.ndarray:
+def _rows(values: np.ndarray, index: np.ndarray, n_rows: int) -> np.ndarray:
+    """The rows ``index`` of one run's output of ``n_rows`` rows, whichever axis its rows run along."""
     values = np.asarray(values)
-    return values[:, index] if _row_axis(values) == 1 else values[index]
+    return values[:, index] if _row_axis(values, n_rows) == 1 else values[index]
 
 
 def witness_notes(checks: list[Check], conversion: Conversion) -> list[Check]:
@@ -701,7 +744,7 @@ def witness_notes(checks: list[Check], conversion: Conversion) -> list[Check]:
             if check.role is Role.WITNESS and passing:
                 others = ", ".join(sorted({c.runtime for c in passing}))
                 explanations[id(check)] = (
-                    f"{check.runtime}: {check.n_outside} row(s) differ, by up to {check.max_abs or 0:.3g}; {others} "
+                    f"{check.runtime}: {check.n_outside} row(s) differ{_by_up_to(check)}; {others} "
                     f"and scikit-learn agree: {check.runtime} evaluates this model wrongly (not a conversion bug). "
                     f"Do not serve this {fmt} with {check.runtime}."
                 )
@@ -717,6 +760,10 @@ def witness_notes(checks: list[Check], conversion: Conversion) -> list[Check]:
     ]
 
 
+def _by_up_to(check: Check) -> str:
+    return "" if check.max_abs is None else f", by up to {check.max_abs:.3g}"
+
+
 def coverage_checks(context: ModelContext, conversion: Conversion, runs: list[Run]) -> list[Check]:
     """One row per reference output: how many reference rows a deploy runtime of this format compared.
 
@@ -725,7 +772,7 @@ def coverage_checks(context: ModelContext, conversion: Conversion, runs: list[Ru
     """
     spec = format_of(conversion.format)
     n_rows = len(context.model.reference)
-    known = spec.not_emitted(conversion)
+    known = spec.not_emitted(conversion, context.model.estimator)
     checks = []
     for output in context.model.predictions:
         giving = [r for r in runs if r.blocking and output in r.outputs]

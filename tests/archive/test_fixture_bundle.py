@@ -58,7 +58,7 @@ def as_written(record: Document) -> dict:
         details = {
             k: v
             for k, v in conversion["details"].items()
-            if k not in ("not_emitted", "float_inputs", "fields")
+            if k not in ("not_emitted", "float_inputs", "fields", "layouts")
         }
         conversions[fmt] = {**conversion, "details": details}
     return {**data, "schema": 1, "checks": checks, "conversions": conversions}

@@ -370,14 +370,23 @@ def test_an_infinite_reference_matches_only_the_same_infinity():
     [
         pytest.param(LAYOUTS[0], lambda d: d.reshape(-1, 1), id="column"),
         pytest.param(LAYOUTS[1], lambda d: d.reshape(1, -1), id="row"),
-        pytest.param(LAYOUTS[2], lambda d: np.column_stack([d, -d]), id="d-minus-d"),
+        pytest.param(LAYOUTS[2], lambda d: np.column_stack([-d, d]), id="minus-d-d"),
+        pytest.param(LAYOUTS[3], lambda d: np.column_stack([d, -d]), id="d-minus-d"),
     ],
 )
 def test_a_known_layout_is_mapped_and_compared(layout, actual):
     d = np.array([-2.5, 0.25, 3.0])
-    _, _, name = align(d, actual(d))
+    band = Band(atol=1e-9, rtol=0)
+    expected, arranged, name = align(d, actual(d), prefer=layout.name)
     assert name == layout.name
-    assert compare(d, actual(d), Band(atol=1e-9, rtol=0)).n_outside == 0
+    assert compare(expected, arranged, band).n_outside == 0
     wrong = actual(d).astype(float)
     wrong.flat[-1] += 1  # the last element of the artifact's own layout: the second column of [d, -d]
-    assert compare(d, wrong, Band(atol=1e-9, rtol=0)).n_outside == 1
+    expected, arranged, _ = align(d, wrong, prefer=layout.name)
+    assert compare(expected, arranged, band).n_outside == 1
+
+
+def test_of_two_layouts_that_fit_the_first_is_taken_unless_the_conversion_names_the_other():
+    d = np.array([1.0, -2.0])
+    assert align(d, np.column_stack([-d, d]))[2] == "(N, 2) = [-d, d]"
+    assert align(d, np.column_stack([d, -d]), prefer="(N, 2) = [d, -d]")[2] == "(N, 2) = [d, -d]"

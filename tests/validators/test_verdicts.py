@@ -364,3 +364,99 @@ def test_a_passing_or_pmml_conversion_gets_no_remedy(cancer, tmp_path: Path):
     context, conversion, checks = _validated(model, X, "onnx", tmp_path)
     conversions, again = remedied(context, conversion, checks, tmp_path / "remedy", HOST_ONLY, {})
     assert list(conversions) == ["onnx"] and again == checks
+
+
+# --- found in review: each a false alarm, a crash or a silent pass before its fix -----------------------
+def test_qda_row_labels_compare_across_two_onnxruntime_targets(cancer, tmp_path: Path):
+    X, y = cancer
+    model = QuadraticDiscriminantAnalysis(reg_param=0.1).fit(X, y)
+    context = _context(model, X)
+    conversion = formats.convert("onnx", model, X, tmp_path)
+    targets = {**HOST_ONLY, "two": Target("two", host_platform(), "process", required=False, threads=2)}
+    checks = validate_conversion(context, conversion, targets=targets, roles={})
+    across = [c for c in checks if c.against == "host" and c.output == "predict"]
+    assert [c.verdict for c in across] == [Verdict.PASS]
+
+
+def test_a_binary_linear_classifiers_scores_are_read_as_minus_d_d(cancer, tmp_path: Path):
+    from sklearn.linear_model import Perceptron
+
+    X, y = cancer
+    model = Perceptron(random_state=0).fit(X, y)
+    _, conversion, checks = _validated(model, X, "onnx", tmp_path)
+    assert conversion.details.layouts == {"decision_function": "(N, 2) = [-d, d]"}
+    (scores,) = [
+        c
+        for c in checks
+        if c.runtime == "onnxruntime" and c.output == "decision_function" and c.kind != "coverage"
+    ]
+    assert scores.verdict is Verdict.PASS and scores.explanation == "compared as (N, 2) = [-d, d]"
+
+
+@pytest.mark.slow
+def test_a_searchs_best_estimator_decides_what_its_pmml_emits(cancer, tmp_path: Path):
+    from sklearn.model_selection import GridSearchCV
+
+    X, y = cancer
+    model = GridSearchCV(KNeighborsClassifier(), {"n_neighbors": [3, 5]}).fit(X, y)
+    _, _, checks = _validated(model, X, "pmml", tmp_path)
+    (proba,) = [c for c in checks if c.kind == "coverage" and c.output == "predict_proba"]
+    assert proba.verdict is Verdict.NOT_COVERED
+    assert decide_outcome(checks, False) is Outcome.PASSED
+
+
+def test_a_schema_1_conversion_gets_its_not_emitted_outputs_from_the_estimator(cancer, tmp_path: Path):
+    X, y = cancer
+    model = LogisticRegression(max_iter=2000).fit(X, y)
+    conversion = formats.convert("onnx", model, X, tmp_path)
+    old = conversion.model_copy(
+        update={"details": conversion.details.model_copy(update={"not_emitted": None})}
+    )
+    assert set(formats.FORMATS["onnx"].not_emitted(old, model)) == {"decision_function"}
+
+
+def test_a_label_outside_the_tie_is_a_bug(iris, tmp_path: Path):
+    X, y = iris
+    model = LogisticRegression(max_iter=2000).fit(X, y)
+    context = _context(model, X)
+    conversion = formats.convert("onnx", model, X, tmp_path)
+    context.model.predictions["predict_proba"][0] = [0.5, 0.5, 0.0]
+    cell = Cell(conversion, "onnxruntime", "host", Role.DEPLOY, True)
+    labels = context.model.predictions["predict"].copy()
+    labels[0] = 1  # the other class of the tie: explained
+    assert (
+        _check_output(context, conversion, cell, "predict", labels, np.arange(len(X))).verdict is Verdict.PASS
+    )
+    labels[0] = 2  # a class outside the tie: a bug
+    check = _check_output(context, conversion, cell, "predict", labels, np.arange(len(X)))
+    assert check.verdict is Verdict.FAIL and check.explanation.endswith("a conversion bug.")
+
+
+def test_a_nan_on_one_side_is_a_big_diff_and_a_bug(cancer, tmp_path: Path):
+    from sklearn.datasets import load_diabetes
+
+    X, y = load_diabetes(return_X_y=True, as_frame=True)
+    model = LinearRegression().fit(X, y)
+    context = _context(model, X)
+    conversion = formats.convert("onnx", model, X, tmp_path)
+    values = context.model.predictions["predict"].copy()
+    values[3] = np.nan
+    cell = Cell(conversion, "onnxruntime", "host", Role.DEPLOY, True)
+    check = _check_output(context, conversion, cell, "predict", values, np.arange(len(X)))
+    assert (check.verdict, check.band) == (Verdict.FAIL, "big-diff")
+    assert check.explanation.endswith("NaN on one side only: a conversion bug.")
+
+
+@pytest.mark.slow
+def test_every_runtime_runs_on_the_first_deploy_process_target_whatever_the_order(cancer, tmp_path: Path):
+    X, y = cancer
+    model = LogisticRegression(max_iter=2000).fit(X, y)
+    context = _context(model, X)
+    conversion = formats.convert("pmml", model, X, tmp_path)
+    targets = {
+        "two": Target("two", host_platform(), "process", required=False, threads=2),
+        **HOST_ONLY,
+    }
+    checks = validate_conversion(context, conversion, targets=targets, roles={})
+    assert {c.target for c in checks if c.runtime == "jpmml_evaluator"} == {"host"}
+    assert decide_outcome(checks, False) is Outcome.PASSED

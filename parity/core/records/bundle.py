@@ -43,7 +43,7 @@ def described_targets(targets: dict[str, TargetEntry], checks: Iterable[Check]) 
     required = {name: entry.required for name, entry in targets.items()}
     where = {name: dict(entry.where) for name, entry in targets.items()}
     for check in checks:
-        required.setdefault(check.target, check.required)
+        required[check.target] = required.get(check.target, False) or check.required
         described = where.setdefault(check.target, {})
         if check.where.to_json():
             described.setdefault(runtime_key(check), check.where)

@@ -32,10 +32,13 @@ class OnnxDetails(Record):
     target_opset: dict[str, int]
     precision: Precision
     skl2onnx: str
-    #: reference outputs skl2onnx emits no output for (estimator kind), each with the reason
-    not_emitted: dict[str, str] = Field(default_factory=dict)
+    #: reference outputs skl2onnx emits no output for (estimator kind), each with the reason (None: a report
+    #: of schema 1, which did not say; derived from the estimator when it is replayed)
+    not_emitted: dict[str, str] | None = None
     #: reference columns the artifact reads as float32 (None: a report of schema 1, which did not say)
     float_inputs: list[str] | None = None
+    #: reference output → the known layout its ONNX output has, where several fit (see ``LAYOUTS``)
+    layouts: dict[str, str] = Field(default_factory=dict)
 
 
 class PmmlField(Record):
@@ -59,8 +62,8 @@ class PmmlDetails(Record):
     #: reference output → the result columns that hold it (empty: a report of schema 1, see
     #: ``PmmlFormat.outputs``)
     fields: dict[str, PmmlField] = Field(default_factory=dict)
-    #: reference outputs sklearn2pmml emits no field for, each with the reason
-    not_emitted: dict[str, str] = Field(default_factory=dict)
+    #: reference outputs sklearn2pmml emits no field for, each with the reason (None: a report of schema 1)
+    not_emitted: dict[str, str] | None = None
     #: reference columns the PMML declares ``dataType="float"`` (None: a report of schema 1)
     float_inputs: list[str] | None = None
 
