@@ -6,6 +6,7 @@ import hashlib
 import io
 import pickle
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,6 +35,83 @@ ALLOWLIST: frozenset[str] = frozenset(
         "sklearn._loss.link.MultinomialLogit",
     }
 )
+
+#: What can never be a model part, trusted or not: each runs code, reaches the system, or loads more pickled
+#: data. A type is refused when its name is listed here or starts with a listed ``module.`` prefix.
+NEVER_TRUSTED: dict[str, str] = {
+    "builtins.eval": "evaluates Python source",
+    "builtins.exec": "executes Python source",
+    "builtins.compile": "compiles Python source",
+    "builtins.__import__": "imports any module",
+    "builtins.open": "opens any file",
+    "builtins.getattr": "reaches any attribute of any object",
+    "builtins.setattr": "changes any attribute of any object",
+    "builtins.delattr": "deletes any attribute of any object",
+    "builtins.globals": "reaches the interpreter's globals",
+    "builtins.vars": "reaches any object's namespace",
+    "builtins.breakpoint": "starts a debugger",
+    "builtins.input": "reads the terminal",
+    "os.": "reaches the operating system (files, processes, environment)",
+    "posix.": "reaches the operating system",
+    "nt.": "reaches the operating system",
+    "subprocess.": "runs programs",
+    "sys.": "reaches the interpreter",
+    "importlib.": "imports any module",
+    "runpy.": "runs any module",
+    "ctypes.": "calls native code",
+    "pickle.": "unpickles more data, which can run anything",
+    "_pickle.": "unpickles more data, which can run anything",
+    "joblib.": "unpickles more data, which can run anything",
+    "dill.": "unpickles more data, which can run anything",
+    "cloudpickle.": "unpickles more data, which can run anything",
+    "marshal.": "loads code objects",
+    "numpy.load": "unpickles .npy/.npz data with allow_pickle",
+    "numpy.lib.npyio.": "unpickles .npy/.npz data with allow_pickle",
+    "operator.methodcaller": "calls any method of any object",
+    "operator.attrgetter": "reaches any attribute of any object",
+    "shutil.": "copies and deletes files",
+    "socket.": "opens network connections",
+    "code.": "runs Python source",
+    "codeop.": "compiles Python source",
+    "pty.": "spawns processes",
+    "types.CodeType": "builds code objects",
+    "types.FunctionType": "builds functions from code objects",
+}
+
+
+def never_trusted(types: Iterable[str]) -> list[str]:
+    """The types in ``types`` that can never be trusted, each with why (see :data:`NEVER_TRUSTED`)."""
+    refused = []
+    for name in types:
+        why = NEVER_TRUSTED.get(name) or next(
+            (
+                reason
+                for prefix, reason in NEVER_TRUSTED.items()
+                if prefix.endswith(".") and name.startswith(prefix)
+            ),
+            None,
+        )
+        if why:
+            refused.append(f"{name} ({why})")
+    return refused
+
+
+def refuse_never_trusted(types: Iterable[str], where: str) -> None:
+    """Refuse trust in a type that can never be a model part, naming each and why.
+
+    Raises
+    ------
+    UntrustedModelError
+        When ``types`` names one of :data:`NEVER_TRUSTED`.
+    """
+    refused = never_trusted(types)
+    if refused:
+        raise UntrustedModelError(
+            f"{where}: {', '.join(refused)} can never be trusted inside a model file: trusting it would let the "
+            "file run code at load. A model needs none of these; re-save it from the estimator with "
+            "skops.io.dump and register that file."
+        )
+
 
 #: File formats the registry accepts, by suffix.
 MODEL_FORMATS: dict[str, str] = {
@@ -81,7 +159,7 @@ def model_format(path: Path) -> str:
 
 def untrusted_types(path: Path, trusted_types: tuple[str, ...] | list[str] = ()) -> list[str]:
     """Types in a skops file that neither skops, :data:`ALLOWLIST` nor ``trusted_types`` trust."""
-    found = sio.get_untrusted_types(file=path)
+    found = sio.get_untrusted_types(data=path.read_bytes())
     return sorted(set(found) - ALLOWLIST - set(trusted_types))
 
 
@@ -119,18 +197,7 @@ def load_model(
         The file's SHA-256 differs from the recorded one (for pickle/joblib: checked before unpickling).
     """
     if fmt == "skops":
-        if expected_sha256 and sha256_of(path) != expected_sha256.lower():
-            raise IntegrityError(
-                f"{path}: SHA-256 is {sha256_of(path)}, but {expected_sha256} was recorded at registration. "
-                "The model file changed since; register the new file as a new version."
-            )
-        bad = untrusted_types(path, trusted_types)
-        if bad:
-            raise UntrustedModelError(
-                f"{path}: holds types not on the allowlist: {', '.join(bad)}. Review them, then register "
-                "the model again listing them as trusted (trusted_types=[...] or --trusted-type)."
-            )
-        return _with_version_check(lambda: sio.load(path, trusted=sio.get_untrusted_types(file=path)))
+        return _load_skops(path, path.read_bytes(), trusted_types, expected_sha256)
     if not trusted_pickle or not expected_sha256:
         raise UntrustedModelError(
             f"{path}: a {fmt} file can run arbitrary code when loaded; it is loaded only when registered "
@@ -147,6 +214,36 @@ def load_model(
     if fmt == "joblib":
         return _with_version_check(lambda: joblib.load(io.BytesIO(payload)))
     return _with_version_check(lambda: pickle.loads(payload))
+
+
+def _load_skops(
+    path: Path, payload: bytes, trusted_types: tuple[str, ...] | list[str], expected_sha256: str | None
+) -> LoadedModel:
+    """Hash, check and load the same bytes, read once: a file swapped meanwhile changes nothing loaded.
+
+    The trust list skops gets is explicit: the types these bytes hold, each one checked to be trusted.
+    """
+    refuse_never_trusted(trusted_types, str(path))
+    actual = hashlib.sha256(payload).hexdigest()
+    if expected_sha256 and actual != expected_sha256.lower():
+        raise IntegrityError(
+            f"{path}: SHA-256 is {actual}, but {expected_sha256} was recorded at registration. "
+            "The model file changed since; register the new file as a new version."
+        )
+    try:
+        found = sorted(set(sio.get_untrusted_types(data=payload)))
+    except Exception as err:  # not a skops file, or a damaged one: refused, never half-loaded
+        raise UntrustedModelError(
+            f"{path}: not a readable skops file ({type(err).__name__}: {err}). Save the model with "
+            "skops.io.dump(model, 'model.skops')."
+        ) from err
+    bad = sorted(set(found) - ALLOWLIST - set(trusted_types))
+    if bad:
+        raise UntrustedModelError(
+            f"{path}: holds types not on the allowlist: {', '.join(bad)}. Review them, then register "
+            "the model again listing them as trusted (trusted_types=[...] or --trusted-type)."
+        )
+    return _with_version_check(lambda: sio.loads(payload, trusted=found))
 
 
 def _with_version_check(load: object) -> LoadedModel:

@@ -270,6 +270,7 @@ class FileRegistry:
             )
         _check_tolerances(tolerances)
         trusted = sorted(set(trusted_types))
+        loading.refuse_never_trusted(trusted, "trusted_types")
         staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=self._ensure_root()))
         try:
             model_entry, estimator = _stage_model(

@@ -26,7 +26,7 @@ from sklearn.preprocessing import StandardScaler
 
 from parity.core.errors import IntegrityError, InvalidInputError, RegistryError, UntrustedModelError
 from parity.registry import ALLOWLIST, FileRegistry, ModelRef, check_name
-from parity.registry.loading import untrusted_types
+from parity.registry.loading import load_model, never_trusted, untrusted_types
 from parity.registry.predictions import predictions_from_frame, predictions_to_frame, reference_predictions
 from parity.registry.store import PREDICTIONS_FILE, RECORD_FILE, REFERENCE_FILE
 
@@ -438,6 +438,55 @@ def test_trusted_types_come_from_the_registration(registry, custom_skops, iris):
     (registry.path(ref) / RECORD_FILE).write_bytes(record.model_copy(update={"trusted_types": []}).to_bytes())
     with pytest.raises(UntrustedModelError, match=CUSTOM_TYPE):
         registry.open(ref)
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["builtins.eval", "builtins.exec", "os.system", "posix.system", "subprocess.Popen", "numpy.load",
+     "operator.methodcaller", "importlib.import_module", "pickle.loads", "runpy.run_path", "ctypes.CDLL"],
+)  # fmt: skip
+def test_a_type_that_can_never_be_trusted_is_named_with_why(name):
+    (refused,) = never_trusted([name])
+    assert refused.startswith(f"{name} (") and refused.endswith(")")
+
+
+@pytest.mark.parametrize("name", ["sklearn.tree._tree.Tree", "osmium.Thing", "numpy.loadtxtish", "systems.X"])
+def test_model_parts_and_lookalikes_are_not_on_the_never_trusted_list(name):
+    assert never_trusted([name]) == []
+
+
+def test_trusting_eval_is_refused_at_registration_and_at_load(registry, iris, tmp_path):
+    """A file that holds builtins.eval is refused even when the registrant lists it as trusted."""
+    from sklearn.preprocessing import FunctionTransformer
+
+    path = tmp_path / "evil.skops"
+    sio.dump(make_pipeline(FunctionTransformer(eval), LogisticRegression()), path)
+    assert "builtins.eval" in sio.get_untrusted_types(file=path)
+    message = r"builtins\.eval \(evaluates Python source\) can never be trusted inside a model file"
+    with pytest.raises(UntrustedModelError, match=message):
+        registry.register(None, iris[0], "evil", model_file=path, trusted_types=["builtins.eval"])
+    assert registry.refs() == [] and not list(registry.root.glob(".staging*"))
+    with pytest.raises(UntrustedModelError, match=message):
+        load_model(path, "skops", trusted_types=["builtins.eval"])
+
+
+def test_a_skops_file_is_checked_and_loaded_from_the_same_bytes(custom_skops, tmp_path, logreg):
+    """The trust list skops gets is the types of the bytes that were checked, not the file as it is now."""
+    from parity.registry.loading import _load_skops
+
+    payload = custom_skops.read_bytes()
+    sio.dump(logreg, custom_skops)  # the file on disk changes after it was read
+    loaded = _load_skops(custom_skops, payload, [CUSTOM_TYPE], hashlib.sha256(payload).hexdigest())
+    assert type(loaded.estimator.steps[0][1]).__name__ == "Doubler"
+    with pytest.raises(UntrustedModelError, match=CUSTOM_TYPE):
+        _load_skops(custom_skops, payload, [], None)
+
+
+def test_a_file_that_is_not_skops_is_refused_with_the_fix(tmp_path):
+    path = tmp_path / "model.skops"
+    path.write_bytes(b"not a zip file")
+    with pytest.raises(UntrustedModelError, match=r"not a readable skops file .*skops\.io\.dump"):
+        load_model(path, "skops")
 
 
 # -- safe loading: pickle and joblib ---------------------------------------------------------------------
