@@ -159,7 +159,11 @@ def model_format(path: Path) -> str:
 
 def untrusted_types(path: Path, trusted_types: tuple[str, ...] | list[str] = ()) -> list[str]:
     """Types in a skops file that neither skops, :data:`ALLOWLIST` nor ``trusted_types`` trust."""
-    found = sio.get_untrusted_types(data=path.read_bytes())
+    return _not_trusted(sio.get_untrusted_types(data=path.read_bytes()), trusted_types)
+
+
+def _not_trusted(found: Iterable[str], trusted_types: Iterable[str]) -> list[str]:
+    """The types of ``found`` that neither :data:`ALLOWLIST` nor ``trusted_types`` trust."""
     return sorted(set(found) - ALLOWLIST - set(trusted_types))
 
 
@@ -237,7 +241,7 @@ def _load_skops(
             f"{path}: not a readable skops file ({type(err).__name__}: {err}). Save the model with "
             "skops.io.dump(model, 'model.skops')."
         ) from err
-    bad = sorted(set(found) - ALLOWLIST - set(trusted_types))
+    bad = _not_trusted(found, trusted_types)
     if bad:
         raise UntrustedModelError(
             f"{path}: holds types not on the allowlist: {', '.join(bad)}. Review them, then register "

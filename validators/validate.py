@@ -590,7 +590,7 @@ def _on_this_process(
         cell = Cell(
             conversion, runtime.name, target.name, role, target.required and role is Role.DEPLOY, where
         )
-        limit = None if not (place.every_row and role is Role.DEPLOY) else len(context.model.reference)
+        limit = len(context.model.reference) if place.every_row and role is Role.DEPLOY else None
         found, run = _run_in_process(context, conversion, runtime, cell, limit)
         checks.extend(found)
         runs.extend([run] if run else [])
