@@ -11,28 +11,31 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import joblib
+import pandas as pd
 import skops.io as sio
 from sklearn.exceptions import InconsistentVersionWarning
 
 from parity.core.errors import IntegrityError, UntrustedModelError
 
-#: Types Parity trusts inside a skops file beyond skops' own defaults: each is a plain data holder of
-#: scikit-learn or numpy that skops does not trust by default. Anything else must be listed by whoever
-#: registers the model (``trusted_types``), and that list lives in the registry, never in the model file.
+from .sandbox import try_in_child
+from .structure import STRUCTURE_CHECKS, check_structure
+
+#: Types Parity trusts inside a skops file beyond skops' own defaults: plain-Python data holders of
+#: scikit-learn or numpy that skops does not trust by default, and the compiled holders that have a
+#: structural check (:data:`parity.registry.structure.STRUCTURE_CHECKS`: trees and neighbour trees, whose
+#: indices scikit-learn follows without bounds checks). Anything else must be listed by whoever registers
+#: the model (``trusted_types``), and that list lives in the registry, never in the model file.
 ALLOWLIST: frozenset[str] = frozenset(
     {
         "numpy.dtype",
-        "sklearn.tree._tree.Tree",
-        "sklearn.ensemble._hist_gradient_boosting.predictor.TreePredictor",
         "sklearn.ensemble._hist_gradient_boosting.binning._BinMapper",
         "sklearn.neural_network._stochastic_optimizers.AdamOptimizer",
         "sklearn.neural_network._stochastic_optimizers.SGDOptimizer",
         "sklearn.metrics._dist_metrics.EuclideanDistance64",
-        "sklearn.neighbors._kd_tree.KDTree",
-        "sklearn.neighbors._ball_tree.BallTree",
         "sklearn._loss.link.IdentityLink",
         "sklearn._loss.link.LogitLink",
         "sklearn._loss.link.MultinomialLogit",
+        *STRUCTURE_CHECKS,
     }
 )
 
@@ -174,8 +177,15 @@ def load_model(
     trusted_types: tuple[str, ...] | list[str] = (),
     trusted_pickle: bool = False,
     expected_sha256: str | None = None,
+    rows: pd.DataFrame | None = None,
 ) -> LoadedModel:
     """Load a model file safely.
+
+    A skops file is read once; its SHA-256, its types and the model are taken from those same bytes. Bytes
+    not bound to a registration (no ``expected_sha256``) are first built and exercised in a memory-limited
+    child process (:func:`parity.registry.sandbox.try_in_child`), so a file that crashes the loader is
+    refused instead of taking Parity down. Every loaded model passes the structural checks of
+    :mod:`parity.registry.structure` before it is returned.
 
     Parameters
     ----------
@@ -188,6 +198,8 @@ def load_model(
         Whether the registration explicitly trusted this pickle/joblib file.
     expected_sha256 : str, optional
         The file's SHA-256 recorded at registration; required for pickle/joblib.
+    rows : pandas.DataFrame, optional
+        Reference rows the child process predicts on when the bytes are tried there first.
 
     Returns
     -------
@@ -200,19 +212,51 @@ def load_model(
     IntegrityError
         The file's SHA-256 differs from the recorded one (for pickle/joblib: checked before unpickling).
     """
+    return load_payload(
+        path.read_bytes(),
+        fmt,
+        str(path),
+        trusted_types=trusted_types,
+        trusted_pickle=trusted_pickle,
+        expected_sha256=expected_sha256,
+        rows=rows,
+    )
+
+
+def load_payload(
+    payload: bytes,
+    fmt: str,
+    where: str,
+    *,
+    trusted_types: tuple[str, ...] | list[str] = (),
+    trusted_pickle: bool = False,
+    expected_sha256: str | None = None,
+    rows: pd.DataFrame | None = None,
+) -> LoadedModel:
+    """Load a model from bytes already read: as :func:`load_model`, with ``where`` naming the user's file
+    in every message (never a copy of it).
+
+    Returns
+    -------
+    LoadedModel
+
+    Raises
+    ------
+    UntrustedModelError, IntegrityError
+        As :func:`load_model`.
+    """
     if fmt == "skops":
-        return _load_skops(path, path.read_bytes(), trusted_types, expected_sha256)
+        return _load_skops(where, payload, trusted_types, expected_sha256, rows)
     if not trusted_pickle or not expected_sha256:
         raise UntrustedModelError(
-            f"{path}: a {fmt} file can run arbitrary code when loaded; it is loaded only when registered "
+            f"{where}: a {fmt} file can run arbitrary code when loaded; it is loaded only when registered "
             "with an explicit trust flag and its SHA-256 (--trust-pickle --sha256 HEX). "
             "Prefer skops: skops.io.dump(model, 'model.skops')."
         )
-    payload = path.read_bytes()
     actual = hashlib.sha256(payload).hexdigest()
     if actual != expected_sha256.lower():
         raise IntegrityError(
-            f"{path}: SHA-256 is {actual}, but {expected_sha256} was recorded. The file changed since it "
+            f"{where}: SHA-256 is {actual}, but {expected_sha256} was recorded. The file changed since it "
             "was trusted; it was not unpickled. Re-register it only if you trust the new file."
         )
     if fmt == "joblib":
@@ -221,33 +265,42 @@ def load_model(
 
 
 def _load_skops(
-    path: Path, payload: bytes, trusted_types: tuple[str, ...] | list[str], expected_sha256: str | None
+    where: str,
+    payload: bytes,
+    trusted_types: tuple[str, ...] | list[str],
+    expected_sha256: str | None,
+    rows: pd.DataFrame | None = None,
 ) -> LoadedModel:
     """Hash, check and load the same bytes, read once: a file swapped meanwhile changes nothing loaded.
 
     The trust list skops gets is explicit: the types these bytes hold, each one checked to be trusted.
+    Bytes no registration vouches for (no ``expected_sha256``) are tried in a child process first.
     """
-    refuse_never_trusted(trusted_types, str(path))
+    refuse_never_trusted(trusted_types, where)
     actual = hashlib.sha256(payload).hexdigest()
     if expected_sha256 and actual != expected_sha256.lower():
         raise IntegrityError(
-            f"{path}: SHA-256 is {actual}, but {expected_sha256} was recorded at registration. "
+            f"{where}: SHA-256 is {actual}, but {expected_sha256} was recorded at registration. "
             "The model file changed since; register the new file as a new version."
         )
     try:
         found = sorted(set(sio.get_untrusted_types(data=payload)))
     except Exception as err:  # not a skops file, or a damaged one: refused, never half-loaded
         raise UntrustedModelError(
-            f"{path}: not a readable skops file ({type(err).__name__}: {err}). Save the model with "
+            f"{where}: not a readable skops file ({type(err).__name__}: {err}). Save the model with "
             "skops.io.dump(model, 'model.skops')."
         ) from err
     bad = _not_trusted(found, trusted_types)
     if bad:
         raise UntrustedModelError(
-            f"{path}: holds types not on the allowlist: {', '.join(bad)}. Review them, then register "
+            f"{where}: holds types not on the allowlist: {', '.join(bad)}. Review them, then register "
             "the model again listing them as trusted (trusted_types=[...] or --trusted-type)."
         )
-    return _with_version_check(lambda: sio.loads(payload, trusted=found))
+    if not expected_sha256:
+        try_in_child(payload, found, where, rows)
+    loaded = _with_version_check(lambda: sio.loads(payload, trusted=found))
+    check_structure(loaded.estimator, where)
+    return loaded
 
 
 def _with_version_check(load: object) -> LoadedModel:

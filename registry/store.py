@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import errno
+import hashlib
 import os
 import re
 import shutil
@@ -274,7 +275,7 @@ class FileRegistry:
         staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=self._ensure_root()))
         try:
             model_entry, estimator = _stage_model(
-                staging, estimator, model_file, trusted, trust_pickle, sha256
+                staging, estimator, model_file, trusted, trust_pickle, sha256, reference
             )
             reference = _check_reference(reference, estimator)
             outputs = predictions.reference_predictions(estimator, reference)
@@ -365,24 +366,33 @@ def _stage_model(
     trusted: list[str],
     trust_pickle: bool,
     sha256: str | None,
+    reference: object = None,
 ) -> tuple[ModelFile, object]:
-    """Write or copy the model into ``staging`` and load it back the way the pipeline will."""
+    """Write or copy the model into ``staging`` and load it back the way the pipeline will (a skops file
+    first in a child process, predicting on the reference rows: see :func:`loading.load_model`)."""
     if (estimator is None) == (model_file is None):
         raise InvalidInputError("give exactly one of a fitted estimator or model_file.")
     if model_file is None:
-        target = staging / "model.skops"
-        sio.dump(estimator, target)
-        fmt = "skops"
+        target, payload, fmt = staging / "model.skops", sio.dumps(estimator), "skops"
     else:
         source = Path(model_file)
         if not source.is_file():
             raise InvalidInputError(f"model file {source} does not exist.")
         fmt = loading.model_format(source)
         target = staging / f"model{source.suffix.lower()}"
-        shutil.copyfile(source, target)
-    digest = loading.sha256_of(target)
-    loaded = loading.load_model(
-        target, fmt, trusted_types=trusted, trusted_pickle=trust_pickle, expected_sha256=sha256 or None
+        # read once: the bytes kept are the bytes hashed, checked and loaded (a file swapped meanwhile
+        # changes nothing), and messages name the user's file
+        payload = source.read_bytes()
+    target.write_bytes(payload)
+    digest = hashlib.sha256(payload).hexdigest()
+    loaded = loading.load_payload(
+        payload,
+        fmt,
+        str(model_file) if model_file is not None else "the fitted estimator",
+        trusted_types=trusted,
+        trusted_pickle=trust_pickle,
+        expected_sha256=sha256 or None,
+        rows=reference if isinstance(reference, pd.DataFrame) else None,
     )
     entry = ModelFile(
         file=target.name,
