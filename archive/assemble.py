@@ -23,8 +23,9 @@ from parity.core.records import (
 from parity.core.records.base import now
 from parity.core.toolchain import tool_versions
 from parity.registry import RegisteredModel
+from parity.registry.store import RECORD_FILE
 
-from .bundle import Archive
+from .bundle import REGISTRATION, Archive
 
 
 @dataclass(frozen=True)
@@ -114,6 +115,9 @@ def file_model(
         for c in conversions.values()
         if c.ok and c.path is not None and c.superseded_by is None
     }
+    # the registration record, under the manifest: its digest there binds the bundle to the registry's record,
+    # which is where an audit takes what was trusted from (never from the bundle it checks)
+    files[REGISTRATION] = model.path / RECORD_FILE
     files["reference.parquet"] = model.path / record.reference.file
     files["predictions.parquet"] = model.path / record.predictions.file
     files["report.json"] = report.to_bytes()

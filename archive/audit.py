@@ -8,29 +8,118 @@ Two findings per bundle, reported separately because they call for different act
   than the archived report (a verdict changed, or the figures moved: an output changed after an upgrade).
 
 A corrupt bundle is not replayed: its artifacts cannot be trusted to mean anything.
+
+What the replay may trust when it loads the bundle's model comes from the **registry's record** of the
+registration, never from the bundle under check (its ``metadata.json`` lists trusted types for people, and a
+bundle can be tampered with, manifest included). The bundle holds a copy of that record under its manifest;
+when the registry is given, the audit checks that the manifest's digest of the copy is the registry record's
+digest, and that the bundle's model is the registered one: a mismatch is corruption. Without the registry's
+record the model is loaded with the allowlist alone, tried in a child process first.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
 
-from parity.core.errors import RecordError, RecordSchemaError
-from parity.core.records import BundleAudit, Check, ConversionStatus, Metadata, Report, Verdict
-from parity.registry import ModelRef, RegisteredModel, load_model
+from parity.core.errors import RecordError, RecordSchemaError, UntrustedModelError
+from parity.core.records import BundleAudit, Check, ConversionStatus, Manifest, Metadata, Report, Verdict
+from parity.registry import FileRegistry, ModelRef, RegisteredModel, load_model, sha256_of
 from parity.registry.predictions import predictions_from_frame
+from parity.registry.store import RECORD_FILE
 from parity.validators.formats import FORMATS
 from parity.validators.targets.reaches import unavailable
 from parity.validators.targets.table import Target, load_targets
 from parity.validators.validate import ModelContext, validate_conversion
 
-from .bundle import MANIFEST, REJECTED, Archive
+from .bundle import MANIFEST, REGISTRATION, REJECTED, Archive
 
 #: Figures of a report row that must come out identical when the same artifact is replayed.
 FIGURES = ("max_abs", "max_rel", "n_outside")
 
-__all__ = ["FIGURES", "BundleAudit", "archived_versions", "audit_bundle", "compare_reports", "replay"]
+__all__ = [
+    "FIGURES",
+    "BundleAudit",
+    "Trust",
+    "archived_versions",
+    "audit_bundle",
+    "compare_reports",
+    "replay",
+    "trust_for",
+]
+
+
+@dataclass(frozen=True)
+class Trust:
+    """What loading a bundle's model may trust, and who vouches for it."""
+
+    #: types beyond the allowlist, as the registration listed them
+    trusted_types: tuple[str, ...] = ()
+    #: the SHA-256 the bundle's ``model.skops`` must have
+    expected_sha256: str | None = None
+    #: whether a registry record vouches for the bytes (else they are tried in a child process first)
+    bound: bool = False
+    #: where the trust came from, for messages
+    source: str = "no registry record: the allowlist alone"
+
+
+def trust_for(
+    folder: Path, name: str, version: int, registry: FileRegistry | None
+) -> tuple[Trust, list[str]]:
+    """The trust for replaying a bundle, from the registry's record, and what binds (or fails to bind) the
+    bundle to that record.
+
+    Parameters
+    ----------
+    folder : Path
+        The bundle, its files already checked against its manifest.
+    name, version : the archived model version
+    registry : FileRegistry, optional
+        Where the version was registered.
+
+    Returns
+    -------
+    (Trust, list of str)
+        The trust, and the binding problems (corruption findings; empty when bound or unbindable).
+
+    Raises
+    ------
+    RecordError, RecordSchemaError
+        The bundle's manifest or the registry's record is damaged.
+    """
+    manifest = Manifest.read(folder / MANIFEST)
+    model_digest = manifest.files.get("model.skops")
+    unbound = Trust(expected_sha256=model_digest)
+    if registry is None:
+        return unbound, []
+    ref = ModelRef(name, version)
+    record_file = registry.path(ref) / RECORD_FILE
+    if not record_file.is_file():
+        return Trust(expected_sha256=model_digest, source=f"{registry.root} has no record of {ref}"), []
+    record = registry.record(ref)
+    problems = []
+    copied, actual = manifest.files.get(REGISTRATION), sha256_of(record_file)
+    if copied is not None and copied != actual:
+        problems.append(
+            f"{REGISTRATION}: the manifest binds the bundle to a registration record with SHA-256 {copied}, "
+            f"but {record_file} has {actual}"
+        )
+    if manifest.identity.model_sha256 != record.model.sha256:
+        problems.append(
+            f"manifest: names model SHA-256 {manifest.identity.model_sha256}, the registration "
+            f"{record.model.sha256}"
+        )
+    if record.model.format == "skops" and model_digest != record.model.sha256:
+        problems.append(f"model.skops: is not the registered model file (SHA-256 {record.model.sha256})")
+    trust = Trust(
+        tuple(record.trusted_types),
+        record.model.sha256 if record.model.format == "skops" else model_digest,
+        bound=True,
+        source=f"the registration record in {registry.root}",
+    )
+    return trust, problems
 
 
 def archived_versions(archive: Archive) -> list[tuple[str, int]]:
@@ -49,7 +138,7 @@ def archived_versions(archive: Archive) -> list[tuple[str, int]]:
     return sorted(found)
 
 
-def replay(folder: Path, targets: dict[str, Target] | None = None) -> list[Check]:
+def replay(folder: Path, targets: dict[str, Target] | None = None, trust: Trust | None = None) -> list[Check]:
     """Evaluate a bundle's artifacts on its stored reference rows in today's runtimes.
 
     Parameters
@@ -58,6 +147,9 @@ def replay(folder: Path, targets: dict[str, Target] | None = None) -> list[Check
         An intact bundle.
     targets : dict of str to Target, optional
         Where to replay; default every target of today's table that is set up here.
+    trust : Trust, optional
+        What loading the model may trust (:func:`trust_for`); default the allowlist alone, the bytes tried in
+        a child process first. Never read from the bundle itself.
 
     Returns
     -------
@@ -71,7 +163,14 @@ def replay(folder: Path, targets: dict[str, Target] | None = None) -> list[Check
     """
     metadata = Metadata.read(folder / "metadata.json")
     report = Report.read(folder / "report.json")
-    loaded = load_model(folder / "model.skops", "skops", trusted_types=metadata.trusted_types)
+    trust = trust or Trust()
+    loaded = load_model(
+        folder / "model.skops",
+        "skops",
+        trusted_types=trust.trusted_types,
+        expected_sha256=trust.expected_sha256,
+        isolate=not trust.bound,
+    )
     model = RegisteredModel(
         ModelRef(metadata.name, metadata.version),
         folder,
@@ -154,6 +253,7 @@ def audit_bundle(
     version: int,
     replay_outputs: bool = True,
     targets: dict[str, Target] | None = None,
+    registry: FileRegistry | None = None,
 ) -> BundleAudit:
     """Check one bundle's checksums, then replay it in today's runtimes and compare with its report.
 
@@ -165,6 +265,9 @@ def audit_bundle(
         False checks the checksums only.
     targets : dict of str to Target, optional
         Where to replay (see :func:`replay`); archived cells of other targets are not compared.
+    registry : FileRegistry, optional
+        The registry the version was registered in: what loading its model may trust comes from there
+        (:func:`trust_for`), and the bundle is checked to be bound to that registration.
 
     Returns
     -------
@@ -180,15 +283,33 @@ def audit_bundle(
         return BundleAudit(
             name=name, version=version, path=str(folder), corrupt=[f"{MANIFEST}: unreadable ({err})"]
         )
+    if not corrupt:
+        try:
+            trust, unbound = trust_for(folder, name, version, registry)
+        except RecordSchemaError as err:
+            return BundleAudit(name=name, version=version, path=str(folder), error=str(err))
+        except (OSError, RecordError) as err:
+            return BundleAudit(
+                name=name,
+                version=version,
+                path=str(folder),
+                error=f"the registration record is unreadable ({err}); the bundle was not replayed",
+            )
+        corrupt = unbound
     if corrupt or not replay_outputs:
         return BundleAudit(name=name, version=version, path=str(folder), corrupt=corrupt)
     try:
-        today = replay(folder, targets)
+        today = replay(folder, targets, trust)
         report = Report.read(folder / "report.json")
         superseded = {c.name for c in report.conversions.values() if c.superseded_by is not None}
         archived = [c for c in report.checks if c.format not in superseded]
     except Exception as err:
         message = f"replay failed: {type(err).__name__}: {str(err).strip()[:500]}"
+        if isinstance(err, UntrustedModelError) and not trust.bound:
+            message += (
+                f" (trust: {trust.source}; what a model may trust comes only from its registration, never from "
+                "the bundle: audit with --registry set to the registry it was registered in)"
+            )
         return BundleAudit(name=name, version=version, path=str(folder), error=message)
     return BundleAudit(
         name=name,

@@ -19,6 +19,8 @@ from parity.core.records import Identity, Manifest
 from parity.registry.loading import sha256_of
 
 MANIFEST = "manifest.json"
+#: The copy of the model version's registration record every bundle written since issue 9 holds.
+REGISTRATION = "registration.json"
 REJECTED = "_rejected"
 _STAGING = ".staging"
 

@@ -15,9 +15,10 @@ from prefect.states import Completed, Failed
 
 from parity.archive import Archive
 from parity.archive.audit import archived_versions, audit_bundle
-from parity.core.defaults import DEFAULT_ARCHIVE
+from parity.core.defaults import DEFAULT_ARCHIVE, DEFAULT_REGISTRY
 from parity.core.errors import ArchiveAuditFailed
 from parity.core.records import AuditPayload, AuditStatus, BundleAudit
+from parity.registry import FileRegistry
 from parity.registry.events import model_resource
 
 CORRUPT = "parity.archive.corrupt"
@@ -33,9 +34,11 @@ def list_bundles(archive: str) -> list[tuple[str, int]]:
 
 
 @task(cache_policy=NO_CACHE)
-def audit_one(archive: str, name: str, version: int, replay: bool) -> BundleAudit:
-    """Check one bundle's checksums and replay its reference rows in today's runtimes."""
-    return audit_bundle(Archive(archive), name, version, replay_outputs=replay)
+def audit_one(archive: str, name: str, version: int, replay: bool, registry: str | None = None) -> BundleAudit:
+    """Check one bundle's checksums and its binding to the registration, then replay its reference rows in
+    today's runtimes (trusting only what the registration trusted)."""
+    store = FileRegistry(registry) if registry else None
+    return audit_bundle(Archive(archive), name, version, replay_outputs=replay, registry=store)
 
 
 #: The event announcing each kind of bad bundle.
@@ -98,14 +101,18 @@ def publish_audit(audits: list[BundleAudit]) -> None:
 
 
 @flow(name="audit-archive")
-def audit_archive(archive: str = DEFAULT_ARCHIVE, replay: bool = True):
+def audit_archive(archive: str = DEFAULT_ARCHIVE, replay: bool = True, registry: str | None = DEFAULT_REGISTRY):
     """Audit every bundle of the archive: checksums, then (``replay``) today's runtimes against the report.
+
+    What a bundle's model may trust when it is replayed comes from ``registry``'s record of its registration
+    (never from the bundle); a bundle whose version the registry does not hold is replayed with the
+    allowlist alone.
 
     Returns the list of per-bundle audits (:class:`~parity.core.records.BundleAudit`); ends Failed, naming the bad bundles, when any bundle is
     corrupt, drifted or could not be replayed (the state's data is then an :class:`ArchiveAuditFailed`
     holding the same list).
     """
-    audits = [audit_one(archive, name, version, replay) for name, version in list_bundles(archive)]
+    audits = [audit_one(archive, name, version, replay, registry) for name, version in list_bundles(archive)]
     publish_audit(audits)
     shown = (AuditStatus.OK, AuditStatus.DRIFT, AuditStatus.CORRUPT, AuditStatus.ERROR)
     counts = {s: sum(a.status is s for a in audits) for s in shown}

@@ -178,6 +178,7 @@ def load_model(
     trusted_pickle: bool = False,
     expected_sha256: str | None = None,
     rows: pd.DataFrame | None = None,
+    isolate: bool | None = None,
 ) -> LoadedModel:
     """Load a model file safely.
 
@@ -200,6 +201,9 @@ def load_model(
         The file's SHA-256 recorded at registration; required for pickle/joblib.
     rows : pandas.DataFrame, optional
         Reference rows the child process predicts on when the bytes are tried there first.
+    isolate : bool, optional
+        Try the bytes in a child process first; default: when no ``expected_sha256`` binds them to a
+        registration (True also for bytes whose hash only the artifact under check vouches for).
 
     Returns
     -------
@@ -220,6 +224,7 @@ def load_model(
         trusted_pickle=trusted_pickle,
         expected_sha256=expected_sha256,
         rows=rows,
+        isolate=isolate,
     )
 
 
@@ -232,6 +237,7 @@ def load_payload(
     trusted_pickle: bool = False,
     expected_sha256: str | None = None,
     rows: pd.DataFrame | None = None,
+    isolate: bool | None = None,
 ) -> LoadedModel:
     """Load a model from bytes already read: as :func:`load_model`, with ``where`` naming the user's file
     in every message (never a copy of it).
@@ -246,7 +252,8 @@ def load_payload(
         As :func:`load_model`.
     """
     if fmt == "skops":
-        return _load_skops(where, payload, trusted_types, expected_sha256, rows)
+        isolate = not expected_sha256 if isolate is None else isolate
+        return _load_skops(where, payload, trusted_types, expected_sha256, rows, isolate)
     if not trusted_pickle or not expected_sha256:
         raise UntrustedModelError(
             f"{where}: a {fmt} file can run arbitrary code when loaded; it is loaded only when registered "
@@ -270,11 +277,12 @@ def _load_skops(
     trusted_types: tuple[str, ...] | list[str],
     expected_sha256: str | None,
     rows: pd.DataFrame | None = None,
+    isolate: bool = True,
 ) -> LoadedModel:
     """Hash, check and load the same bytes, read once: a file swapped meanwhile changes nothing loaded.
 
     The trust list skops gets is explicit: the types these bytes hold, each one checked to be trusted.
-    Bytes no registration vouches for (no ``expected_sha256``) are tried in a child process first.
+    With ``isolate`` (bytes no registration vouches for) they are tried in a child process first.
     """
     refuse_never_trusted(trusted_types, where)
     actual = hashlib.sha256(payload).hexdigest()
@@ -296,7 +304,7 @@ def _load_skops(
             f"{where}: holds types not on the allowlist: {', '.join(bad)}. Review them, then register "
             "the model again listing them as trusted (trusted_types=[...] or --trusted-type)."
         )
-    if not expected_sha256:
+    if isolate:
         try_in_child(payload, found, where, rows)
     loaded = _with_version_check(lambda: sio.loads(payload, trusted=found))
     check_structure(loaded.estimator, where)

@@ -13,11 +13,13 @@ send the parent objects to unpickle.
 
 from __future__ import annotations
 
+import importlib
 import json
 import multiprocessing
 import os
 import resource
 import signal
+import sys
 import threading
 from multiprocessing.connection import Connection
 from typing import Any
@@ -69,10 +71,20 @@ def _answer(conn: Connection, status: str, message: str = "") -> None:
 
 
 def _try_model(
-    conn: Connection, payload: bytes, trusted: list[str], rows: pd.DataFrame | None, where: str
+    conn: Connection,
+    payload: bytes,
+    trusted: list[str],
+    rows: pd.DataFrame | None,
+    where: str,
+    budget: int,
+    path: list[str],
 ) -> None:
-    """In the child: build, check and exercise the model, then answer ``ok`` or why not."""
-    limit = _mapped_bytes() + _memory_limit_bytes()
+    """In the child: build, check and exercise the model within ``budget`` bytes of address space beyond what
+    it maps already, with the caller's import path (a trusted type of the user's own must import here too),
+    then answer ``ok`` or why not."""
+    sys.path[:] = path
+    importlib.invalidate_caches()
+    limit = _mapped_bytes() + budget
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
     import skops.io as sio
@@ -132,18 +144,24 @@ def try_in_child(payload: bytes, trusted: list[str], where: str, rows: pd.DataFr
     context = _fork_server()
     receive, send = context.Pipe(duplex=False)
     child = context.Process(
-        target=_try_model, args=(send, payload, trusted, rows, where), name="parity-model-loader", daemon=True
+        target=_try_model,
+        args=(send, payload, trusted, rows, where, _memory_limit_bytes(), list(sys.path)),
+        name="parity-model-loader",
+        daemon=True,
     )
     child.start()
     send.close()
     deadline = _deadline()
     answer: dict[str, str] | None = None
+    timed_out = False
     try:
         if receive.poll(deadline):
             try:
                 answer = json.loads(receive.recv_bytes(1 << 20))
             except (EOFError, OSError, ValueError):
                 answer = None  # the child died before answering, or answered nonsense
+        else:
+            timed_out = True
     finally:
         receive.close()
         child.join(5 if answer is not None else 0)
@@ -151,6 +169,11 @@ def try_in_child(payload: bytes, trusted: list[str], where: str, rows: pd.DataFr
             child.kill()
             child.join()
     fix = "Save the model again from the fitted estimator with skops.io.dump, and register that file."
+    if timed_out:
+        raise UntrustedModelError(
+            f"{where}: loading the model did not finish within {deadline:g} s: refused. {fix} "
+            f"(A model that really needs longer: raise ${DEADLINE_ENV}.)"
+        )
     if answer is None:
         code = child.exitcode
         if code is not None and code < 0:
@@ -159,11 +182,6 @@ def try_in_child(payload: bytes, trusted: list[str], where: str, rows: pd.DataFr
             except ValueError:
                 name = f"signal {-code}"
             raise UntrustedModelError(f"{where}: the model file crashed the loader ({name}): refused. {fix}")
-        if code is None or child.is_alive():
-            raise UntrustedModelError(
-                f"{where}: loading the model did not finish within {deadline:.0f} s: refused. {fix} "
-                f"(A model that really needs longer: raise ${DEADLINE_ENV}.)"
-            )
         raise UntrustedModelError(
             f"{where}: the loader exited with status {code} without an answer: refused. {fix}"
         )

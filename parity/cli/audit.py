@@ -6,11 +6,11 @@ from typing import TYPE_CHECKING, Annotated, Any, cast
 
 import typer
 
-from parity.core.defaults import DEFAULT_ARCHIVE
+from parity.core.defaults import DEFAULT_ARCHIVE, DEFAULT_REGISTRY
 from parity.core.records import AuditStatus
 
 from .exits import EXIT_FAILED, EXIT_OK
-from .options import ArchiveOption, VerboseOption
+from .options import ArchiveOption, RegistryOption, VerboseOption
 from .prefect_console import prefect_console
 from .table import print_table
 
@@ -20,10 +20,14 @@ if TYPE_CHECKING:
 
 def audit(
     archive: ArchiveOption = DEFAULT_ARCHIVE,
+    registry: RegistryOption = DEFAULT_REGISTRY,
     no_replay: Annotated[bool, typer.Option("--no-replay", help="check the checksums only")] = False,
     verbose: VerboseOption = False,
 ) -> int:
     """Run the audit flow and print one row per bundle, then the counts.
+
+    What a bundle's model may trust when it is replayed comes from ``registry``'s record of its registration,
+    never from the bundle.
 
     Returns
     -------
@@ -37,7 +41,7 @@ def audit(
 
     with prefect_console(verbose):
         # a sync flow called with return_state gives its State; Prefect's overloads cannot tell (R is Any)
-        state = cast("State[Any]", audit_archive(str(archive), replay=not no_replay, return_state=True))
+        state = cast("State[Any]", audit_archive(str(archive), replay=not no_replay, registry=str(registry), return_state=True))
     audits = audits_of(state)
     print_table(audit_rows(audits), AUDIT_COLUMNS)
     print(state.message or "")

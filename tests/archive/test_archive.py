@@ -36,6 +36,7 @@ BUNDLE_FILES = {
     "model.skops",
     "predictions.parquet",
     "reference.parquet",
+    "registration.json",
     "report.json",
 }
 

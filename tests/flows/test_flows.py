@@ -26,6 +26,7 @@ BUNDLE_FILES = {
     "predictions.parquet",
     "report.json",
     "metadata.json",
+    "registration.json",
 }
 
 

@@ -472,14 +472,17 @@ def test_trusting_eval_is_refused_at_registration_and_at_load(registry, iris, tm
 
 def test_a_skops_file_is_checked_and_loaded_from_the_same_bytes(custom_skops, tmp_path, logreg):
     """The trust list skops gets is the types of the bytes that were checked, not the file as it is now."""
-    from parity.registry.loading import _load_skops
+    from parity.registry.loading import load_payload
 
     payload = custom_skops.read_bytes()
     sio.dump(logreg, custom_skops)  # the file on disk changes after it was read
-    loaded = _load_skops(custom_skops, payload, [CUSTOM_TYPE], hashlib.sha256(payload).hexdigest())
+    digest = hashlib.sha256(payload).hexdigest()
+    loaded = load_payload(
+        payload, "skops", str(custom_skops), trusted_types=[CUSTOM_TYPE], expected_sha256=digest
+    )
     assert type(loaded.estimator.steps[0][1]).__name__ == "Doubler"
     with pytest.raises(UntrustedModelError, match=CUSTOM_TYPE):
-        _load_skops(custom_skops, payload, [], None)
+        load_payload(payload, "skops", str(custom_skops))
 
 
 def test_a_file_that_is_not_skops_is_refused_with_the_fix(tmp_path):
