@@ -34,7 +34,9 @@ def list_bundles(archive: str) -> list[tuple[str, int]]:
 
 
 @task(cache_policy=NO_CACHE)
-def audit_one(archive: str, name: str, version: int, replay: bool, registry: str | None = None) -> BundleAudit:
+def audit_one(
+    archive: str, name: str, version: int, replay: bool, registry: str | None = None
+) -> BundleAudit:
     """Check one bundle's checksums and its binding to the registration, then replay its reference rows in
     today's runtimes (trusting only what the registration trusted)."""
     store = FileRegistry(registry) if registry else None
@@ -101,7 +103,9 @@ def publish_audit(audits: list[BundleAudit]) -> None:
 
 
 @flow(name="audit-archive")
-def audit_archive(archive: str = DEFAULT_ARCHIVE, replay: bool = True, registry: str | None = DEFAULT_REGISTRY):
+def audit_archive(
+    archive: str = DEFAULT_ARCHIVE, replay: bool = True, registry: str | None = DEFAULT_REGISTRY
+):
     """Audit every bundle of the archive: checksums, then (``replay``) today's runtimes against the report.
 
     What a bundle's model may trust when it is replayed comes from ``registry``'s record of its registration

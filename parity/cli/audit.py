@@ -41,7 +41,10 @@ def audit(
 
     with prefect_console(verbose):
         # a sync flow called with return_state gives its State; Prefect's overloads cannot tell (R is Any)
-        state = cast("State[Any]", audit_archive(str(archive), replay=not no_replay, registry=str(registry), return_state=True))
+        state = cast(
+            "State[Any]",
+            audit_archive(str(archive), replay=not no_replay, registry=str(registry), return_state=True),
+        )
     audits = audits_of(state)
     print_table(audit_rows(audits), AUDIT_COLUMNS)
     print(state.message or "")
