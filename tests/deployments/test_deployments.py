@@ -100,7 +100,11 @@ def test_scheduled_deployments_carry_their_parameters(deployed, places):
         {"registry": str(places["registry"].resolve()), "archive": str(places["archive"].resolve())}
     ]
     assert [s.parameters for s in audit.schedules] == [
-        {"archive": str(places["archive"].resolve()), "replay": True}
+        {
+            "archive": str(places["archive"].resolve()),
+            "registry": str(places["registry"].resolve()),
+            "replay": True,
+        }
     ]
 
 
