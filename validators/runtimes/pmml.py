@@ -53,7 +53,8 @@ def _check_settings(max_heap: str, chunk_rows: int, cache_size: int) -> None:
         raise InvalidInputError(f"chunk_rows must be a positive int, got {chunk_rows!r}.")
     if not (isinstance(cache_size, int) and cache_size > 0):
         raise InvalidInputError(f"cache_size must be a positive int, got {cache_size!r}.")
-    if not (isinstance(max_heap, str) and decimal_int(max_heap[:-1]) is not None and max_heap[-1].lower() in "kmg"):
+    heap_ok = isinstance(max_heap, str) and decimal_int(max_heap[:-1]) is not None
+    if not (heap_ok and max_heap[-1].lower() in "kmg"):
         raise InvalidInputError(f"max_heap must look like '512m' or '2g' (the -Xmx value), got {max_heap!r}.")
 
 
