@@ -6,6 +6,7 @@ import json
 import os
 import pickle
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -43,15 +44,28 @@ DOCTOR_NAMES = [
 
 
 def _parity(
-    args: list[str], cwd: Path, *, java: bool = True, timeout: int = 600, env: dict[str, str] | None = None
+    args: list[str],
+    cwd: Path,
+    *,
+    java: bool = True,
+    timeout: int = 600,
+    env: dict[str, str] | None = None,
+    prefix: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess:
-    """Run the console script in a fresh process; without Java, PATH holds only the venv's bin."""
+    """Run the console script in a fresh process (after ``prefix``, a command that runs it); without Java,
+    PATH holds only the venv's bin."""
     env = dict(os.environ, PREFECT_HOME=str(cwd / "prefect-home"), **(env or {}))
     if not java:
         env["PATH"] = str(BIN)
         env.pop("JAVA_HOME", None)
     return subprocess.run(
-        [str(PARITY), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        [*prefix, str(PARITY), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -465,6 +479,31 @@ def test_run_with_a_required_target_not_ready_exits_2_before_validating(
     assert err.startswith("parity: error: targets: arm: "), err
     assert "parity targets setup aarch64" in err and "Set up the required targets" in err
     assert _nothing_validated(archive) and not archive.exists()
+
+
+def _read_only_mount(folder: Path) -> tuple[str, ...]:
+    """A command prefix that runs what follows with ``folder`` a read-only tmpfs, in a mount namespace of its
+    own (gone with the process: nothing to unmount); skips the test where that is not permitted."""
+    prefix = ("unshare", "--mount", "sh", "-c", f'mount -t tmpfs -o ro tmpfs "{folder}" && exec "$@"', "-")
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    probe = subprocess.run([*prefix, "true"], capture_output=True, text=True, timeout=60, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"no read-only mount here (needs root with CAP_SYS_ADMIN): {probe.stderr.strip()}")
+    return prefix
+
+
+def test_run_with_an_archive_on_a_read_only_mount_exits_2_before_validating(tmp_path, registered):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    args = ["run", "--registry", str(registered.root), "--archive", str(archive)]
+    done = _parity(args, tmp_path, prefix=_read_only_mount(archive), timeout=300)
+    assert done.returncode == EXIT_USAGE, done.stderr[-3000:]
+    assert done.stderr.startswith(
+        f"parity: error: archive: {archive} is not writable: writing in {archive} failed (Read-only file system)"
+    ), done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert list(archive.iterdir()) == []  # outside the namespace: the folder as it was, nothing validated
 
 
 @pytest.mark.parametrize("writable", [True, False], ids=["writable", "read-only-mode"])
