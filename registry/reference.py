@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import os
+import warnings
 from collections import Counter
 from collections.abc import Sequence
 from pathlib import Path
@@ -129,7 +130,16 @@ def _read_csv_file(path: Path, what: str) -> pd.DataFrame:
         with path.open(encoding="utf-8-sig", newline="") as text:
             header = next(csv.reader(text), [])
         check_columns(header, what)
-        return pd.read_csv(path, encoding="utf-8-sig")
+        with warnings.catch_warnings():
+            # pandas would take a row's first values as an index (shifting every column) when rows have more
+            # values than the header has names, or drop the extra values with this warning when told not to
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            return pd.read_csv(path, encoding="utf-8-sig", index_col=False)
+    except pd.errors.ParserWarning:
+        raise InvalidInputError(
+            f"{what}: rows hold more values than the header has column names ({len(header)}). Name every "
+            "column in the header row, or remove the extra values."
+        ) from None
     except UnicodeDecodeError as err:
         raise InvalidInputError(
             f"{what} is not UTF-8 text (byte 0x{err.object[err.start]:02x} at offset {err.start} is not "

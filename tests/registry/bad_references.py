@@ -105,6 +105,12 @@ BAD_REFERENCES = [
         r"is not a CSV table Parity can read \(.*\)\. Give a header row",
     ),
     Bad(
+        "more-values-than-names-csv",  # pandas would shift every column, taking the first values as an index
+        "ref.csv",
+        lambda X, p: p.write_text("a,b\n1,2,3\n4,5,6\n"),
+        r"rows hold more values than the header has column names \(2\)\. Name every column",
+    ),
+    Bad(
         "header-only-csv",
         "ref.csv",
         lambda X, p: p.write_text(",".join(X.columns) + "\n"),

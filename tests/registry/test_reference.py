@@ -71,6 +71,12 @@ def test_a_csv_with_a_utf8_byte_order_mark_reads(tmp_path, iris):
     assert list(read_reference(path).columns) == list(iris[0].columns)
 
 
+def test_a_csv_whose_rows_end_in_a_comma_reads_without_shifting_columns(tmp_path):
+    path = tmp_path / "ref.csv"
+    path.write_text("a,b\n1,2,\n4,5,\n")  # without index_col=False pandas takes 1 and 4 as an index
+    pd.testing.assert_frame_equal(read_reference(path), pd.DataFrame({"a": [1, 4], "b": [2, 5]}))
+
+
 def test_a_model_file_refused_at_registration_is_named_not_its_staging_copy(tmp_path, iris):
     path = tmp_path / "not-a-model.skops"
     path.write_bytes(b"not a zip file")
