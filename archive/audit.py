@@ -22,19 +22,22 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-import pandas as pd
-
-from parity.core.errors import RecordError, RecordSchemaError, UntrustedModelError
+from parity.core.errors import IntegrityError, RecordError, RecordSchemaError, UntrustedModelError
+from parity.core.numbers import decimal_int
 from parity.core.records import BundleAudit, Check, ConversionStatus, Manifest, Metadata, Report, Verdict
 from parity.registry import FileRegistry, ModelRef, RegisteredModel, load_model, sha256_of
 from parity.registry.predictions import predictions_from_frame
-from parity.registry.store import RECORD_FILE
+from parity.registry.reference import read_stored_parquet
+from parity.registry.store import RECORD_FILE, is_model_name
 from parity.validators.formats import FORMATS
 from parity.validators.targets.reaches import unavailable
 from parity.validators.targets.table import Target, load_targets
 from parity.validators.validate import ModelContext, validate_conversion
 
 from .bundle import MANIFEST, REGISTRATION, REJECTED, Archive
+
+#: The next step when a bundle's own file does not read back.
+_RESTORE = "The bundle is damaged: restore it from a backup; never re-validate over it."
 
 #: Figures of a report row that must come out identical when the same artifact is replayed.
 FIGURES = ("max_abs", "max_rel", "n_outside")
@@ -128,13 +131,12 @@ def archived_versions(archive: Archive) -> list[tuple[str, int]]:
         return []
     found: list[tuple[str, int]] = []
     for model in archive.root.iterdir():
-        if not model.is_dir() or model.name in (REJECTED,) or model.name.startswith("."):
+        if not model.is_dir() or model.name == REJECTED or not is_model_name(model.name):
             continue
-        found.extend(
-            (model.name, int(v.name))
-            for v in model.iterdir()
-            if v.name.isdigit() and (v / MANIFEST).is_file()
-        )
+        for folder in model.iterdir():
+            number = decimal_int(folder.name)
+            if number is not None and (folder / MANIFEST).is_file():
+                found.append((model.name, number))
     return sorted(found)
 
 
@@ -176,8 +178,8 @@ def replay(folder: Path, targets: dict[str, Target] | None = None, trust: Trust 
         folder,
         metadata,  # type: ignore[arg-type]  # stands in for the registration: validation never reads it
         loaded.estimator,
-        pd.read_parquet(folder / "reference.parquet"),
-        predictions_from_frame(pd.read_parquet(folder / "predictions.parquet")),
+        read_stored_parquet(folder / "reference.parquet", IntegrityError, _RESTORE),
+        predictions_from_frame(read_stored_parquet(folder / "predictions.parquet", IntegrityError, _RESTORE)),
     )
     context = ModelContext(model, tolerances=metadata.tolerances, roles=metadata.roles or {})
     # Targets not set up here today are left out rather than reported as drift (their archived cells are then

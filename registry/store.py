@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import hashlib
+import numbers
 import os
 import re
 import shutil
@@ -15,14 +16,17 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import pyarrow as pa
 import skops.io as sio
 
 from parity.core.durable import fsync_dir, fsync_tree
 from parity.core.errors import InvalidInputError, RegistryError
+from parity.core.numbers import decimal_int
 from parity.core.records import ModelFile, Provenance, RegistrationRecord
 from parity.core.records.base import now
 
 from . import events, loading, predictions, provenance
+from .reference import check_columns, read_reference, read_stored_parquet
 
 RECORD_FILE = "registration.json"
 REFERENCE_FILE = "reference.parquet"
@@ -47,9 +51,10 @@ class ModelRef:
         check_name(name)
         if not version:
             return name, None
-        if not version.isdigit() or int(version) < 1:
+        number = decimal_int(version)
+        if number is None or number < 1:
             raise InvalidInputError(f"{text!r}: the version must be a positive integer, e.g. {name}:1.")
-        return name, int(version)
+        return name, number
 
 
 @dataclass
@@ -70,9 +75,14 @@ class RegisteredModel:
         return self.path / self.record.model.file
 
 
+def is_model_name(name: object) -> bool:
+    """Whether ``name`` can be a model's name (see :func:`check_name`)."""
+    return isinstance(name, str) and _NAME.fullmatch(name) is not None
+
+
 def check_name(name: str) -> str:
     """Refuse model names that cannot be a folder name on every system."""
-    if not isinstance(name, str) or not _NAME.fullmatch(name):
+    if not is_model_name(name):
         raise InvalidInputError(
             f"model name {name!r} is not allowed: use 1-100 letters, digits, '.', '_' or '-', "
             "starting with a letter or digit (e.g. 'churn-classifier')."
@@ -80,30 +90,78 @@ def check_name(name: str) -> str:
     return name
 
 
-def _check_reference(reference: object, estimator: object) -> pd.DataFrame:
+def _check_reference(reference: object, estimator: object, what: str) -> pd.DataFrame:
+    """The reference rows, in the model's column order, refused with ``what`` named when unusable."""
     if not isinstance(reference, pd.DataFrame):
         raise InvalidInputError(
-            f"reference data must be a pandas DataFrame with named columns, got {type(reference).__name__}."
+            f"{what} must be a pandas DataFrame with named columns, got {type(reference).__name__}."
         )
     if len(reference) == 0:
-        raise InvalidInputError("reference data has no rows: give at least one row the model can predict on.")
-    if (
-        not all(isinstance(column, str) for column in reference.columns)
-        or reference.columns.duplicated().any()
-    ):
-        raise InvalidInputError(
-            f"reference data columns must be unique strings, got {list(reference.columns)!r}."
-        )
+        raise InvalidInputError(f"{what} has no rows: give at least one row the model can predict on.")
+    check_columns(list(reference.columns), what)
+    _check_one_type_per_column(reference, what)
     expected = getattr(estimator, "feature_names_in_", None)
     if expected is not None:
         missing = [str(column) for column in expected if column not in reference.columns]
         if missing:
             raise InvalidInputError(
-                f"reference data lacks column(s) {', '.join(missing)} that the model was fitted on; "
+                f"{what} lacks column(s) {', '.join(missing)} that the model was fitted on; "
                 f"it has {', '.join(reference.columns)}. Pass reference rows with every training column."
             )
         return reference[list(expected)].reset_index(drop=True)
     return reference.reset_index(drop=True)
+
+
+def _kind(value: object) -> str:
+    if isinstance(value, bool | np.bool_):
+        return "bool"
+    if isinstance(value, numbers.Number):
+        return "number"
+    return "text" if isinstance(value, str) else type(value).__name__
+
+
+def _value_kinds(column: pd.Series) -> list[str]:
+    """The kinds of the non-missing values of an object column: number, text, bool or a type's name."""
+    return sorted(set(map(_kind, column.dropna())))
+
+
+def _check_one_type_per_column(reference: pd.DataFrame, what: str) -> None:
+    """Refuse object columns that mix kinds of values (text and numbers): no artifact input takes them."""
+    for name in (c for c, dtype in reference.dtypes.items() if pd.api.types.is_object_dtype(dtype)):
+        kinds = _value_kinds(reference[name])
+        if len(kinds) > 1:
+            raise InvalidInputError(
+                f"{what}: column {name!r} mixes {' and '.join(kinds)} values; a column holds one type. "
+                f"Convert it (e.g. `pd.to_numeric(df[{name!r}])`) or fix the values of the other type."
+            )
+
+
+def _text_columns(reference: pd.DataFrame) -> str:
+    """A hint naming the columns that hold text, for a model that refused the rows."""
+    text = [str(name) for name in reference.select_dtypes(include=["object", "string"]).columns]
+    if not text:
+        return ""
+    return (
+        f" Column(s) holding text: {', '.join(text)}; if the model was fitted on numbers there, convert "
+        "them (`pd.to_numeric`) or fix the values that are not numbers."
+    )
+
+
+def _reference_outputs(estimator: object, reference: pd.DataFrame, what: str) -> dict[str, np.ndarray]:
+    """The estimator's reference outputs; a refusal of the rows names the data and its text columns."""
+    try:
+        return predictions.reference_predictions(estimator, reference)
+    except InvalidInputError as err:
+        raise InvalidInputError(f"{what}: {err}{_text_columns(reference)}") from err
+
+
+def _store_reference(reference: pd.DataFrame, path: Path, what: str) -> None:
+    try:
+        reference.to_parquet(path, index=False)
+    except (pa.ArrowException, TypeError, ValueError) as err:
+        raise InvalidInputError(
+            f"{what} cannot be stored as parquet ({err}): give each column one type (numbers, text or bool)."
+        ) from None
 
 
 class FileRegistry:
@@ -126,15 +184,17 @@ class FileRegistry:
         """Every registered version, sorted by name then version (optionally of one model)."""
         if not self.root.is_dir():
             return []
-        names = [name] if name else sorted(p.name for p in self.root.iterdir() if p.is_dir())
+        # a folder that is no model name ('.staging-…', '²', one made by hand) holds no registration
+        names = [name] if name else sorted(p.name for p in self.root.iterdir() if is_model_name(p.name))
         found = []
         for model in names:
             folder = self.root / model
             if not folder.is_dir():
                 continue
             for version in folder.iterdir():
-                if version.name.isdigit() and (version / RECORD_FILE).is_file():
-                    found.append(ModelRef(model, int(version.name)))
+                number = decimal_int(version.name)
+                if number is not None and (version / RECORD_FILE).is_file():
+                    found.append(ModelRef(model, number))
         return sorted(found)
 
     def resolve(self, name: str, version: int | None = None) -> ModelRef:
@@ -194,15 +254,17 @@ class FileRegistry:
         if trained_with and trained_with != here:
             notes.append(f"registered under scikit-learn {trained_with}, validated under {here}")
             original = original or trained_with
-        reference = pd.read_parquet(folder / record.reference.file)
-        preds = predictions.predictions_from_frame(pd.read_parquet(folder / record.predictions.file))
+        fix = f"Restore {folder} from a backup, or register the model again (a new version)."
+        reference = read_stored_parquet(folder / record.reference.file, RegistryError, fix)
+        stored = read_stored_parquet(folder / record.predictions.file, RegistryError, fix)
+        preds = predictions.predictions_from_frame(stored)
         return RegisteredModel(ref, folder, record, loaded.estimator, reference, preds, original, notes)
 
     # -- writing ---------------------------------------------------------------------------------------
     def register(
         self,
         estimator: object,
-        reference: pd.DataFrame,
+        reference: pd.DataFrame | str | os.PathLike[str],
         name: str,
         *,
         version: int | None = None,
@@ -223,8 +285,10 @@ class FileRegistry:
         ----------
         estimator : fitted estimator or None
             The model, stored with skops. None when ``model_file`` is given.
-        reference : pandas.DataFrame
-            Named columns, at least one row: the rows every converted artifact is checked on.
+        reference : pandas.DataFrame or path-like
+            Named columns, at least one row: the rows every converted artifact is checked on; or a
+            ``.parquet``/``.csv`` file of them (read by :func:`parity.registry.reference.read_reference`, so
+            that every error names that file).
         name : str
             Model name (letters, digits, '.', '_', '-').
         version : int, optional
@@ -272,14 +336,18 @@ class FileRegistry:
         _check_tolerances(tolerances)
         trusted = sorted(set(trusted_types))
         loading.refuse_never_trusted(trusted, "trusted_types")
+        if isinstance(reference, str | os.PathLike):
+            what, reference = f"reference data file {reference}", read_reference(reference)
+        else:
+            what = "reference data"
         staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=self._ensure_root()))
         try:
             model_entry, estimator = _stage_model(
                 staging, estimator, model_file, trusted, trust_pickle, sha256, reference
             )
-            reference = _check_reference(reference, estimator)
-            outputs = predictions.reference_predictions(estimator, reference)
-            reference.to_parquet(staging / REFERENCE_FILE, index=False)
+            reference = _check_reference(reference, estimator, what)
+            outputs = _reference_outputs(estimator, reference, what)
+            _store_reference(reference, staging / REFERENCE_FILE, what)
             predictions.predictions_to_frame(outputs).to_parquet(staging / PREDICTIONS_FILE, index=False)
             record = RegistrationRecord.model_validate(
                 {
@@ -323,7 +391,8 @@ class FileRegistry:
     def _taken(self, name: str) -> int:
         """The highest version number with a folder, registered or not (a stray folder is never reused)."""
         folder = self.root / name
-        return max((int(p.name) for p in folder.iterdir() if p.name.isdigit()), default=0)
+        numbers = (decimal_int(p.name) for p in folder.iterdir())
+        return max((n for n in numbers if n is not None), default=0)
 
     def _commit(self, staging: Path, record: RegistrationRecord, name: str, version: int | None) -> ModelRef:
         """Move the staged folder into place, durably; a taken version is never overwritten."""
@@ -374,6 +443,7 @@ def _stage_model(
         raise InvalidInputError("give exactly one of a fitted estimator or model_file.")
     if model_file is None:
         target, payload, fmt = staging / "model.skops", sio.dumps(estimator), "skops"
+        shown = f"the {type(estimator).__name__} given"
     else:
         source = Path(model_file)
         if not source.is_file():
@@ -381,14 +451,14 @@ def _stage_model(
         fmt = loading.model_format(source)
         target = staging / f"model{source.suffix.lower()}"
         # read once: the bytes kept are the bytes hashed, checked and loaded (a file swapped meanwhile
-        # changes nothing), and messages name the user's file
-        payload = source.read_bytes()
+        # changes nothing), and messages name the user's file, never the staging copy they never saw
+        payload, shown = source.read_bytes(), str(source)
     target.write_bytes(payload)
     digest = hashlib.sha256(payload).hexdigest()
     loaded = loading.load_payload(
         payload,
         fmt,
-        str(model_file) if model_file is not None else "the fitted estimator",
+        shown,
         trusted_types=trusted,
         trusted_pickle=trust_pickle,
         expected_sha256=sha256 or None,

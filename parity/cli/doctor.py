@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+import functools
 import importlib.metadata
+import os
 import re
 import sys
+import tempfile
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
+from pathlib import Path
 from zipfile import ZipFile
 
 from parity.core.errors import EnvironmentProblem
@@ -144,12 +149,18 @@ def check_prefect_api() -> Finding:
     return Finding("prefect api", ok, detail, fix)
 
 
-def check_targets() -> Finding:
-    """Every target of the table: a required one that is not ready means no model can pass."""
+def check_targets(path: str | None = None) -> Finding:
+    """Every target of the table: a required one that is not ready means no model can pass.
+
+    Parameters
+    ----------
+    path : str, optional
+        A targets file; default ``$PARITY_TARGETS``, else the built-in table.
+    """
     from parity.validators.targets.reaches import unavailable
     from parity.validators.targets.table import load_targets
 
-    problems = {t.name: (t.required, unavailable(t)) for t in load_targets().values()}
+    problems = {t.name: (t.required, unavailable(t)) for t in load_targets(path).values()}
     missing = [f"{name}: {why}" for name, (required, why) in problems.items() if why and required]
     skipped = [
         f"{name} (optional): {why}" for name, (required, why) in problems.items() if why and not required
@@ -159,6 +170,41 @@ def check_targets() -> Finding:
     if missing:
         return Finding("targets", False, detail, "Set up the required targets (see `parity targets`).")
     return Finding("targets", True, detail, warn=bool(skipped))
+
+
+def check_archive(archive: str | os.PathLike[str]) -> Finding:
+    """The archive folder takes files: it is a folder, or can be made one, where a file can be written.
+
+    Writability is tried with a real write (a temporary file, removed at once): permission bits say nothing
+    to root, and a read-only mount or a path under a regular file refuses root too.
+
+    Parameters
+    ----------
+    archive : path-like
+        The archive folder; it need not exist yet.
+    """
+    path = Path(archive)
+    existing = next(p for p in (path, *path.parents) if p.exists())  # '.' or '/' exists at the latest
+    if not existing.is_dir():
+        return Finding(
+            "archive",
+            False,
+            f"{path} cannot be a folder: {existing} is a file",
+            "Pass --archive a folder (new or existing), or move that file away.",
+        )
+    try:
+        with tempfile.NamedTemporaryFile(dir=existing, prefix=".parity-write-check-") as probe:
+            probe.write(b"parity")
+            probe.flush()
+    except OSError as err:
+        return Finding(
+            "archive",
+            False,
+            f"{path} is not writable: writing in {existing} failed ({err.strerror or err})",
+            "Make it writable (its owner or permissions, or mount it read-write), or pass --archive a "
+            "writable folder.",
+        )
+    return Finding("archive", True, f"{path} is writable" + ("" if existing == path else " (to be created)"))
 
 
 #: Every check doctor runs, in order.
@@ -173,14 +219,14 @@ CHECKS = (
 )
 
 
-def run_checks() -> list[Finding]:
-    """Run :data:`CHECKS`; a check that crashes is reported as a failed finding."""
+def run_checks(checks: Iterable[Callable[[], Finding]] = CHECKS) -> list[Finding]:
+    """Run ``checks`` (default :data:`CHECKS`); a check that crashes is reported as a failed finding."""
     findings = []
-    for check in CHECKS:
+    for check in checks:
         try:
             findings.append(check())
         except Exception as err:
-            name = check.__name__.removeprefix("check_")
+            name = getattr(check, "func", check).__name__.removeprefix("check_")  # a partial names its func
             findings.append(
                 Finding(name, False, f"check crashed: {type(err).__name__}: {err}", "Run `make setup`.")
             )
@@ -206,16 +252,47 @@ def doctor() -> int:
     return EXIT_OK if not bad else EXIT_USAGE
 
 
-def preflight() -> None:
-    """Refuse to start a run the toolchain cannot finish, with doctor's words.
+#: Doctor's checks that ``run`` and ``demo`` make before validating anything (each would otherwise stop the
+#: run later: after models were validated, or with a traceback); :func:`preflight` adds the run's targets
+#: table (:func:`check_targets`) and its archive (:func:`check_archive`).
+RUN_CHECKS = (check_java, check_sklearn, check_sklearn2pmml_expiry, check_prefect_api)
+
+
+def preflight(archive: str | os.PathLike[str], targets: str | None = None) -> None:
+    """Refuse to start a run the toolchain cannot finish, with doctor's words; then create the archive.
+
+    Runs :data:`RUN_CHECKS`, :func:`check_targets` on ``targets`` and :func:`check_archive`; warnings (an
+    optional target not ready, a converter close to expiry) go to stderr.
+
+    Parameters
+    ----------
+    archive : path-like
+        The run's archive folder; created when every check passed.
+    targets : str, optional
+        The run's targets file; default ``$PARITY_TARGETS``, else the built-in table.
 
     Raises
     ------
     EnvironmentProblem
-        Java, scikit-learn or the sklearn2pmml build would stop the run; the message gives each fix.
+        Java, scikit-learn, the sklearn2pmml build, the configured Prefect API, a required target or the
+        archive would stop the run; the message gives each fix.
     """
-    problems = [f for f in (check_java(), check_sklearn(), check_sklearn2pmml_expiry()) if not f.ok]
+    from parity.core.prefect_env import configure
+
+    configure()  # before the Prefect API check imports Prefect, which freezes its settings then
+    bound = (functools.partial(check_targets, targets), functools.partial(check_archive, archive))
+    findings = run_checks((*RUN_CHECKS, *bound))
+    problems = [f for f in findings if not f.ok]
     if problems:
         raise EnvironmentProblem(
             "; ".join(f"{f.name}: {f.detail}. {f.fix}" for f in problems) + " (see `parity doctor`)"
         )
+    for f in findings:
+        if f.warn:
+            print(f"parity: warning: {f.name}: {f.detail}. {f.fix}".rstrip(), file=sys.stderr)
+    try:
+        Path(archive).mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise EnvironmentProblem(
+            f"archive: could not create {archive}: {err}. Pass a writable --archive."
+        ) from err

@@ -19,7 +19,6 @@ from rich.text import Text
 from parity.core.defaults import PROGRESS_LOGGER
 from parity.core.records import Outcome
 
-from .doctor import preflight
 from .exits import EXIT_FAILED, EXIT_OK
 from .prefect_console import prefect_console
 from .table import print_verdicts
@@ -29,8 +28,8 @@ if TYPE_CHECKING:
 
 
 def check_targets(path: str | None) -> str | None:
-    """Read the targets table now, so that a bad file is a usage error before any work, and say on stderr
-    which targets are not ready (a required one fails every model, with the fix in its verdict).
+    """Read the targets table now, so that a bad file is a usage error before any work (whether its
+    targets are ready is :func:`parity.cli.doctor.preflight`'s check).
 
     Parameters
     ----------
@@ -47,15 +46,10 @@ def check_targets(path: str | None) -> str | None:
     InvalidInputError
         The file is unreadable or not a valid targets table.
     """
-    from parity.validators.targets.reaches import unavailable
     from parity.validators.targets.table import load_targets
 
     resolved = str(Path(path).resolve()) if path else None
-    for target in load_targets(resolved).values():
-        problem = unavailable(target)
-        if problem:
-            kind = "required: every model will fail on it" if target.required else "optional: skipped"
-            print(f"target {target.name} is not ready ({kind}): {problem}", file=sys.stderr)
+    load_targets(resolved)
     return resolved
 
 
@@ -159,17 +153,11 @@ def run_pipeline(
     int
         ``EXIT_OK`` when every model passed (or there was nothing to do), else ``EXIT_FAILED``.
 
-    Raises
-    ------
-    EnvironmentProblem
-        The toolchain cannot finish a run (see :func:`parity.cli.doctor.preflight`).
+    Notes
+    -----
+    Call :func:`parity.cli.doctor.preflight` first: it checks the toolchain, the Prefect API, the targets and
+    the archive, and applies Prefect's defaults before Prefect is first imported.
     """
-    from parity.core.prefect_env import configure
-
-    # Defaults for Prefect itself (no analytics, a patient server start), applied before Prefect is first
-    # imported because it freezes its settings then; nothing passes between Parity's parts this way.
-    configure()
-    preflight()
     from parity.flows.validate import result_data, selected_versions, validate_registry
 
     todo = selected_versions(str(registry), str(archive), models or None)

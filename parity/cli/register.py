@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated
+from typing import Annotated
 
 import typer
 
@@ -12,38 +12,6 @@ from parity.core.errors import InvalidInputError
 
 from .exits import EXIT_OK
 from .options import RegistryOption
-
-if TYPE_CHECKING:
-    import pandas as pd
-
-
-def read_table(path: Path) -> pd.DataFrame:
-    """A reference data file: parquet or CSV.
-
-    Parameters
-    ----------
-    path : Path
-        A ``.parquet``/``.pq`` or ``.csv`` file with named columns.
-
-    Returns
-    -------
-    pandas.DataFrame
-
-    Raises
-    ------
-    InvalidInputError
-        The file does not exist or has another suffix.
-    """
-    import pandas as pd
-
-    if not path.is_file():
-        raise InvalidInputError(f"reference data file {path} does not exist.")
-    suffix = path.suffix.lower()
-    if suffix in (".parquet", ".pq"):
-        return pd.read_parquet(path)
-    if suffix == ".csv":
-        return pd.read_csv(path)
-    raise InvalidInputError(f"{path}: reference data must be .parquet or .csv, got {suffix or 'no suffix'}.")
 
 
 def _pairs(items: list[str], what: str, example: str) -> dict[str, str]:
@@ -215,10 +183,9 @@ def register(
     """
     from parity.registry import FileRegistry
 
-    frame = read_table(Path(reference))
     ref = FileRegistry(registry).register(
         None,
-        frame,
+        Path(reference),  # read there, so that every error about the rows names this file
         name,
         version=version,
         model_file=model_file,

@@ -9,6 +9,7 @@ import typer
 
 from parity.core.defaults import DEFAULT_ARCHIVE, DEFAULT_REGISTRY
 
+from .doctor import preflight
 from .options import ArchiveOption, RegistryOption, TargetsOption, VerboseOption
 from .pipeline import check_targets, run_pipeline
 
@@ -29,8 +30,20 @@ def run(
     -------
     int
         ``EXIT_OK`` when every model passed, ``EXIT_FAILED`` when one did not.
+
+    Raises
+    ------
+    InvalidInputError
+        A bad ``--model`` or targets file.
+    EnvironmentProblem
+        A check of :func:`parity.cli.doctor.preflight` failed: nothing was validated.
     """
+    from parity.registry import ModelRef
+
+    for text in model or []:
+        ModelRef.parse(text)  # a bad NAME[:VERSION] is bad usage, said before anything is checked
     table = check_targets(targets)
+    preflight(archive, table)
     return run_pipeline(registry, archive, model, verbose, targets=table)
 
 
@@ -49,5 +62,6 @@ def demo(
     from .demo import build_demo_registry  # scikit-learn and the data sets: only when asked for
 
     check_targets(None)
+    preflight(archive)
     build_demo_registry(Path(registry))
     return run_pipeline(registry, archive, None, verbose)

@@ -6,6 +6,8 @@ import json
 import os
 import pickle
 import re
+import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -24,6 +26,7 @@ from parity.core.defaults import host_platform
 from parity.core.records import Report
 from parity.registry import FileRegistry, ModelRef
 from parity.validators.report import Check, Verdict
+from tests.registry.bad_references import BAD_REFERENCES, make_bad_reference
 
 BIN = Path(sys.executable).parent  # the venv's bin: python and the console scripts, no java
 PARITY = BIN / "parity"
@@ -41,15 +44,28 @@ DOCTOR_NAMES = [
 
 
 def _parity(
-    args: list[str], cwd: Path, *, java: bool = True, timeout: int = 600
+    args: list[str],
+    cwd: Path,
+    *,
+    java: bool = True,
+    timeout: int = 600,
+    env: dict[str, str] | None = None,
+    prefix: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess:
-    """Run the console script in a fresh process; without Java, PATH holds only the venv's bin."""
-    env = dict(os.environ, PREFECT_HOME=str(cwd / "prefect-home"))
+    """Run the console script in a fresh process (after ``prefix``, a command that runs it); without Java,
+    PATH holds only the venv's bin."""
+    env = dict(os.environ, PREFECT_HOME=str(cwd / "prefect-home"), **(env or {}))
     if not java:
         env["PATH"] = str(BIN)
         env.pop("JAVA_HOME", None)
     return subprocess.run(
-        [str(PARITY), *args], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout, check=False
+        [*prefix, str(PARITY), *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        check=False,
     )
 
 
@@ -363,6 +379,156 @@ def test_run_archives_the_good_model_and_rejects_the_unsupported(tmp_path, logre
     assert main(["models", "--registry", str(registry.root), "--archive", str(shelf.root)]) == EXIT_OK
     states = {r["name"]: (r["outcome"], r["archived"]) for r in _table(capsys.readouterr().out)}
     assert states == {"iris-lr": ("passed", "yes"), "iris-spread": ("unsupported", "no")}
+
+
+# -- bad input and a broken environment: exit 2, the fix, no traceback, nothing validated ----------------
+#: Bad reference files taken through the console script (every case is tested in tests/registry).
+CLI_BAD_REFERENCES = ["empty-parquet", "csv-named-parquet", "latin-1-csv", "text-in-a-numeric-column-csv"]
+
+
+@pytest.mark.parametrize(
+    "case", [c for c in BAD_REFERENCES if c.id in CLI_BAD_REFERENCES], ids=lambda c: c.id
+)
+def test_register_a_bad_reference_file_exits_2_naming_it(case, model_file, tmp_path, registry_dir, iris):
+    reference = make_bad_reference(case, tmp_path, iris[0])
+    done = _parity(_register_args(model_file, reference, registry_dir), tmp_path, timeout=300)
+    assert done.returncode == EXIT_USAGE, done.stderr
+    assert done.stderr.startswith(f"parity: error: reference data file {reference}"), done.stderr
+    assert re.search(case.message, done.stderr), done.stderr
+    assert "Traceback" not in done.stderr and ".staging" not in done.stderr and done.stdout == ""
+    assert FileRegistry(registry_dir).refs() == []
+
+
+@pytest.fixture
+def registered(tmp_path, logreg, iris) -> FileRegistry:
+    registry = FileRegistry(tmp_path / "registry")
+    registry.register(logreg, iris[0], "iris-lr")
+    return registry
+
+
+@pytest.fixture
+def prefect_defaults(monkeypatch):
+    """An in-process run applies Prefect's defaults to the environment: undone after the test."""
+    from parity.core.prefect_env import DEFAULTS
+
+    for key, value in DEFAULTS.items():
+        monkeypatch.setenv(key, os.environ.get(key, value))
+
+
+def _nothing_validated(archive: Path) -> bool:
+    """No bundle and no rejected attempt of iris-lr:1 (the archive need not exist)."""
+    shelf = Archive(archive)
+    return not shelf.is_archived("iris-lr", 1) and shelf.rejected("iris-lr", 1) == []
+
+
+@pytest.mark.parametrize(
+    "version", ["²", "١", "1²"], ids=["superscript", "arabic-indic", "digit-superscript"]
+)
+def test_run_with_a_unicode_digit_version_exits_2(tmp_path, registered, capsys, version):
+    args = ["run", "--registry", str(registered.root), "--archive", str(tmp_path / "a")]
+    assert main([*args, "--model", f"iris-lr:{version}"]) == EXIT_USAGE
+    assert capsys.readouterr().err == (
+        f"parity: error: 'iris-lr:{version}': the version must be a positive integer, e.g. iris-lr:1.\n"
+    )
+    assert not (tmp_path / "a").exists()
+
+
+def test_run_with_a_dead_prefect_api_exits_2_before_validating(tmp_path, registered):
+    with socket.socket() as probe:  # a port nobody listens on: bound, read, released
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    url = f"http://127.0.0.1:{port}/api"
+    archive = tmp_path / "archive"
+    args = ["run", "--registry", str(registered.root), "--archive", str(archive)]
+    done = _parity(args, tmp_path, env={"PREFECT_API_URL": url}, timeout=300)
+    assert done.returncode == EXIT_USAGE, done.stderr[-3000:]
+    assert done.stderr.startswith(f"parity: error: prefect api: {url} unreachable: "), done.stderr
+    assert "Start the server (`prefect server start`) or unset PREFECT_API_URL" in done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert _nothing_validated(archive) and not archive.exists()
+
+
+@pytest.mark.parametrize("where", ["under-a-file", "a-file"])
+def test_run_with_an_archive_that_cannot_be_written_exits_2_before_validating(
+    tmp_path, registered, capsys, prefect_defaults, where
+):
+    # Tests run as root, whom permission bits do not stop: a path under a regular file stops everyone.
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a regular file\n")
+    archive = blocker / "sub" if where == "under-a-file" else blocker
+    assert main(["run", "--registry", str(registered.root), "--archive", str(archive)]) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith(f"parity: error: archive: {archive} cannot be a folder: {blocker} is a file. "), err
+    assert "Pass --archive a folder" in err and "(see `parity doctor`)" in err
+    assert blocker.read_text() == "a regular file\n"
+
+
+def test_run_with_a_required_target_not_ready_exits_2_before_validating(
+    tmp_path, registered, capsys, monkeypatch, prefect_defaults
+):
+    monkeypatch.setenv("PARITY_CACHE_DIR", str(tmp_path / "empty-cache"))  # no emulator set up here
+    table = tmp_path / "targets.toml"
+    table.write_text(
+        f'[[target]]\nname = "here"\nplatform = "{host_platform()}"\nreach = "process"\n\n'
+        '[[target]]\nname = "arm"\nplatform = "linux/aarch64"\nreach = "emulator"\nrequired = true\n'
+    )
+    archive = tmp_path / "archive"
+    args = ["run", "--registry", str(registered.root), "--archive", str(archive), "--targets", str(table)]
+    assert main(args) == EXIT_USAGE
+    err = capsys.readouterr().err
+    assert err.startswith("parity: error: targets: arm: "), err
+    assert "parity targets setup aarch64" in err and "Set up the required targets" in err
+    assert _nothing_validated(archive) and not archive.exists()
+
+
+def _read_only_mount(folder: Path) -> tuple[str, ...]:
+    """A command prefix that runs what follows with ``folder`` a read-only tmpfs, in a mount namespace of its
+    own (gone with the process: nothing to unmount); skips the test where that is not permitted."""
+    prefix = ("unshare", "--mount", "sh", "-c", f'mount -t tmpfs -o ro tmpfs "{folder}" && exec "$@"', "-")
+    if shutil.which("unshare") is None:
+        pytest.skip("unshare (util-linux) is not installed")
+    probe = subprocess.run([*prefix, "true"], capture_output=True, text=True, timeout=60, check=False)
+    if probe.returncode != 0:
+        pytest.skip(f"no read-only mount here (needs root with CAP_SYS_ADMIN): {probe.stderr.strip()}")
+    return prefix
+
+
+def test_run_with_an_archive_on_a_read_only_mount_exits_2_before_validating(tmp_path, registered):
+    archive = tmp_path / "archive"
+    archive.mkdir()
+    args = ["run", "--registry", str(registered.root), "--archive", str(archive)]
+    done = _parity(args, tmp_path, prefix=_read_only_mount(archive), timeout=300)
+    assert done.returncode == EXIT_USAGE, done.stderr[-3000:]
+    assert done.stderr.startswith(
+        f"parity: error: archive: {archive} is not writable: writing in {archive} failed (Read-only file system)"
+    ), done.stderr
+    assert "Traceback" not in done.stderr and done.stdout == ""
+    assert list(archive.iterdir()) == []  # outside the namespace: the folder as it was, nothing validated
+
+
+@pytest.mark.parametrize("writable", [True, False], ids=["writable", "read-only-mode"])
+def test_check_archive_agrees_with_a_real_write(tmp_path, writable):
+    from parity.cli.doctor import check_archive
+
+    folder = tmp_path / "archive"
+    folder.mkdir(mode=0o755 if writable else 0o555)
+    try:
+        try:  # what the file system says, whoever runs the test (root writes into a 0o555 folder)
+            (folder / "probe").write_text("x")
+            (folder / "probe").unlink()
+            can_write = True
+        except PermissionError:
+            can_write = False
+        finding = check_archive(folder / "new")
+        assert finding.ok is can_write, finding
+        assert finding.detail == (
+            f"{folder / 'new'} is writable (to be created)"
+            if can_write
+            else f"{folder / 'new'} is not writable: writing in {folder} failed (Permission denied)"
+        )
+        assert list(folder.iterdir()) == []  # the probe left nothing
+    finally:
+        folder.chmod(0o755)
 
 
 # -- options, usage errors, settings ---------------------------------------------------------------------

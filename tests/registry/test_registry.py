@@ -326,7 +326,11 @@ def test_model_ref_parse(text, expected):
     assert ModelRef.parse(text) == expected
 
 
-@pytest.mark.parametrize("text", ["m:0", "m:x", "m:-1", "m:1.5"], ids=["zero", "letter", "negative", "float"])
+@pytest.mark.parametrize(
+    "text",
+    ["m:0", "m:x", "m:-1", "m:1.5", "m:²", "m:١", "m:1²"],
+    ids=["zero", "letter", "negative", "float", "superscript", "arabic-indic", "digit-and-superscript"],
+)
 def test_model_ref_parse_refuses_bad_versions(text):
     with pytest.raises(InvalidInputError, match="the version must be a positive integer"):
         ModelRef.parse(text)

@@ -141,8 +141,9 @@ def test_runtime_identity(cls: type) -> None:
         ({"chunk_rows": 0}, "chunk_rows must be a positive int"),
         ({"cache_size": -1}, "cache_size must be a positive int"),
         ({"max_heap": "lots"}, "max_heap must look like '512m'"),
+        ({"max_heap": "5²m"}, "max_heap must look like '512m'"),  # str.isdigit() takes '²'; java does not
     ],
-    ids=["chunk_rows", "cache_size", "max_heap"],
+    ids=["chunk_rows", "cache_size", "max_heap", "max_heap-superscript"],
 )
 def test_bad_settings_are_refused(cls: type, settings: dict[str, Any], match: str) -> None:
     with pytest.raises(InvalidInputError, match=match):

@@ -29,6 +29,7 @@ import pandas as pd
 
 from parity.core.errors import EnvironmentProblem, InvalidInputError
 from parity.core.java import LEAN_JVM_OPTIONS, find_java
+from parity.core.numbers import decimal_int
 from parity.core.records import Role
 
 from . import BaseRuntime, ModelCache
@@ -52,7 +53,8 @@ def _check_settings(max_heap: str, chunk_rows: int, cache_size: int) -> None:
         raise InvalidInputError(f"chunk_rows must be a positive int, got {chunk_rows!r}.")
     if not (isinstance(cache_size, int) and cache_size > 0):
         raise InvalidInputError(f"cache_size must be a positive int, got {cache_size!r}.")
-    if not (isinstance(max_heap, str) and max_heap[:-1].isdigit() and max_heap[-1].lower() in "kmg"):
+    heap_ok = isinstance(max_heap, str) and decimal_int(max_heap[:-1]) is not None
+    if not (heap_ok and max_heap[-1].lower() in "kmg"):
         raise InvalidInputError(f"max_heap must look like '512m' or '2g' (the -Xmx value), got {max_heap!r}.")
 
 
