@@ -1,7 +1,7 @@
 """Model bytes not yet bound to a registration are tried in a child process first.
 
-The child, forked from a warm fork server that has already imported scikit-learn and skops, runs with a
-memory limit and no core dumps: it builds the model with the explicit trust list, runs the structural checks
+The child, forked from this process when it has no other thread (else from a warm fork server that has
+already imported scikit-learn and skops), runs with a memory limit and no core dumps: it builds the model with the explicit trust list, runs the structural checks
 (:mod:`parity.registry.structure`) and, when reference rows are given, every output method on them. Only when
 the child reports success does the caller build the model in its own process. A file that crashes the child
 (a signal), exhausts its memory, or hangs it is refused with a message saying so; Parity itself never goes
@@ -49,6 +49,19 @@ def _fork_server() -> Any:
             context.set_forkserver_preload(["parity.registry.sandbox"])
             _context = context
         return _context
+
+
+def _single_threaded() -> bool:
+    """Whether forking this very process is safe: no other Python thread (which could hold a lock the child
+    would wait on forever) and no JVM started inside it."""
+    jpype = sys.modules.get("jpype")
+    return threading.active_count() == 1 and not (jpype is not None and jpype.isJVMStarted())
+
+
+def _loader_context() -> Any:
+    """A plain fork where that is safe (a command line registering a model: instant, everything is imported
+    already), else the fork server (a flow's threads, an in-process JVM: seconds to start once)."""
+    return multiprocessing.get_context("fork") if _single_threaded() else _fork_server()
 
 
 def _memory_limit_bytes() -> int:
@@ -141,7 +154,7 @@ def try_in_child(payload: bytes, trusted: list[str], where: str, rows: pd.DataFr
     UntrustedModelError
         The child crashed, ran out of memory, hung, or found the model malformed.
     """
-    context = _fork_server()
+    context = _loader_context()
     receive, send = context.Pipe(duplex=False)
     child = context.Process(
         target=_try_model,
