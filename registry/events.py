@@ -18,6 +18,7 @@ configured (``PREFECT_API_URL``): a registration never starts a temporary server
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import threading
@@ -115,7 +116,11 @@ def send_event(
         except BaseException as err:
             outcome["error"] = err
 
-    thread = threading.Thread(target=_run, name="parity-event", daemon=True)
+    # The thread runs in a copy of the caller's context: Prefect's settings live in a context variable, and a
+    # bare thread would see the defaults instead (no API: an ephemeral server of its own, not the caller's).
+    thread = threading.Thread(
+        target=contextvars.copy_context().run, args=(_run,), name="parity-event", daemon=True
+    )
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
