@@ -225,5 +225,8 @@ def announce_until_triggered(
             last = time.monotonic()
         return runs
 
+    started = time.monotonic()
     runs = wait_for(runs_or_announce, timeout, lambda: f"{what()} (events sent again: {sent})", every=2)
+    # shown with `pytest -rP`: how often a loaded server needed the repeat
+    print(f"{deployment}: a run after {time.monotonic() - started:.0f} s and {len(sent)} repeat(s): {sent}")
     return runs, sent
