@@ -170,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             stop_stress(stress)
     seconds = round(time.monotonic() - started, 1)
     results = read_junit(junit) if junit.is_file() else {"counts": {}, "not_passed": [], "slowest": []}
+    shutil.rmtree(junit.parent, ignore_errors=True)
     figures = {
         "machine": machine(),
         "stress": {"cpu": args.cpu, "vm": args.vm, "io": args.io},
