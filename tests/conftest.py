@@ -28,10 +28,11 @@ from sklearn.datasets import load_diabetes, load_iris  # noqa: E402
 #: server or JVM start) on a 2-core machine, December 2026 (quiet / loaded, tracemalloc on): plain 4.5 s /
 #: 97 s (test_targets' 100-tree regressor fixture: tracemalloc slows its fit 80x; pass ``--timeout=0`` when
 #: tracing allocations); slow 53 s (cli `run`) / 52 s; prefect_server 65 s / 139 s; aarch64 110 s / 205 s
-#: (the fan-out to the aarch64 work pool). At load 10 (issue 9) tests ran 3-5x slower than quiet, so each
-#: limit is about 5x the loaded figure. prefect_server's also stays above the longest chain of one test's
-#: own bounded waits (the `triggered` fixture of tests/deployments: 1800 s), so a wait fails first, with
-#: its message.
+#: (the fan-out to the aarch64 work pool). Under `benchmarks/stress_suite.py --cpu 8` beside other runs
+#: (1-minute load median 25, peak 63; issue 9) the slowest were: slow 292 s (cli `run`, over the old 240 s
+#: limit), prefect_server 402 s (the `triggered` fixture of tests/deployments), aarch64 400 s; so each limit
+#: is 3-6x that. prefect_server's also stays above the longest chain of one test's own bounded waits (that
+#: fixture: 1800 s), so a wait fails first, with its message.
 TIMEOUTS: dict[str | None, int] = {
     None: 600,
     "slow": 900,
