@@ -47,6 +47,9 @@ from parity.core.java import (
 
 SERVER_SOURCE = Path(__file__).with_name("java") / "ParityConverterServer.java"
 SERVER_CLASS = "ParityConverterServer"
+#: Seconds the converter JVM has to say READY: about 1 s on a quiet 2-core machine (class loading of the
+#: sklearn2pmml jars), several times that at load 10; the wait ends as soon as it answers.
+JVM_START_TIMEOUT_S = 300
 
 # FACTS.md: sklearn2pmml's Main refuses to convert once its jar's Build-Timestamp is older than 360 days
 # ("The SkLearn2PMML package has expired"; Main.validate() compares against now minus 360 days).
@@ -371,7 +374,7 @@ class WarmPmmlConverter:
         )
         self._finalizer = weakref.finalize(self, _stop_process, self._process, closed_port, self._stderr)
         try:
-            ready = self._read_line(self._process, deadline=time.monotonic() + 120)
+            ready = self._read_line(self._process, deadline=time.monotonic() + JVM_START_TIMEOUT_S)
         except _NoReply as gone:
             self._stop()
             raise EnvironmentProblem(f"{SERVER_CLASS} did not start: {gone}") from None

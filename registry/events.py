@@ -18,6 +18,7 @@ configured (``PREFECT_API_URL``): a registration never starts a temporary server
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import logging
 import os
 import threading
@@ -29,7 +30,14 @@ from parity.core.records import RegisteredPayload
 
 REGISTERED = "parity.model.registered"
 #: How long a registration waits for the Prefect server to take its event before giving up with a warning.
-EMIT_TIMEOUT_SECONDS = 15.0
+#: The events client's own steps are bounded by 10 s windows (websockets' ``open_timeout`` for each of the
+#: :data:`EMIT_CONNECT_ATTEMPTS` connection attempts, then the close handshake) plus an HTTP version check,
+#: so a busy server needs room for several of them: the old 15 s was missed on a 2-core machine at load 10
+#: (issue 9). A dead API is not waited for: its connection is refused at once.
+EMIT_TIMEOUT_SECONDS = 60.0
+#: Connection attempts of the events client (Prefect's default is 10, with a 1 s pause after the third):
+#: two ride out one slow handshake without stretching a registration against an API that is down.
+EMIT_CONNECT_ATTEMPTS = 2
 
 logger = logging.getLogger("parity.events")
 
@@ -97,7 +105,7 @@ def send_event(
     message = Event(event=event, resource=Resource(dict(resource)), payload=dict(payload))
 
     async def _send() -> None:
-        async with get_events_client(reconnection_attempts=1) as client:
+        async with get_events_client(reconnection_attempts=EMIT_CONNECT_ATTEMPTS - 1) as client:
             await client.emit(message)
 
     outcome: dict[str, BaseException] = {}
@@ -108,7 +116,11 @@ def send_event(
         except BaseException as err:
             outcome["error"] = err
 
-    thread = threading.Thread(target=_run, name="parity-event", daemon=True)
+    # The thread runs in a copy of the caller's context: Prefect's settings live in a context variable, and a
+    # bare thread would see the defaults instead (no API: an ephemeral server of its own, not the caller's).
+    thread = threading.Thread(
+        target=contextvars.copy_context().run, args=(_run,), name="parity-event", daemon=True
+    )
     thread.start()
     thread.join(timeout)
     if thread.is_alive():

@@ -129,6 +129,12 @@ def check_onnxruntime() -> Finding:
     )
 
 
+#: Seconds a configured Prefect API has to answer /health. A dead port is refused at once, so only a live but
+#: busy server waits: on a 2-core machine at load 10 its answer can take longer than the old 5 s, and a
+#: working API must not be reported unreachable (issue 9).
+API_CHECK_TIMEOUT_S = 30
+
+
 def check_prefect_api() -> Finding:
     from parity.registry.events import prefect_api_url
 
@@ -138,7 +144,7 @@ def check_prefect_api() -> Finding:
     import httpx
 
     try:
-        response = httpx.get(url.rstrip("/") + "/health", timeout=5)
+        response = httpx.get(url.rstrip("/") + "/health", timeout=API_CHECK_TIMEOUT_S)
         ok = response.status_code == 200
         detail = f"{url} answered {response.status_code}"
     except httpx.HTTPError as err:

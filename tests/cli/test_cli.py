@@ -43,12 +43,17 @@ DOCTOR_NAMES = [
 ]
 
 
+#: Bounds a hang of the console script (each call ends when the command does): a `parity run` is 20-50 s on
+#: a quiet 2-core machine and several times that at load 10; even `--help` pays 5-10 s of imports quiet.
+CLI_DEADLINE_S = 600
+
+
 def _parity(
     args: list[str],
     cwd: Path,
     *,
     java: bool = True,
-    timeout: int = 600,
+    timeout: float = CLI_DEADLINE_S,
     env: dict[str, str] | None = None,
     prefix: tuple[str, ...] = (),
 ) -> subprocess.CompletedProcess:
@@ -291,7 +296,7 @@ def test_doctor_passes_here_and_prints_every_check(capsys):
 
 
 def test_doctor_without_java_says_how_to_install_it(tmp_path):
-    done = _parity(["doctor"], tmp_path, java=False, timeout=120)
+    done = _parity(["doctor"], tmp_path, java=False)
     assert done.returncode == EXIT_USAGE, done.stderr
     assert "[FAIL] java: not found on PATH or JAVA_HOME" in done.stdout
     assert f"fix: Install one (Debian/Ubuntu: `{APT_FIX}`)" in done.stdout
@@ -321,7 +326,6 @@ def test_run_without_java_refuses_before_starting(tmp_path, logreg, iris):
         ["run", "--registry", str(registry.root), "--archive", str(archive)],
         tmp_path,
         java=False,
-        timeout=120,
     )
     assert done.returncode == EXIT_USAGE
     assert "parity: error: java: not found on PATH or JAVA_HOME" in done.stderr
@@ -551,7 +555,7 @@ def test_run_help_lists_its_options(capsys):
     ids=["unknown-option", "missing-required", "bad-choice", "no-command"],
 )
 def test_bad_usage_exits_2_with_a_message_and_no_traceback(tmp_path, args, message):
-    done = _parity(args, tmp_path, timeout=120)
+    done = _parity(args, tmp_path)
     assert done.returncode == EXIT_USAGE, done.stderr
     assert message in done.stderr and "Usage: parity" in done.stderr
     assert "Traceback" not in done.stderr and done.stdout == ""

@@ -32,6 +32,11 @@ from parity.converters.pmml_server import (
 from parity.core.errors import EnvironmentProblem, InvalidInputError
 from parity.core.java import find_java, java_version
 
+#: Bounds on the loopback listener's thread (each ends as soon as its event happens): a JVM on a machine at
+#: load 10 can take many seconds between connecting and sending its first bytes; the old 5 s read window
+#: would end the listener's thread and lose every later connection.
+LISTENER_READ_DEADLINE_S = 120
+LISTENER_STOP_DEADLINE_S = 120
 UNSUPPORTED = "is not a supported Estimator"  # JPMML-SkLearn's words for an estimator it cannot convert
 
 
@@ -90,7 +95,7 @@ class Listener:
             except OSError:
                 return  # shut down by the fixture
             with connection:
-                connection.settimeout(5)
+                connection.settimeout(LISTENER_READ_DEADLINE_S)
                 self.received.append(connection.recv(4096))
 
 
@@ -102,7 +107,7 @@ def listener() -> Listener:
         thread.start()
         yield recorder
         server.shutdown(socket.SHUT_RDWR)  # wakes the blocked accept(); close() alone does not on Linux
-        thread.join(timeout=10)
+        thread.join(timeout=LISTENER_STOP_DEADLINE_S)
         assert not thread.is_alive(), "the listener thread did not stop when its socket was shut down"
 
 

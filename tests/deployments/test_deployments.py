@@ -6,17 +6,20 @@ from __future__ import annotations
 import json
 import sys
 import tempfile
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import skops.io as sio
-from prefect_processes import PrefectServer, client_call, wait_for
+from prefect_processes import PrefectServer, announce_until_triggered, client_call, deployment_runs, wait_for
 from sklearn.linear_model import LogisticRegression
 
 from parity.archive import MANIFEST, REJECTED
 from parity.flows.summary import artifact_key
+from parity.registry.events import emit_registered
 from tests.prefect_events import read_events
+from tests.waiting import SERVER_SIDE_DEADLINE_S
 
 pytestmark = [pytest.mark.prefect_server, pytest.mark.slow]
 
@@ -24,7 +27,12 @@ MODEL = "iris-logreg"
 TRIGGERED = "convert-and-validate/on-registration"
 SWEEP = "validate-registry/nightly-sweep"
 AUDIT = "audit-archive/weekly-audit"
-RUN_TIMEOUT = 240
+#: Each deadline bounds a hang; each wait ends as soon as its condition holds. A run on the process worker is
+#: 30-60 s on a quiet 2-core machine (a fresh interpreter, conversions, four runtimes, the archive), several
+#: times that at load 10 (issue 9).
+RUN_TIMEOUT = 600
+#: The scheduler creates a deployment's upcoming runs in its loop (every few seconds quiet).
+SCHEDULER_DEADLINE_S = 300
 
 
 @pytest.fixture(scope="module")
@@ -50,22 +58,10 @@ async def _deployment(client, name: str):
     return await client.read_deployment_by_name(name)
 
 
-async def _runs(client, deployment_id):
-    from prefect.client.schemas.filters import DeploymentFilter, DeploymentFilterId
-
-    return await client.read_flow_runs(
-        deployment_filter=DeploymentFilter(id=DeploymentFilterId(any_=[deployment_id]))
-    )
-
-
-def _runs_of(name: str) -> list:
-    deployment = client_call(_deployment, name)
-    return client_call(_runs, deployment.id)
-
-
 def _finished(runs: list, count: int) -> list | None:
+    """``runs`` once at least ``count`` exist and every one has finished (a run still going is not done)."""
     done = [r for r in runs if r.state is not None and r.state.is_final()]
-    return done if len(done) >= count else None
+    return done if len(done) >= count and len(done) == len(runs) else None
 
 
 async def _artifacts(client, key: str):
@@ -108,10 +104,20 @@ def test_scheduled_deployments_carry_their_parameters(deployed, places):
     ]
 
 
+@dataclass(frozen=True)
+class Triggered:
+    """The finished triggered runs, when the events were first sent, and how many were sent in all."""
+
+    runs: list
+    since: datetime
+    announced: int
+
+
 @pytest.fixture(scope="module")
 def triggered(deployed, places, iris):
     """Register a model with `parity register` in another process (it emits the event), then emit the
-    same event again from a third process, as training code would; wait for both triggered runs."""
+    same event again from a third process, as training code would; wait for both triggered runs (and for any
+    a repeated announcement started: each event the server matched makes one run)."""
     X, y = iris
     inputs = places["inputs"]
     inputs.mkdir()
@@ -121,22 +127,30 @@ def triggered(deployed, places, iris):
     register = [sys.executable, "-m", "parity", "register", str(inputs / "model.skops")]
     register += ["--reference", str(inputs / "reference.parquet"), "--name", MODEL]
     deployed.run(*register, "--registry", str(places["registry"]))
+    # The automation `parity deploy` just created may not be taken up yet: announce until one run exists.
+    _, repeated = announce_until_triggered(
+        TRIGGERED,
+        lambda: emit_registered(MODEL, 1, places["registry"]),
+        RUN_TIMEOUT,
+        lambda: f"a triggered run of {TRIGGERED}; worker log:\n{deployed.log('worker')[-3000:]}",
+    )
     again = (
         "import sys; from registry.events import emit_registered; "
         f"sys.exit(0 if emit_registered({MODEL!r}, 1, {str(places['registry'])!r}) else 1)"
     )
     deployed.run(sys.executable, "-c", again)
+    announced = 2 + len(repeated)
     runs = wait_for(
-        lambda: _finished(_runs_of(TRIGGERED), 2),
+        lambda: _finished(deployment_runs(TRIGGERED), 2),
         RUN_TIMEOUT,
         lambda: f"two triggered runs of {TRIGGERED}; worker log:\n{deployed.log('worker')[-3000:]}",
         every=3,
     )
-    return runs, since
+    return Triggered(runs, since, announced)
 
 
 def test_registration_events_trigger_runs_with_the_event_parameters(triggered, places):
-    runs, _ = triggered
+    runs = triggered.runs
     assert all(r.state.is_completed() for r in runs), [(r.name, r.state.message) for r in runs]
     for run in runs:
         assert run.parameters["name"] == MODEL and run.parameters["version"] == 1
@@ -168,20 +182,23 @@ def test_ui_artifacts_of_the_model_are_readable(triggered, places):
 
 
 def test_outgoing_validated_events_name_the_model(triggered):
-    _, since = triggered
-    # one event per triggered run: wait for both, not for the first to arrive
+    runs, since = triggered.runs, triggered.since
+    # one event per triggered run: wait for all of them, not for the first to arrive
     events = wait_for(
         lambda: (
-            (found := client_call(read_events, "parity.model.validated", since)) and len(found) >= 2 and found
+            (found := client_call(read_events, "parity.model.validated", since))
+            and len(found) >= len(runs)
+            and found
         ),
-        60,
-        "two parity.model.validated events",
+        SERVER_SIDE_DEADLINE_S,
+        f"{len(runs)} parity.model.validated events",
     )
     assert {e.resource.id for e in events} == {f"parity.model.{MODEL}.1"}
     assert {e.payload["outcome"] for e in events} == {"passed"}
-    assert sorted(e.payload["written"] for e in events) == [False, True]
+    # exactly one run wrote the bundle; every other one (the second event's, a repeat's) found it and wrote none
+    assert sorted(e.payload["written"] for e in events) == [False] * (len(events) - 1) + [True]
     registered = client_call(read_events, "parity.model.registered", since)
-    assert len(registered) == 2
+    assert 2 <= len(registered) <= triggered.announced  # a repeat not taken in time may have been lost
     assert registered[0].payload["registry"].endswith("registry")
 
 
@@ -190,8 +207,8 @@ def _start_scheduled_run(deployment: str):
     from prefect.states import Scheduled
 
     scheduled = wait_for(
-        lambda: [r for r in _runs_of(deployment) if r.state and r.state.is_scheduled()],
-        60,
+        lambda: [r for r in deployment_runs(deployment) if r.state and r.state.is_scheduled()],
+        SCHEDULER_DEADLINE_S,
         f"the scheduler to create runs of {deployment}",
     )
     run = scheduled[0]

@@ -21,6 +21,7 @@ from parity.registry import FileRegistry
 from parity.validators import formats
 from parity.validators.validate import ModelContext, validate_conversion
 from tests.prefect_events import read_events
+from tests.waiting import SERVER_SIDE_DEADLINE_S, wait_for
 
 MODEL = "iris-audit"
 
@@ -151,15 +152,6 @@ async def _events(name: str, since: datetime):
         return await read_events(client, name, since)
 
 
-def _wait_for_events(name: str, since: datetime, timeout: float = 30) -> list:
-    import time
-
-    deadline = time.monotonic() + timeout
-    while not (events := asyncio.run(_events(name, since))) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return events
-
-
 @pytest.mark.slow
 @pytest.mark.prefect_server
 def test_audit_flow_fails_naming_the_corrupt_bundle_and_emits_the_event(prefect_server, shelf, tmp_path):
@@ -175,7 +167,11 @@ def test_audit_flow_fails_naming_the_corrupt_bundle_and_emits_the_event(prefect_
     (audit,) = audits_of(state)
     assert audit.status is AuditStatus.CORRUPT
     assert audit.corrupt == ["report.json: SHA-256 differs from the manifest"]
-    events = _wait_for_events("parity.archive.corrupt", since)
+    events = wait_for(
+        lambda: asyncio.run(_events("parity.archive.corrupt", since)),
+        SERVER_SIDE_DEADLINE_S,
+        "the parity.archive.corrupt event",
+    )
     assert [e.resource.id for e in events] == [f"parity.model.{MODEL}.1"]
     assert events[0].payload["findings"] == audit.corrupt
     assert events[0].payload["bundle"] == str(copy.bundle_path(MODEL, 1))

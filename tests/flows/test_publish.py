@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -25,6 +24,7 @@ from parity.flows.publish import (
     worst_checks,
 )
 from parity.flows.summary import artifact_key, first_sentence
+from tests.waiting import SERVER_SIDE_DEADLINE_S, wait_for
 
 NAME = "Churn_Model.v2"
 #: A metadata.json written by Parity, as the starting point of this test's own.
@@ -134,13 +134,6 @@ async def _read(kind: str, key: str):
         return [e for e in page.events if e.resource.id == f"parity.model.{NAME}.3"]
 
 
-def _eventually(kind: str, key: str, timeout: float = 30) -> list:
-    deadline = time.monotonic() + timeout
-    while not (found := asyncio.run(_read(kind, key))) and time.monotonic() < deadline:
-        time.sleep(0.5)
-    return found
-
-
 @flow
 def _show(filed: Filed) -> None:
     publish(filed)
@@ -163,8 +156,14 @@ def test_publish_shows_table_report_link_and_emits_the_outcome(prefect_server, t
     assert "## Worst rows" in report.data
     (link,) = asyncio.run(_read("artifact", f"{slug}-bundle"))[:1]
     assert link.type == "markdown" and (tmp_path / "bundle").resolve().as_uri() in link.data
-    events = _eventually("event", event)
-    assert any(e.payload["outcome"] == outcome and e.payload["location"] == str(filed.path) for e in events)
+    wait_for(
+        lambda: any(
+            e.payload["outcome"] == outcome and e.payload["location"] == str(filed.path)
+            for e in asyncio.run(_read("event", event))
+        ),
+        SERVER_SIDE_DEADLINE_S,
+        f"a {event} event with outcome {outcome} and the bundle's location",
+    )
 
 
 @flow
