@@ -24,7 +24,16 @@ from pathlib import Path
 
 from parity.core.errors import IntegrityError, RecordError, RecordSchemaError, UntrustedModelError
 from parity.core.numbers import decimal_int
-from parity.core.records import BundleAudit, Check, ConversionStatus, Manifest, Metadata, Report, Verdict
+from parity.core.records import (
+    BundleAudit,
+    Check,
+    ConversionStatus,
+    Manifest,
+    Metadata,
+    Report,
+    Role,
+    Verdict,
+)
 from parity.registry import FileRegistry, ModelRef, RegisteredModel, load_model, sha256_of
 from parity.registry.predictions import predictions_from_frame
 from parity.registry.reference import read_stored_parquet
@@ -66,6 +75,9 @@ class Trust:
     bound: bool = False
     #: where the trust came from, for messages
     source: str = "no registry record: the allowlist alone"
+    #: the registration's tolerances and runtime roles, which a bound replay judges by (not the bundle's copy)
+    tolerances: dict[str, dict[str, float]] | None = None
+    roles: dict[str, Role] | None = None
 
 
 def trust_for(
@@ -121,6 +133,8 @@ def trust_for(
         record.model.sha256 if record.model.format == "skops" else model_digest,
         bound=True,
         source=f"the registration record in {registry.root}",
+        tolerances=record.tolerances,
+        roles=record.roles or {},
     )
     return trust, problems
 
@@ -181,7 +195,9 @@ def replay(folder: Path, targets: dict[str, Target] | None = None, trust: Trust 
         read_stored_parquet(folder / "reference.parquet", IntegrityError, _RESTORE),
         predictions_from_frame(read_stored_parquet(folder / "predictions.parquet", IntegrityError, _RESTORE)),
     )
-    context = ModelContext(model, tolerances=metadata.tolerances, roles=metadata.roles or {})
+    tolerances = metadata.tolerances if trust.tolerances is None else trust.tolerances
+    roles = (metadata.roles or {}) if trust.roles is None else trust.roles
+    context = ModelContext(model, tolerances=tolerances, roles=roles)
     # Targets not set up here today are left out rather than reported as drift (their archived cells are then
     # not compared): an audit on a machine without the emulator still checks everything it can.
     if targets is None:

@@ -160,3 +160,17 @@ def test_parity_audit_on_a_tampered_bundle_exits_1_and_runs_nothing(
     assert code == 1, out
     assert "corrupt" in out and "is not the registered model file" in out
     assert not canary.exists()
+
+
+def test_a_bound_replay_judges_by_the_registrations_tolerances_not_the_bundles(archived, tmp_path):
+    from parity.archive.audit import trust_for
+
+    registry, shelf, folder = _copy(archived, tmp_path)
+    metadata = json.loads((folder / "metadata.json").read_text())
+    metadata["tolerances"] = {"probability": {"atol": 1.0}}  # loosened in the bundle
+    _rewrite(folder, {"metadata.json": json.dumps(metadata).encode()})
+    trust, problems = trust_for(folder, NAME, 1, registry)
+    assert problems == [] and trust.bound
+    assert trust.tolerances == registry.record(registry.resolve(NAME, 1)).tolerances == {}
+    unbound, _ = trust_for(folder, NAME, 1, None)
+    assert unbound.tolerances is None and not unbound.bound
