@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.text import Text
 
 from parity.core.defaults import PROGRESS_LOGGER
+from parity.core.reaper import start_reaper
 from parity.core.records import Outcome
 
 from .doctor import preflight
@@ -67,12 +68,15 @@ def warm_up_jvms() -> None:
     def start() -> None:
         from parity.converters import shared_pmml_converter
         from parity.validators import RUNTIMES
+        from parity.validators.runtimes import exclusive
 
-        for starter in (shared_pmml_converter().start, *(r.start for r in RUNTIMES.values())):
-            try:
-                starter()
-            except Exception:  # the first real use reports the problem properly
-                return
+        try:
+            shared_pmml_converter().start()
+            for runtime in RUNTIMES.values():
+                with exclusive(runtime):  # a flow may already be using it
+                    runtime.start()
+        except Exception:  # the first real use reports the problem properly
+            return
 
     threading.Thread(target=start, name="parity-jvm-warm-up", daemon=True).start()
 
@@ -170,6 +174,7 @@ def run_pipeline(
     # imported because it freezes its settings then; nothing passes between Parity's parts this way.
     configure()
     preflight()
+    start_reaper()  # before any child: JVMs, qemu and Prefect's temporary server end with this process
     from parity.flows.validate import result_data, selected_versions, validate_registry
 
     todo = selected_versions(str(registry), str(archive), models or None)
