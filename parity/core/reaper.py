@@ -57,13 +57,15 @@ def start_reaper() -> str:
     return mark
 
 
-def marked(mark: str) -> list[Any]:
+def marked(mark: str, variable: str = MARKER) -> list[Any]:
     """The live processes (``psutil.Process``) whose environment carries ``mark``, this one excluded.
 
     Parameters
     ----------
     mark : str
-        A value of :data:`MARKER`.
+        A value of ``variable``.
+    variable : str
+        The environment variable that holds the mark; :data:`MARKER` by default.
 
     Returns
     -------
@@ -76,7 +78,7 @@ def marked(mark: str) -> list[Any]:
         if process.pid == os.getpid():
             continue
         try:
-            if process.environ().get(MARKER) == mark:
+            if process.environ().get(variable) == mark:
                 found.append(process)
         except (psutil.NoSuchProcess, psutil.AccessDenied, psutil.ZombieProcess):
             continue
