@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import contextlib
 import os
 import sys
 from typing import NoReturn
@@ -25,8 +26,6 @@ def end_process(code: int) -> NoReturn:
     """
     atexit._run_exitfuncs()
     for stream in (sys.stdout, sys.stderr):
-        try:
+        with contextlib.suppress(OSError, ValueError):  # closed, or a broken pipe: nothing more to say
             stream.flush()
-        except (OSError, ValueError):  # closed, or a broken pipe: nothing more can be said
-            pass
     os._exit(code)
