@@ -62,6 +62,8 @@ class Kill:
     orphans: list[str] = field(default_factory=list)
     bad_bundles: list[str] = field(default_factory=list)
     crash_logs: list[str] = field(default_factory=list)
+    #: Staging folders the kill left (registry and archive): the next run must sweep them.
+    staging_left: int = 0
 
     @property
     def held(self) -> bool:
@@ -187,7 +189,15 @@ def one_kill(point: str, whole_group: bool, paths: dict[str, Path], targets, rng
     finally:
         log.close()
     crash_logs = [p.name for p in (scratch / "cwd").glob("*_pid*.log")]
-    return Kill(point, whole_group, reached, seconds, wait_orphans(mark), bad_bundles(archive), crash_logs)
+    orphans = wait_orphans(mark)
+    left = len(staging(registry, archive))
+    return Kill(point, whole_group, reached, seconds, orphans, bad_bundles(archive), crash_logs, left)
+
+
+def staging(registry: Path, archive: Path) -> list[str]:
+    """The staging folders (not their lock files) in the registry and the archive."""
+    found = [*registry.glob(".staging-*"), *(archive / ".staging").glob("*")]
+    return [p.name for p in found if p.is_dir()]
 
 
 def final_run(paths: dict[str, Path], targets) -> dict[str, object]:
@@ -202,15 +212,13 @@ def final_run(paths: dict[str, Path], targets) -> dict[str, object]:
     finally:
         log.close()
     shelf, refs = Archive(archive), FileRegistry(registry).refs()
-    staging = [p.name for p in registry.glob(".staging-*")] + [
-        p.name for p in (archive / ".staging").glob("*")
-    ]
+    left = [*registry.glob(".staging-*"), *(archive / ".staging").glob("*")]  # lock files count too
     return {
         "exit": code,
         "versions": len(refs),
         "not_archived": [str(r) for r in refs if not shelf.is_archived(r.name, r.version)],
         "rejected": [str(r) for r in refs if shelf.rejected(r.name, r.version)],
-        "staging_left": staging,
+        "staging_left": [p.name for p in left],
         "bad_bundles": bad_bundles(archive),
         "orphans": wait_orphans(mark),
         "crash_logs": [p.name for p in (scratch / "cwd").glob("*_pid*.log")],
@@ -233,7 +241,7 @@ def inject(kills: int, seed: int, scratch: Path, targets_choice: str | None = "h
         mode = "group" if kill.whole_group else "main"
         print(
             f"kill {i + 1:2}/{kills}: {point:8} {mode:5} at {kill.seconds:5.1f} s"
-            f"{'' if kill.reached else ' (run ended first)'}: "
+            f"{'' if kill.reached else ' (run ended first)'}, {kill.staging_left} staging folder(s) left: "
             f"{'held' if kill.held else f'FAILED {kill.orphans} {kill.bad_bundles} {kill.crash_logs}'}",
             flush=True,
         )
