@@ -48,7 +48,9 @@ def start_reaper() -> str:
     subprocess.Popen(
         [sys.executable, "-m", "parity.core.reaper", mark],
         stdin=read_end,
+        # never the run's own output: whoever reads it to its end must not wait for the watcher too
         stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
         env=watcher_env,
         start_new_session=True,  # survives a kill of the run's process group
     )
