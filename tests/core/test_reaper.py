@@ -49,6 +49,10 @@ def test_children_end_when_the_run_is_killed(whole_group: bool):
         assert line, f"the run printed nothing (exit {run.poll()})"
         mark, *pids = line.split()
         assert len(marked(mark)) >= 3, "sleep, sh and sh's sleep carry the mark"
+        watchers = [p for p in psutil.process_iter(["cmdline"]) if mark in (p.info["cmdline"] or [])]
+        assert len(watchers) == 1, "one watcher, which does not carry the mark itself"
+        for fd in (1, 2):  # a caller reading the run's output to its end must not wait for the watcher
+            assert os.readlink(f"/proc/{watchers[0].pid}/fd/{fd}") == os.devnull
         if whole_group:
             os.killpg(run.pid, signal.SIGKILL)
         else:
