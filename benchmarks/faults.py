@@ -290,6 +290,9 @@ def main() -> int:
     print(
         f"held after every kill: {all(k.held for k in kills)} (bundles verify, no orphan, no crash log in cwd)"
     )
+    print(
+        f"staging folders left by the kills, each swept by a later run: {sum(k.staging_left for k in kills)}"
+    )
     print(f"final run: {result['final']}")
     ok = held(result)
     print(f"{'ALL HELD' if ok else 'SOMETHING DID NOT HOLD'} in {time.monotonic() - started:.0f} s")
