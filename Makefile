@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.parity-installed
 
-.PHONY: setup demo test test-fast lint lock clean java
+.PHONY: setup demo test test-fast lint lock clean java strace
 
 setup: $(STAMP) java
 
@@ -21,11 +21,17 @@ java:
 	  echo "Java not found: installing openjdk-17-jre-headless"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq openjdk-17-jre-headless; }
 
+# The telemetry test watches a conversion's connect() calls with strace (tests/converters/test_telemetry.py).
+strace:
+	@command -v strace >/dev/null 2>&1 || { \
+	  echo "strace not found: installing it"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace; }
+
 demo: setup
 	$(BIN)/parity targets setup aarch64
 	$(BIN)/parity demo
 
-test: setup
+test: setup strace
 	$(BIN)/parity targets setup aarch64
 	$(BIN)/python -m pytest
 

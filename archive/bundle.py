@@ -6,9 +6,11 @@ and nothing there is presented as validated. Model names cannot start with ``_``
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import uuid
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -16,6 +18,7 @@ from pathlib import Path
 from parity.core.durable import fsync_dir
 from parity.core.errors import ArchiveConflictError, IntegrityError
 from parity.core.records import Identity, Manifest
+from parity.core.staging import staging_folder, sweep_stale
 from parity.registry.loading import sha256_of
 
 MANIFEST = "manifest.json"
@@ -92,15 +95,14 @@ class Archive:
         final = self.bundle_path(name, version)
         if self.is_archived(name, version):
             return self._existing(final, identity)
-        staged = self._stage(files, identity)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            os.rename(staged, final)  # atomic; fails when another writer got there first
-        except OSError:
-            shutil.rmtree(staged, ignore_errors=True)
-            if self.is_archived(name, version):
-                return self._existing(final, identity)
-            raise
+        with self._staged(files, identity) as staged:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            try:
+                os.rename(staged, final)  # atomic; fails when another writer got there first
+            except OSError:
+                if self.is_archived(name, version):
+                    return self._existing(final, identity)
+                raise
         fsync_dir(final.parent)
         return BundleResult(final, True)
 
@@ -111,14 +113,20 @@ class Archive:
         identity = Identity.model_validate(identity)
         attempt = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:8]}"
         final = self.root / REJECTED / name / str(version) / attempt
-        staged = self._stage(files, identity)
-        try:
+        with self._staged(files, identity) as staged:
             final.parent.mkdir(parents=True, exist_ok=True)
             os.rename(staged, final)
-        except BaseException:
-            shutil.rmtree(staged, ignore_errors=True)
-            raise
         return final
+
+    def sweep_staging(self) -> list[Path]:
+        """Remove the staging folders of writers that are gone (a killed or crashed run).
+
+        Returns
+        -------
+        list of Path
+            The folders removed; a live writer's folder is never among them.
+        """
+        return sweep_stale(self.root / _STAGING)
 
     def rejected(self, name: str, version: int) -> list[Path]:
         folder = self.root / REJECTED / name / str(version)
@@ -157,12 +165,10 @@ class Archive:
             raise IntegrityError(f"{final}: the archived bundle is damaged: {'; '.join(problems)}.")
         return BundleResult(final, False)
 
-    def _stage(self, files: dict[str, Path | bytes], identity: Identity) -> Path:
-        staging_root = self.root / _STAGING
-        staging_root.mkdir(parents=True, exist_ok=True)
-        staged = staging_root / uuid.uuid4().hex
-        staged.mkdir()
-        try:
+    @contextlib.contextmanager
+    def _staged(self, files: dict[str, Path | bytes], identity: Identity) -> Iterator[Path]:
+        """A locked staging folder holding ``files`` and their manifest, removed unless renamed away."""
+        with staging_folder(self.root / _STAGING, "") as staged:
             digests = {}
             for file, source in sorted(files.items()):
                 target = staged / file
@@ -175,7 +181,4 @@ class Archive:
                 digests[file] = sha256_of(target)
             _write_durably(staged / MANIFEST, Manifest(identity=identity, files=digests).to_bytes())
             fsync_dir(staged)
-        except BaseException:
-            shutil.rmtree(staged, ignore_errors=True)
-            raise
-        return staged
+            yield staged

@@ -41,6 +41,7 @@ from parity.core.java import (
     VERSION_LINE,
     cache_root,
     compile_java,
+    crash_log_options,
     find_java,
     java_version_of,
 )
@@ -411,6 +412,7 @@ class WarmPmmlConverter:
             f"-Xmx{self.xmx}",
             "-XX:TieredStopAtLevel=1",
             *LEAN_JVM_OPTIONS,
+            *crash_log_options(),
             "-Djava.security.manager=allow",
             *proxies,
         ]

@@ -162,6 +162,7 @@ def validate_registry(
     One failing model never stops the others. Returns the list of reports; ends Failed when any model
     failed, was unsupported or errored, with the counts in the state message.
     """
+    sweep_staging(registry, archive)
     todo = selected_versions(registry, archive, models)
     progress_id = start_progress(len(todo))
     futures = [validate_one.submit(name, version, registry, archive, targets) for name, version in todo]
@@ -176,6 +177,13 @@ def validate_registry(
         text = f"{message} (not passed: {', '.join(bad)})"
         return Failed(message=text, data=SweepNotPassed(text, reports))
     return Completed(message=message if todo else "nothing to validate", data=reports)
+
+
+def sweep_staging(registry: str, archive: str) -> None:
+    """Remove what killed or crashed runs and registrations left staged (never a live writer's folder)."""
+    removed = FileRegistry(registry).sweep_staging() + archive_stage.Archive(archive).sweep_staging()
+    if removed:
+        progress.info("removed %d staging folder(s) left by runs that ended abruptly", len(removed))
 
 
 def selected_versions(registry: str, archive: str, models: list[str] | None) -> list[tuple[str, int]]:

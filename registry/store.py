@@ -8,7 +8,6 @@ import numbers
 import os
 import re
 import shutil
-import tempfile
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -24,6 +23,7 @@ from parity.core.errors import InvalidInputError, RegistryError
 from parity.core.numbers import decimal_int
 from parity.core.records import ModelFile, Provenance, RegistrationRecord
 from parity.core.records.base import now
+from parity.core.staging import staging_folder, sweep_stale
 
 from . import events, loading, predictions, provenance
 from .reference import check_columns, read_reference, read_stored_parquet
@@ -31,6 +31,8 @@ from .reference import check_columns, read_reference, read_stored_parquet
 RECORD_FILE = "registration.json"
 REFERENCE_FILE = "reference.parquet"
 PREDICTIONS_FILE = "predictions.parquet"
+#: Registrations stage in ``REGISTRY/.staging-<name>-<random>/`` (see :mod:`parity.core.staging`).
+STAGING_PREFIX = ".staging-"
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$")
 
 
@@ -340,8 +342,8 @@ class FileRegistry:
             what, reference = f"reference data file {reference}", read_reference(reference)
         else:
             what = "reference data"
-        staging = Path(tempfile.mkdtemp(prefix=f".staging-{name}-", dir=self._ensure_root()))
-        try:
+        self.sweep_staging()
+        with staging_folder(self._ensure_root(), f"{STAGING_PREFIX}{name}-") as staging:
             model_entry, estimator = _stage_model(
                 staging, estimator, model_file, trusted, trust_pickle, sha256, reference
             )
@@ -379,10 +381,18 @@ class FileRegistry:
                 }
             )
             ref = self._commit(staging, record, name, version)
-        finally:
-            shutil.rmtree(staging, ignore_errors=True)
         events.emit_registered(ref.name, ref.version, self.root)  # never raises: logs a warning instead
         return ref
+
+    def sweep_staging(self) -> list[Path]:
+        """Remove the staging folders of registrations whose process is gone (killed, crashed).
+
+        Returns
+        -------
+        list of Path
+            The folders removed; a live registration's folder is never among them.
+        """
+        return sweep_stale(self.root, STAGING_PREFIX)
 
     def _ensure_root(self) -> Path:
         self.root.mkdir(parents=True, exist_ok=True)

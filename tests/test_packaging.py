@@ -175,7 +175,7 @@ def test_wheel_declares_the_console_script(wheel: zipfile.ZipFile):
     entry_points.read_string(wheel.read(f"{_dist_info(wheel)}/entry_points.txt").decode("utf-8"))
     declared = dict(entry_points["console_scripts"])
     assert declared == PYPROJECT["project"]["scripts"]
-    assert declared["parity"] == "parity.cli:main"
+    assert declared["parity"] == "parity.cli.app:console"
 
 
 #: Bounds a hang of ``--help`` (it ends when the command does): 2-5 s of imports on a quiet 2-core machine,

@@ -44,7 +44,7 @@ from parity.registry.predictions import reference_predictions
 from . import resolve_roles
 from .compare import Difference, align, compare
 from .formats import FormatSpec, format_of
-from .runtimes import Runtime
+from .runtimes import Runtime, exclusive
 from .targets.reaches import REACHES, Reach, describe_process, ran_on
 from .targets.table import Target, load_roles, load_targets
 
@@ -139,9 +139,9 @@ def run_runtime(runtime: Runtime, conversion: Conversion, X: pd.DataFrame) -> di
     parts: list[tuple[int, dict[str, np.ndarray]]] = []
     for start in range(0, len(X), CHUNK_ROWS):
         chunk = X.iloc[start : start + CHUNK_ROWS]
-        parts.append(
-            (len(chunk), spec.outputs(runtime.evaluate(path, spec.feeds(conversion, chunk)), conversion))
-        )
+        with exclusive(runtime):
+            raw = runtime.evaluate(path, spec.feeds(conversion, chunk))
+        parts.append((len(chunk), spec.outputs(raw, conversion)))
     first = parts[0][1]
     return {
         key: np.concatenate([p[key] for _, p in parts], axis=_row_axis(first[key], parts[0][0]))
@@ -477,7 +477,8 @@ def verification_check(runtime: Runtime, conversion: Conversion, target: str) ->
         try:
             if conversion.path is None:
                 raise ValueError(f"the {conversion.format} conversion produced no artifact to verify")
-            passed, message = runtime.verify(conversion.path)
+            with exclusive(runtime):
+                passed, message = runtime.verify(conversion.path)
         except Exception as err:
             passed, message = False, f"{type(err).__name__}: {err}"
     return Check(

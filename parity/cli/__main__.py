@@ -1,7 +1,5 @@
 """``python -m parity.cli``: the same command line as the ``parity`` console script."""
 
-import sys
+from parity.cli.app import console
 
-from parity.cli import main
-
-sys.exit(main())
+console()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 import typer
 
@@ -72,6 +73,14 @@ def _usage(err: typer.TyperException) -> int:
         print(f"Try '{ctx.command_path} --help' for help.\n", file=sys.stderr)
     print(f"parity: error: {err.format_message()}", file=sys.stderr)
     return EXIT_USAGE  # whatever click's own code (1 for an unreadable file): exit 1 means a model failed
+
+
+def console() -> NoReturn:
+    """The ``parity`` console script and ``python -m parity``: :func:`main`, then
+    :func:`parity.core.exiting.end_process` (an in-process JVM must not meet Python's finalization)."""
+    from parity.core.exiting import end_process
+
+    end_process(main())
 
 
 def main(argv: Sequence[str] | None = None) -> int:

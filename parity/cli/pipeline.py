@@ -17,6 +17,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextC
 from rich.text import Text
 
 from parity.core.defaults import PROGRESS_LOGGER
+from parity.core.reaper import start_reaper
 from parity.core.records import Outcome
 
 from .exits import EXIT_FAILED, EXIT_OK
@@ -61,12 +62,15 @@ def warm_up_jvms() -> None:
     def start() -> None:
         from parity.converters import shared_pmml_converter
         from parity.validators import RUNTIMES
+        from parity.validators.runtimes import exclusive
 
-        for starter in (shared_pmml_converter().start, *(r.start for r in RUNTIMES.values())):
-            try:
-                starter()
-            except Exception:  # the first real use reports the problem properly
-                return
+        try:
+            shared_pmml_converter().start()
+            for runtime in RUNTIMES.values():
+                with exclusive(runtime):  # a flow may already be using it
+                    runtime.start()
+        except Exception:  # the first real use reports the problem properly
+            return
 
     threading.Thread(target=start, name="parity-jvm-warm-up", daemon=True).start()
 
@@ -158,6 +162,7 @@ def run_pipeline(
     Call :func:`parity.cli.doctor.preflight` first: it checks the toolchain, the Prefect API, the targets and
     the archive, and applies Prefect's defaults before Prefect is first imported.
     """
+    start_reaper()  # before any child: JVMs, qemu and Prefect's temporary server end with this process
     from parity.flows.validate import result_data, selected_versions, validate_registry
 
     todo = selected_versions(str(registry), str(archive), models or None)

@@ -94,6 +94,20 @@ def cache_root() -> Path:
     return Path(override) if override else Path.home() / ".cache" / "parity"
 
 
+def crash_log_options() -> tuple[str, ...]:
+    """JVM options that write a crashing JVM's ``hs_err_pid*.log`` and ``replay_pid*.log`` into
+    ``<cache_root>/jvm-crashes/`` (created here) instead of the user's working folder.
+
+    Returns
+    -------
+    tuple of str
+        ``-XX:ErrorFile=...`` and ``-XX:ReplayDataFile=...`` (``%p`` is the JVM's PID).
+    """
+    folder = cache_root() / "jvm-crashes"
+    folder.mkdir(parents=True, exist_ok=True)
+    return (f"-XX:ErrorFile={folder}/hs_err_pid%p.log", f"-XX:ReplayDataFile={folder}/replay_pid%p.log")
+
+
 def compile_java(
     source: Path, classpath: Sequence[str], java: Path, version_line: str, cache_root: Path
 ) -> Path:

@@ -7,6 +7,7 @@ listed in their format's spec (:data:`parity.validators.formats.FORMATS`), which
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable
@@ -39,10 +40,14 @@ class Runtime(Protocol):
     role : Role
         ``deploy`` (its failures block the model) or ``witness`` (an independent engine: reported and
         explained, never blocking); a targets table's ``[roles]`` or a registration may change it.
+    thread_safe : bool
+        Whether two threads may call it at once. Callers use a runtime that is not under
+        :func:`exclusive`, one call at a time per process.
     """
 
     name: str
     role: Role
+    thread_safe: bool
     format: str
     sample_rows: int | None
     verifies: bool
@@ -78,6 +83,7 @@ class BaseRuntime:
     verifies: bool = False
     tuned_by: tuple[str, ...] = ()
     role: Role = Role.DEPLOY
+    thread_safe: bool = True
 
     def verify(self, path: Path) -> tuple[bool, str]:
         raise NotImplementedError(
@@ -92,6 +98,29 @@ class BaseRuntime:
 
     def __repr__(self) -> str:
         return f"<runtime {self.name} ({self.format})>"
+
+
+_EXCLUSIVE: dict[str, threading.RLock] = {}
+_EXCLUSIVE_GUARD = threading.Lock()
+
+
+def exclusive(runtime: Runtime) -> contextlib.AbstractContextManager[object]:
+    """What to hold while calling ``runtime``: its process-wide lock when it is not thread-safe.
+
+    Parameters
+    ----------
+    runtime : Runtime
+        Any runtime; the lock is per runtime name, so its :meth:`Runtime.for_target` copies share it.
+
+    Returns
+    -------
+    context manager
+        A re-entrant lock for a runtime whose ``thread_safe`` is False, else a no-op.
+    """
+    if runtime.thread_safe:
+        return contextlib.nullcontext()
+    with _EXCLUSIVE_GUARD:
+        return _EXCLUSIVE.setdefault(runtime.name, threading.RLock())
 
 
 class ModelCache(Generic[Model]):

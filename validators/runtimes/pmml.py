@@ -28,7 +28,7 @@ from typing import Any, ClassVar
 import pandas as pd
 
 from parity.core.errors import EnvironmentProblem, InvalidInputError
-from parity.core.java import LEAN_JVM_OPTIONS, find_java
+from parity.core.java import LEAN_JVM_OPTIONS, crash_log_options, find_java
 from parity.core.numbers import decimal_int
 from parity.core.records import Role
 
@@ -162,8 +162,10 @@ class JpmmlRuntime(BaseRuntime):
     the first runtime to start it decides its heap. When something else started a JPype JVM first, this
     runtime uses that JVM (it must have jpmml_evaluator's jars on its class path) and logs a warning.
 
-    JPMML's evaluators are thread-safe and JPype attaches each calling thread to the JVM, so only the JVM
-    start and the model cache are locked; each call evaluates its chunk on the JVM's common fork-join pool.
+    Not thread-safe (``thread_safe = False``: callers hold :func:`~parity.validators.runtimes.exclusive`):
+    JPMML's evaluators are, but JPype's first conversions from two threads at once crashed 7 of 50 fresh
+    processes (SIGSEGV in ``JPHintsConversion::matches``, ``PyGILState_Release`` fatal errors). Each call
+    still evaluates its chunk on the JVM's common fork-join pool.
 
     Parameters
     ----------
@@ -180,6 +182,7 @@ class JpmmlRuntime(BaseRuntime):
     name = "jpmml_evaluator"
     format = "pmml"
     verifies: bool = True
+    thread_safe = False
 
     _jvm_lock: ClassVar[threading.Lock] = threading.Lock()
     #: The options this module started the JVM with; None while it did not start one.
@@ -338,7 +341,9 @@ class JpmmlRuntime(BaseRuntime):
                 return self._backend
             if not jpype.isJVMStarted():
                 try:
-                    jpype.startJVM(*self.jvm_options, classpath=_classpath(user_classpath=[]))
+                    jpype.startJVM(
+                        *self.jvm_options, *crash_log_options(), classpath=_classpath(user_classpath=[])
+                    )
                 except Exception as err:
                     raise EnvironmentProblem(
                         f"the JPype JVM did not start with {' '.join(self.jvm_options)}: {err}. "
@@ -495,7 +500,9 @@ class PypmmlRuntime(BaseRuntime):
         with PypmmlRuntime._gateway_lock:
             if PMMLContext.gateway() is None:
                 try:
-                    PMMLContext.getOrCreate(gateway="py4j", java_opts=list(self.jvm_options))
+                    PMMLContext.getOrCreate(
+                        gateway="py4j", java_opts=[*self.jvm_options, *crash_log_options()]
+                    )
                 except Exception as err:
                     raise EnvironmentProblem(
                         f"pypmml's gateway JVM did not start with {' '.join(self.jvm_options)}: {err}. "

@@ -15,7 +15,14 @@ from typing import IO, TYPE_CHECKING
 import pandas as pd
 
 from parity.core.errors import EnvironmentProblem, InvalidInputError
-from parity.core.java import LEAN_JVM_OPTIONS, cache_root, compile_java, find_java, java_version
+from parity.core.java import (
+    LEAN_JVM_OPTIONS,
+    cache_root,
+    compile_java,
+    crash_log_options,
+    find_java,
+    java_version,
+)
 from parity.core.records import Role
 
 from .columns import read_output, write_columns
@@ -160,6 +167,7 @@ def _runner_for(env: Aarch64Env | None, cpu: str | None) -> _WarmRunner:
                 f"-Xmx{MAX_HEAP}",
                 "-XX:TieredStopAtLevel=1",
                 *LEAN_JVM_OPTIONS,
+                *crash_log_options(),
                 "-cp",
                 os.pathsep.join(runner_classpath()),
                 "PmmlRunner",
