@@ -165,7 +165,7 @@ def test_parity_audit_on_a_tampered_bundle_exits_1_and_runs_nothing(
 def test_a_bound_replay_judges_by_the_registrations_tolerances_not_the_bundles(archived, tmp_path):
     from parity.archive.audit import trust_for
 
-    registry, shelf, folder = _copy(archived, tmp_path)
+    registry, _shelf, folder = _copy(archived, tmp_path)
     metadata = json.loads((folder / "metadata.json").read_text())
     metadata["tolerances"] = {"probability": {"atol": 1.0}}  # loosened in the bundle
     _rewrite(folder, {"metadata.json": json.dumps(metadata).encode()})
