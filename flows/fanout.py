@@ -30,6 +30,10 @@ SWEEP_DEADLINE_S = 6 * 3600
 POLL_S = 5.0
 #: Times a crashed child is submitted again within one sweep.
 CRASH_RETRIES = 1
+#: Seconds a child may stay Pending (claimed by a worker, not started): a worker killed between claiming a
+#: run and starting it leaves it Pending with no heartbeat for Prefect's crash automation to miss, so the
+#: sweep marks it Crashed itself after this long.
+PENDING_S = 600.0
 #: Slack on the child's start time when telling its report from older attempts (seconds in report.json).
 _CLOCK_SLACK = timedelta(seconds=2)
 
@@ -93,6 +97,19 @@ def cancel(ids: list[uuid.UUID]) -> None:
             )
 
 
+def _stuck_pending(state: Any, pending_s: float) -> bool:
+    return bool(state.is_pending() and datetime.now(UTC) - state.timestamp > timedelta(seconds=pending_s))
+
+
+def crash(flow_run_id: uuid.UUID, message: str) -> None:
+    """Mark a flow run Crashed (the sweep then submits its version again)."""
+    from prefect.client.orchestration import get_client
+    from prefect.states import Crashed
+
+    with get_client(sync_client=True) as client:
+        client.set_flow_run_state(flow_run_id, Crashed(message=message), force=True)
+
+
 def child_report(archive: str, child: Child, run: Any, since: datetime) -> Report:
     """What a finished child produced: its report as filed in the archive since the sweep began (by this
     child, or by an earlier attempt that crashed after filing: the retry then finds that bundle), or an
@@ -117,6 +134,7 @@ def fan_out(
     sweep_id: str | None = None,
     deadline_s: float = SWEEP_DEADLINE_S,
     poll_s: float = POLL_S,
+    pending_s: float = PENDING_S,
     on_done: Callable[[int], None] | None = None,
 ) -> list[Report]:
     """Validate ``todo`` as one flow run of ``deployment`` per version and gather their reports.
@@ -132,8 +150,9 @@ def fan_out(
         ``flow/deployment`` of the one-model flow.
     sweep_id : str, optional
         Makes the idempotency keys of this sweep; default a fresh id.
-    deadline_s, poll_s : float
-        How long to wait for every child, and how often to look.
+    deadline_s, poll_s, pending_s : float
+        How long to wait for every child, how often to look, and how long a child may stay Pending before
+        it counts as crashed.
     on_done : callable, optional
         Called with the number of versions finished so far.
 
@@ -150,6 +169,9 @@ def fan_out(
     deadline = time.monotonic() + deadline_s
     while pending and time.monotonic() < deadline:
         for run_id, run in read_states(list(pending)).items():
+            if run.state is not None and _stuck_pending(run.state, pending_s):
+                crash(run_id, f"Pending for over {pending_s:.0f} s: the worker that took it stopped")
+                continue
             if run.state is None or not run.state.is_final():
                 continue
             child = pending.pop(run_id)
