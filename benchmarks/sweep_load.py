@@ -39,6 +39,7 @@ import urllib.request
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 if str(ROOT) not in sys.path:
@@ -256,9 +257,31 @@ def kill_tree(pid: int) -> list[int]:
     return victims
 
 
-def _busy(worker: subprocess.Popen) -> bool:
-    """The worker runs a flow run: it has a child process (each flow run is a subprocess)."""
-    return len(_descendants(worker.pid)) > 1
+def _running_with_heartbeat(stack: Stack, worker: str) -> bool:
+    """A flow run this worker submitted is Running and has sent a heartbeat: killing the worker now
+    leaves a run that only Prefect's crash automation can end (the case the sweep must survive)."""
+    ids = re.findall(r"submitting flow run '([0-9a-f-]+)'", stack.log(worker))
+    if not ids:
+        return False
+    url = stack.env["PREFECT_API_URL"]
+    runs = _post(f"{url}/flow_runs/filter", {"flow_runs": {"id": {"any_": ids}}})
+    running = [r["id"] for r in runs if r["state"] and r["state"]["type"] == "RUNNING"]
+    if not running:
+        return False
+    ids_filter = {"id": [f"prefect.flow-run.{i}" for i in running]}
+    found = _post(
+        f"{url}/events/filter",
+        {"filter": {"event": {"name": ["prefect.flow-run.heartbeat"]}, "resource": ids_filter}, "limit": 1},
+    )
+    return bool(found["events"])
+
+
+def _post(url: str, body: dict) -> Any:
+    request = urllib.request.Request(
+        url, data=json.dumps(body).encode(), headers={"Content-Type": "application/json"}, method="POST"
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return json.loads(response.read())
 
 
 @dataclass
@@ -350,8 +373,12 @@ def run_load(
                 )
                 killed: list[int] = []
                 if kill:
-                    wait_until(lambda: _busy(pool[0]), WORKER_BUSY_S, "worker-1 to run a model")
-                    time.sleep(3)  # mid-model: the flow run has started its stages
+                    wait_until(
+                        lambda: _running_with_heartbeat(stack, "worker-1"),
+                        WORKER_BUSY_S,
+                        "worker-1 to run a model that has sent a heartbeat",
+                        every=0.5,
+                    )
                     killed = kill_tree(pool[0].pid)
                     say(
                         f"SIGKILL to worker-1 and its {len(killed) - 1} child process(es) at "

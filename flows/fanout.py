@@ -132,9 +132,9 @@ def fan_out(
     *,
     deployment: str = CHILD_DEPLOYMENT,
     sweep_id: str | None = None,
-    deadline_s: float = SWEEP_DEADLINE_S,
-    poll_s: float = POLL_S,
-    pending_s: float = PENDING_S,
+    deadline_s: float | None = None,
+    poll_s: float | None = None,
+    pending_s: float | None = None,
     on_done: Callable[[int], None] | None = None,
 ) -> list[Report]:
     """Validate ``todo`` as one flow run of ``deployment`` per version and gather their reports.
@@ -150,9 +150,10 @@ def fan_out(
         ``flow/deployment`` of the one-model flow.
     sweep_id : str, optional
         Makes the idempotency keys of this sweep; default a fresh id.
-    deadline_s, poll_s, pending_s : float
+    deadline_s, poll_s, pending_s : float, optional
         How long to wait for every child, how often to look, and how long a child may stay Pending before
-        it counts as crashed.
+        it counts as crashed; default :data:`SWEEP_DEADLINE_S`, :data:`POLL_S`, :data:`PENDING_S` (read at
+        call time, so a load test can shorten them).
     on_done : callable, optional
         Called with the number of versions finished so far.
 
@@ -163,6 +164,9 @@ def fan_out(
         ``error`` reports that say what happened.
     """
     sweep_id, began = sweep_id or uuid.uuid4().hex, datetime.now(UTC)
+    deadline_s = SWEEP_DEADLINE_S if deadline_s is None else deadline_s
+    poll_s = POLL_S if poll_s is None else poll_s
+    pending_s = PENDING_S if pending_s is None else pending_s
     submitted = [submit(deployment, sweep_id, name, version, parameters) for name, version in todo]
     pending = {child.flow_run_id: child for child in submitted}
     reports: dict[tuple[str, int], Report] = {}

@@ -116,8 +116,9 @@ def convert_and_validate(
     return Failed(message=f"{model.ref}: {report.outcome}: " + "; ".join(failing_cells(report)), data=report)
 
 
-@task(cache_policy=NO_CACHE)
-def validate_one(name: str, version: int, registry: str, archive: str, targets: str | None = None) -> Report:
+def validate_version(
+    name: str, version: int, registry: str, archive: str, targets: str | None = None
+) -> Report:
     """Run the one-model flow for one version; its failure is a result here, never a crash of the sweep."""
     state = convert_and_validate(name, version, registry, archive, targets, return_state=True)
     try:
@@ -127,6 +128,11 @@ def validate_one(name: str, version: int, registry: str, archive: str, targets: 
     if isinstance(report, Report):
         return report
     return _crashed(name, version, state, report if isinstance(report, Exception) else None)
+
+
+# The task wraps a function importable under its own name, so that a Dask worker (DaskTaskRunner) can
+# unpickle it by reference: a decorated function's module attribute is the Task, which pickle refuses.
+validate_one = task(name="validate_one", cache_policy=NO_CACHE)(validate_version)
 
 
 def result_data(state):
