@@ -30,14 +30,13 @@ import os
 import re
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +45,13 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks._common import TreeSampler, machine, scratch_dir, targets_file  # noqa: E402
+from tests.deployments.prefect_processes import (  # noqa: E402
+    PrefectServer,
+    _healthy,
+    free_port,
+    server_env,
+    stop,
+)
 
 #: Seconds each stage may take on a loaded 2-core machine before the load test gives up, saying which.
 SERVER_START_S = 300
@@ -66,12 +72,6 @@ UNSUPPORTED_EVERY = 10
 
 class LoadTestError(RuntimeError):
     """A stage of the load test did not come up or finish in time (the message says which)."""
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until(check: Callable[[], object], timeout: float, what: str, every: float = 1.0) -> object:
@@ -128,71 +128,17 @@ def postmaster_pid(data: Path) -> int | None:
         return None
 
 
-# -- Prefect server and workers ----------------------------------------------------------------------------
-@dataclass
-class Stack:
-    """The server, the workers and the environment every subprocess gets."""
-
-    root: Path
-    env: dict[str, str]
-    processes: dict[str, subprocess.Popen] = field(default_factory=dict)
-
-    def spawn(self, name: str, *args: str, extra: dict[str, str] | None = None) -> subprocess.Popen:
-        with open(self.root / f"{name}.log", "w") as log:
-            process = subprocess.Popen(
-                list(args),
-                cwd=ROOT,
-                env={**self.env, **(extra or {})},
-                stdout=log,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,
-            )
-        self.processes[name] = process
-        return process
-
-    def log(self, name: str) -> str:
-        path = self.root / f"{name}.log"
-        return path.read_text(errors="replace") if path.is_file() else ""
-
-    def stop_all(self) -> None:
-        """SIGTERM each process group (workers before the server), SIGKILL what is left after 20 s."""
-        for process in reversed(list(self.processes.values())):
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
-            try:
-                process.wait(20)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(30)
+# -- Prefect server and workers (the deployment tests' helpers: one way to run them) ---------------------
+def stop_all(stack: PrefectServer) -> None:
+    """Stop every process group the stack started: workers first, the server (started first) last."""
+    for process in reversed(stack.processes):
+        stop(process)
 
 
-def _healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=5) as response:
-            return response.status == 200
-    except OSError:
-        return False
-
-
-def start_server(root: Path, database_url: str, say: Callable[[str], None]) -> Stack:
-    port = free_port()
-    url = f"http://127.0.0.1:{port}/api"
-    env = {
-        **os.environ,
-        "PREFECT_HOME": str(root / "prefect-home"),
-        "PREFECT_API_URL": url,
-        "PREFECT_API_DATABASE_CONNECTION_URL": database_url,
-        "PREFECT_SERVER_API_HOST": "127.0.0.1",
-        "PREFECT_SERVER_API_PORT": str(port),
-        "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-        "DO_NOT_TRACK": "1",
-        "PREFECT_SERVER_UI_ENABLED": "false",
-        "PREFECT_WORKER_QUERY_SECONDS": "2",
-        "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.5",
-        "PYTHONPATH": str(ROOT),
-    }
-    stack = Stack(root, env)
+def start_server(root: Path, database_url: str, say: Callable[[str], None]) -> PrefectServer:
+    """``prefect server start`` on ``database_url``, answering on a free port."""
+    url, env = server_env(root / "prefect-home", PREFECT_API_DATABASE_CONNECTION_URL=database_url)
+    stack = PrefectServer(url, env, root)
     server = stack.spawn("server", sys.executable, "-m", "prefect", "server", "start")
     wait_until(
         lambda: server.poll() is not None or _healthy(url),
@@ -257,7 +203,7 @@ def kill_tree(pid: int) -> list[int]:
     return victims
 
 
-def _running_with_heartbeat(stack: Stack, worker: str) -> bool:
+def _running_with_heartbeat(stack: PrefectServer, worker: str) -> bool:
     """A flow run this worker submitted is Running and has sent a heartbeat: killing the worker now
     leaves a run that only Prefect's crash automation can end (the case the sweep must survive)."""
     ids = re.findall(r"submitting flow run '([0-9a-f-]+)'", stack.log(worker))
@@ -360,7 +306,7 @@ def run_load(
                 for i in range(1, workers + 1)
             ]
             start = time.perf_counter()
-            with TreeSampler(os.getpid(), interval=0.5, pss_every=10**9) as sampler, pg_sampler:
+            with TreeSampler(os.getpid(), interval=0.5, pss_every=20) as sampler, pg_sampler:
                 sweep = stack.spawn(
                     "sweep",
                     sys.executable,
@@ -392,7 +338,7 @@ def run_load(
                 raise LoadTestError(f"the sweep printed no result:\n{stack.log('sweep')[-4000:]}")
             result = json.loads(line.removeprefix("SWEEP-RESULT "))
         finally:
-            stack.stop_all()
+            stop_all(stack)
         errors = [x for x in stack.log("server").splitlines() if DB_ERROR.search(x)]
     checks = check_archive(archive, expected, result["reports"])
     held = not (checks["lost"] or checks["corrupt"] or checks["reported_twice"] or checks["not_reported"])
