@@ -38,10 +38,12 @@ POOL_CONCURRENCY: dict[str, int] = {"parity-x86-64": 4, "parity-aarch64": 2}
 EMULATOR_SLOTS = 1
 #: The automation that marks a Parity flow run Crashed when its heartbeats stop (its worker was killed):
 #: Prefect's documented zombie detection. Deployed runs send a heartbeat every HEARTBEAT_S seconds
-#: (prefect.yaml sets PREFECT_FLOWS_HEARTBEAT_FREQUENCY; Prefect 3.9.1 sends at most one per 30 s).
+#: (prefect.yaml sets PREFECT_FLOWS_HEARTBEAT_FREQUENCY; Prefect 3.9.1 sends at most one per 30 s, and by
+#: default one per 180 s). Only runs tagged HEARTBEAT_TAG are watched: they are the ones sending every 30 s.
 CRASH_AUTOMATION = "parity: mark flow runs whose heartbeats stopped as Crashed"
 HEARTBEAT_S = 30
 CRASH_AFTER_S = 90
+HEARTBEAT_TAG = "parity-heartbeat"
 #: Deployments of prefect.yaml that ``parity serve`` serves (target runs need their architecture's pool).
 SERVED = ("on-registration", "nightly-sweep", "weekly-audit")
 #: Seconds ``prefect deploy`` may take (it imports each flow's module).
@@ -151,7 +153,10 @@ def ensure_limits() -> list[str]:
             after={"prefect.flow-run.heartbeat"},
             expect={"prefect.flow-run.heartbeat", *(f"prefect.flow-run.{state}" for state in final)},
             match={"prefect.resource.id": ["prefect.flow-run.*"]},
-            match_related={"prefect.resource.id": "prefect.tag.parity", "prefect.resource.role": "tag"},
+            match_related={
+                "prefect.resource.id": f"prefect.tag.{HEARTBEAT_TAG}",
+                "prefect.resource.role": "tag",
+            },
             for_each={"prefect.resource.id"},
             posture=Posture.Proactive,
             threshold=1,
@@ -321,6 +326,8 @@ def serve(
     """
     from prefect import serve as prefect_serve
 
+    # served runs are subprocesses of this one: the heartbeat the crash automation expects of tagged runs
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_S))
     served = runner_deployments(registry, archive)
     bound = asyncio.run(_bound_to_work_pools([f"{d.flow_name}/{d.name}" for d in served]))
     if bound:
