@@ -3,9 +3,8 @@ workers on one pool, the nightly-sweep deployment submitting one convert-and-val
 
 from __future__ import annotations
 
+import subprocess
 import sys
-import threading
-import time
 from datetime import timedelta
 
 import pytest
@@ -150,25 +149,33 @@ def test_deploy_creates_the_crash_automation_and_the_emulator_limit(deployed):
     assert limit.limit == EMULATOR_SLOTS
 
 
-def test_emulated_runs_take_turns(deployed):
-    """Two holders of the emulator's global limit (1 slot) never overlap; nothing but Prefect's limit
-    (created by `parity deploy`) stands between them."""
-    from parity.validators.targets.reaches import emulator_slot
+HOLD = """
+import sys, time
+from parity.validators.targets.reaches import emulator_slot
+with emulator_slot():
+    entered = time.time()
+    time.sleep(float(sys.argv[1]))
+    print(entered, time.time())
+"""
+#: Seconds each holder keeps the slot: long enough that two unlimited holders started together overlap.
+HOLD_S = 15
 
-    spans: list[tuple[float, float]] = []
 
-    def hold() -> None:
-        with emulator_slot():
-            entered = time.monotonic()
-            time.sleep(3)
-            spans.append((entered, time.monotonic()))
+def test_emulated_runs_take_turns_across_processes(deployed):
+    """Two processes holding the emulator's global limit (1 slot, made by `parity deploy`) never overlap:
+    nothing but Prefect's limit stands between them."""
 
-    threads = [threading.Thread(target=hold) for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(300)
-    assert len(spans) == 2, "a holder never got the slot within 300 s"
+    holders = [
+        subprocess.Popen(
+            [sys.executable, "-c", HOLD, str(HOLD_S)], env=deployed.env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    spans = []
+    for holder in holders:
+        out, _ = holder.communicate(timeout=600)
+        assert holder.returncode == 0
+        spans.append(tuple(float(x) for x in out.split()))
     (_, first_out), (second_in, _) = sorted(spans)
     assert second_in >= first_out, spans
 
