@@ -230,6 +230,16 @@ def _post(url: str, body: dict) -> Any:
         return json.loads(response.read())
 
 
+def child_states(stack: PrefectServer) -> dict:
+    """The sweep's children (runs of convert-and-validate): how many ended in each state, and the messages
+    of the crashed ones (Prefect's crash automation, or the sweep for a run left Pending)."""
+    body = {"flows": {"name": {"any_": ["convert-and-validate"]}}, "limit": 200}
+    runs = _post(f"{stack.env['PREFECT_API_URL']}/flow_runs/filter", body)
+    states = _count(r["state"]["type"] for r in runs if r["state"])
+    crashed = [f"{r['name']}: {r['state']['message']}" for r in runs if r["state"]["type"] == "CRASHED"]
+    return {"runs": len(runs), "states": states, "crashed": crashed}
+
+
 @dataclass
 class LoadResult:
     models: int
@@ -242,6 +252,8 @@ class LoadResult:
     postgres_peak_rss_mib: float
     database_errors: list[str]
     held: bool
+    #: the sweep's child flow runs by final state, and what Prefect said of the crashed ones
+    children: dict
 
 
 def check_archive(archive: Path, expected: list[tuple[str, int]], reports: list) -> dict:
@@ -337,6 +349,7 @@ def run_load(
             if line is None:
                 raise LoadTestError(f"the sweep printed no result:\n{stack.log('sweep')[-4000:]}")
             result = json.loads(line.removeprefix("SWEEP-RESULT "))
+            children = child_states(stack)
         finally:
             stop_all(stack)
         errors = [x for x in stack.log("server").splitlines() if DB_ERROR.search(x)]
@@ -359,6 +372,7 @@ def run_load(
         postgres_peak_rss_mib=round(pg_sampler.peak_total / 1024**2, 1),
         database_errors=errors[:50],
         held=held,
+        children=children,
     )
 
 
