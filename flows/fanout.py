@@ -188,13 +188,20 @@ def fan_out(
                 on_done(len(reports))
         if pending:
             time.sleep(poll_s)
-    if pending:
-        cancel(list(pending))
-        for child in pending.values():
-            reports[(child.name, child.version)] = Report.crashed(
-                child.name,
-                child.version,
-                f"flow run {child.flow_run_id} did not finish within {deadline_s:.0f} s and was cancelled; "
-                "is a worker running on the pool? The next sweep retries this version.",
-            )
+    reports.update(give_up(list(pending.values()), deadline_s))
     return [reports[item] for item in todo]
+
+
+def give_up(children: list[Child], deadline_s: float) -> dict[tuple[str, int], Report]:
+    """Cancel the children still unfinished at the sweep's deadline; an error report for each."""
+    if children:
+        cancel([child.flow_run_id for child in children])
+    return {
+        (child.name, child.version): Report.crashed(
+            child.name,
+            child.version,
+            f"flow run {child.flow_run_id} did not finish within {deadline_s:.0f} s and was cancelled; "
+            "is a worker running on the pool? The next sweep retries this version.",
+        )
+        for child in children
+    }

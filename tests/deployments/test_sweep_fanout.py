@@ -184,3 +184,17 @@ def test_workers_took_the_children(swept, deployed):
     _, children = swept
     logs = deployed.log("worker-1") + deployed.log("worker-2")
     assert all(str(c.id) in logs for c in children), "a child ran somewhere other than the pool's workers"
+
+
+def test_children_unfinished_at_the_deadline_are_cancelled_and_reported(deployed, places):
+    from parity.flows.fanout import fan_out, read_states
+
+    parameters = {"registry": str(places["registry"]), "archive": str(places["archive"])}
+    (report,) = fan_out([("absent-model", 7)], parameters, str(places["archive"]), deadline_s=0)
+    assert report.outcome == "error"
+    assert "did not finish within 0 s and was cancelled" in (report.error or ""), report.error
+    assert "The next sweep retries this version" in (report.error or "")
+    runs = client_call(_runs_of_flow, "convert-and-validate")
+    (run,) = [r for r in runs if r.parameters.get("name") == "absent-model" and r.parameters["version"] == 7]
+    state = read_states([run.id])[run.id].state  # named by id, as the sweep reads them
+    assert state.is_cancelling() or state.is_cancelled(), state
