@@ -58,7 +58,8 @@ SERVER_START_S = 300
 SWEEP_S_PER_MODEL = 120
 SWEEP_S_FIXED = 900
 WORKER_BUSY_S = 600
-#: A child Pending this long is counted crashed by the sweep (a killed worker may hold claimed runs).
+#: A child Pending this long, or Running this long without a heartbeat, is counted crashed by the sweep (a
+#: killed worker may hold claimed runs, or runs whose first heartbeat never reached the server).
 PENDING_S = 180
 #: Lines of the server's log that count as database errors.
 DB_ERROR = re.compile(
@@ -180,7 +181,7 @@ SWEEP = """
 import json, sys
 from parity.flows.validate import result_data, validate_registry
 from parity.flows import fanout
-fanout.PENDING_S = float(sys.argv[4])
+fanout.PENDING_S = fanout.SILENT_S = float(sys.argv[4])
 state = validate_registry(sys.argv[1], sys.argv[2], targets=sys.argv[3], fan_out=True, return_state=True)
 reports = result_data(state)
 print("SWEEP-RESULT " + json.dumps({"state": state.type.value, "message": state.message,

@@ -34,6 +34,10 @@ CRASH_RETRIES = 1
 #: run and starting it leaves it Pending with no heartbeat for Prefect's crash automation to miss, so the
 #: sweep marks it Crashed itself after this long.
 PENDING_S = 600.0
+#: Seconds a Running child may go without a heartbeat reaching the server before the sweep counts it
+#: crashed. Prefect's crash automation (90 s) starts watching a run at its first heartbeat; a worker killed
+#: before that first heartbeat reached the server leaves a Running run nothing else would ever end.
+SILENT_S = 300.0
 #: Slack on the child's start time when telling its report from older attempts (seconds in report.json).
 _CLOCK_SLACK = timedelta(seconds=2)
 
@@ -101,6 +105,27 @@ def _stuck_pending(state: Any, pending_s: float) -> bool:
     return bool(state.is_pending() and datetime.now(UTC) - state.timestamp > timedelta(seconds=pending_s))
 
 
+def _silent(flow_run_id: uuid.UUID, state: Any, silent_s: float) -> bool:
+    if not state.is_running() or datetime.now(UTC) - state.timestamp < timedelta(seconds=silent_s):
+        return False
+    beat = last_heartbeat(flow_run_id)
+    return beat is None or datetime.now(UTC) - beat > timedelta(seconds=silent_s)
+
+
+def last_heartbeat(flow_run_id: uuid.UUID) -> datetime | None:
+    """When the server last heard a heartbeat of this flow run (within the last day); None if never."""
+    from prefect.client.orchestration import get_client
+    from prefect.events.filters import EventFilter, EventNameFilter, EventResourceFilter
+
+    event_filter = EventFilter(
+        event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+        resource=EventResourceFilter(id=[f"prefect.flow-run.{flow_run_id}"]),
+    )
+    with get_client(sync_client=True) as client:
+        page = client.read_events(filter=event_filter, limit=1)  # newest first
+    return page.events[0].occurred if page.events else None
+
+
 def crash(flow_run_id: uuid.UUID, message: str) -> None:
     """Mark a flow run Crashed (the sweep then submits its version again)."""
     from prefect.client.orchestration import get_client
@@ -135,6 +160,7 @@ def fan_out(
     deadline_s: float | None = None,
     poll_s: float | None = None,
     pending_s: float | None = None,
+    silent_s: float | None = None,
     on_done: Callable[[int], None] | None = None,
 ) -> list[Report]:
     """Validate ``todo`` as one flow run of ``deployment`` per version and gather their reports.
@@ -150,10 +176,11 @@ def fan_out(
         ``flow/deployment`` of the one-model flow.
     sweep_id : str, optional
         Makes the idempotency keys of this sweep; default a fresh id.
-    deadline_s, poll_s, pending_s : float, optional
-        How long to wait for every child, how often to look, and how long a child may stay Pending before
-        it counts as crashed; default :data:`SWEEP_DEADLINE_S`, :data:`POLL_S`, :data:`PENDING_S` (read at
-        call time, so a load test can shorten them).
+    deadline_s, poll_s, pending_s, silent_s : float, optional
+        How long to wait for every child, how often to look, how long a child may stay Pending, and how
+        long Running with no heartbeat, before it counts as crashed; default :data:`SWEEP_DEADLINE_S`,
+        :data:`POLL_S`, :data:`PENDING_S`, :data:`SILENT_S` (read at call time, so a load test can shorten
+        them).
     on_done : callable, optional
         Called with the number of versions finished so far.
 
@@ -167,6 +194,7 @@ def fan_out(
     deadline_s = SWEEP_DEADLINE_S if deadline_s is None else deadline_s
     poll_s = POLL_S if poll_s is None else poll_s
     pending_s = PENDING_S if pending_s is None else pending_s
+    silent_s = SILENT_S if silent_s is None else silent_s
     submitted = [submit(deployment, sweep_id, name, version, parameters) for name, version in todo]
     pending = {child.flow_run_id: child for child in submitted}
     reports: dict[tuple[str, int], Report] = {}
@@ -175,6 +203,9 @@ def fan_out(
         for run_id, run in read_states(list(pending)).items():
             if run.state is not None and _stuck_pending(run.state, pending_s):
                 crash(run_id, f"Pending for over {pending_s:.0f} s: the worker that took it stopped")
+                continue
+            if run.state is not None and _silent(run_id, run.state, silent_s):
+                crash(run_id, f"Running with no heartbeat for over {silent_s:.0f} s: its worker stopped")
                 continue
             if run.state is None or not run.state.is_final():
                 continue
