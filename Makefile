@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.parity-installed
 
-.PHONY: setup demo test test-fast lint lock clean java strace
+.PHONY: setup demo test test-fast lint lock clean java strace postgres
 
 setup: $(STAMP) java
 
@@ -27,11 +27,17 @@ strace:
 	  echo "strace not found: installing it"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq strace; }
 
+# The load test (tests/deployments/test_sweep_load.py) starts a throwaway PostgreSQL cluster: Debian's server.
+postgres:
+	@command -v initdb >/dev/null 2>&1 || ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  echo "PostgreSQL not found: installing postgresql"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
+
 demo: setup
 	$(BIN)/parity targets setup aarch64
 	$(BIN)/parity demo
 
-test: setup strace
+test: setup strace postgres
 	$(BIN)/parity targets setup aarch64
 	$(BIN)/python -m pytest
 

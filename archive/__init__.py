@@ -1,7 +1,7 @@
 """Long-term storage of what passed: immutable, checksummed bundles (PMML first)."""
 
 from .assemble import Filed, build_report, file_model
-from .attempts import Attempt, attempts, newest_attempt
+from .attempts import Attempt, attempts, filed_since, newest_attempt
 from .bundle import MANIFEST, REJECTED, Archive, BundleResult
 
 __all__ = [
@@ -14,5 +14,6 @@ __all__ = [
     "attempts",
     "build_report",
     "file_model",
+    "filed_since",
     "newest_attempt",
 ]

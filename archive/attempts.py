@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 
 from parity.core.errors import RecordError
@@ -72,3 +73,27 @@ def newest_attempt(archive: Archive, name: str, version: int) -> Attempt | None:
     """The latest validation of ``name:version`` that left files (see :func:`attempts`); None if none."""
     found = attempts(archive, name, version)
     return found[-1] if found else None
+
+
+def filed_since(archive: Archive, name: str, version: int, since: datetime) -> Report | None:
+    """The report of the newest validation of ``name:version`` filed at or after ``since``; None if none.
+
+    Parameters
+    ----------
+    archive : Archive
+    name, version : the model version
+    since : datetime
+        Timezone-aware; validations filed earlier are someone else's.
+
+    Returns
+    -------
+    Report or None
+        The report as filed, with ``bundle`` set to the folder it lies in.
+    """
+    newest = newest_attempt(archive, name, version)
+    if newest is None or not newest.validated_at or datetime.fromisoformat(newest.validated_at) < since:
+        return None
+    try:
+        return Report.read(newest.path / "report.json").model_copy(update={"bundle": str(newest.path)})
+    except (OSError, RecordError):
+        return None

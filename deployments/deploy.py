@@ -13,6 +13,7 @@ import re
 import subprocess
 import sys
 import tempfile
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +29,21 @@ WORK_POOLS: dict[str, str] = {
     "parity-aarch64": "Parity target runs on linux/aarch64 machines (or under qemu emulation).",
 }
 WORK_POOL_TYPE = "process"
+#: Flow runs at once per pool, set when ``parity deploy`` creates the pool (change it later with
+#: ``prefect work-pool set-concurrency-limit POOL N``). A fanned-out nightly sweep holds one slot of
+#: parity-x86-64 itself while its children take the others, so that pool needs at least 2.
+POOL_CONCURRENCY: dict[str, int] = {"parity-x86-64": 4, "parity-aarch64": 2}
+#: Emulated target runs at once across every worker of the server (a global concurrency limit): qemu runs
+#: the runner 6-60x slower than native and takes a whole core.
+EMULATOR_SLOTS = 1
+#: The automation that marks a Parity flow run Crashed when its heartbeats stop (its worker was killed):
+#: Prefect's documented zombie detection. Deployed runs send a heartbeat every HEARTBEAT_S seconds
+#: (prefect.yaml sets PREFECT_FLOWS_HEARTBEAT_FREQUENCY; Prefect 3.9.1 sends at most one per 30 s, and by
+#: default one per 180 s). Only runs tagged HEARTBEAT_TAG are watched: they are the ones sending every 30 s.
+CRASH_AUTOMATION = "parity: mark flow runs whose heartbeats stopped as Crashed"
+HEARTBEAT_S = 30
+CRASH_AFTER_S = 90
+HEARTBEAT_TAG = "parity-heartbeat"
 #: Deployments of prefect.yaml that ``parity serve`` serves (target runs need their architecture's pool).
 SERVED = ("on-registration", "nightly-sweep", "weekly-audit")
 #: Seconds ``prefect deploy`` may take (it imports each flow's module).
@@ -90,10 +106,72 @@ async def _ensure_work_pools(pools: dict[str, str]) -> list[str]:
                 await client.read_work_pool(name)
             except ObjectNotFound:
                 await client.create_work_pool(
-                    WorkPoolCreate(name=name, type=WORK_POOL_TYPE, description=description)
+                    WorkPoolCreate(
+                        name=name,
+                        type=WORK_POOL_TYPE,
+                        description=description,
+                        concurrency_limit=POOL_CONCURRENCY.get(name),
+                    )
                 )
                 created.append(name)
     return created
+
+
+def ensure_limits() -> list[str]:
+    """Create the emulator's global concurrency limit and the crash-detection automation if missing.
+
+    Returns
+    -------
+    list of str
+        What this call created.
+    """
+    from prefect.automations import Automation
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.actions import GlobalConcurrencyLimitCreate
+    from prefect.client.schemas.objects import StateType
+    from prefect.events.actions import ChangeFlowRunState
+    from prefect.events.schemas.automations import EventTrigger, Posture
+    from prefect.exceptions import ObjectNotFound
+
+    from parity.validators.targets.reaches import EMULATOR_LIMIT
+
+    created = []
+    with get_client(sync_client=True) as client:
+        try:
+            client.read_global_concurrency_limit_by_name(EMULATOR_LIMIT)
+        except ObjectNotFound:
+            client.create_global_concurrency_limit(
+                GlobalConcurrencyLimitCreate(name=EMULATOR_LIMIT, limit=EMULATOR_SLOTS)
+            )
+            created.append(EMULATOR_LIMIT)
+        if client.read_automations_by_name(CRASH_AUTOMATION):
+            return created
+    final = ("Completed", "Failed", "Cancelled", "Crashed")
+    Automation(
+        name=CRASH_AUTOMATION,
+        trigger=EventTrigger(
+            after={"prefect.flow-run.heartbeat"},
+            expect={"prefect.flow-run.heartbeat", *(f"prefect.flow-run.{state}" for state in final)},
+            match={"prefect.resource.id": ["prefect.flow-run.*"]},
+            match_related={
+                "prefect.resource.id": f"prefect.tag.{HEARTBEAT_TAG}",
+                "prefect.resource.role": "tag",
+            },
+            for_each={"prefect.resource.id"},
+            posture=Posture.Proactive,
+            threshold=1,
+            within=timedelta(seconds=CRASH_AFTER_S),
+        ),
+        actions=[
+            ChangeFlowRunState(
+                state=StateType.CRASHED,
+                name="Crashed",
+                force=False,
+                message=f"no heartbeat for {CRASH_AFTER_S} s: its worker or machine stopped",
+            )
+        ],
+    ).create()
+    return [*created, CRASH_AUTOMATION]
 
 
 def ensure_work_pools(pools: dict[str, str] | None = None) -> list[str]:
@@ -135,6 +213,11 @@ def deploy(
     ------
     EnvironmentProblem
         No Prefect API is configured, or ``prefect deploy`` failed (its output is in the message).
+
+    Notes
+    -----
+    Also creates, when missing, the emulator's global concurrency limit and the automation that marks
+    Parity flow runs Crashed when their heartbeats stop (:func:`ensure_limits`).
     """
     from parity.registry.events import prefect_api_url
 
@@ -145,6 +228,7 @@ def deploy(
             "(`prefect server start`) and run `prefect config set PREFECT_API_URL=http://127.0.0.1:4200/api`."
         )
     ensure_work_pools()
+    ensure_limits()
     command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file"]
     try:
         done = subprocess.run(
@@ -242,6 +326,8 @@ def serve(
     """
     from prefect import serve as prefect_serve
 
+    # served runs are subprocesses of this one: the heartbeat the crash automation expects of tagged runs
+    os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_S))
     served = runner_deployments(registry, archive)
     bound = asyncio.run(_bound_to_work_pools([f"{d.flow_name}/{d.name}" for d in served]))
     if bound:

@@ -28,6 +28,8 @@ from parity.validators.report import Check
 from parity.validators.targets.table import load_roles, load_targets
 from parity.validators.validate import ModelContext, remedied, validate_conversion
 
+from . import fanout
+from .fanout import CHILD_DEPLOYMENT
 from .publish import publish, start_progress, update_progress
 from .summary import failing_cells, one_line
 
@@ -114,8 +116,9 @@ def convert_and_validate(
     return Failed(message=f"{model.ref}: {report.outcome}: " + "; ".join(failing_cells(report)), data=report)
 
 
-@task(cache_policy=NO_CACHE)
-def validate_one(name: str, version: int, registry: str, archive: str, targets: str | None = None) -> Report:
+def validate_version(
+    name: str, version: int, registry: str, archive: str, targets: str | None = None
+) -> Report:
     """Run the one-model flow for one version; its failure is a result here, never a crash of the sweep."""
     state = convert_and_validate(name, version, registry, archive, targets, return_state=True)
     try:
@@ -125,6 +128,11 @@ def validate_one(name: str, version: int, registry: str, archive: str, targets: 
     if isinstance(report, Report):
         return report
     return _crashed(name, version, state, report if isinstance(report, Exception) else None)
+
+
+# The task wraps a function importable under its own name, so that a Dask worker (DaskTaskRunner) can
+# unpickle it by reference: a decorated function's module attribute is the Task, which pickle refuses.
+validate_one = task(name="validate_one", cache_policy=NO_CACHE)(validate_version)
 
 
 def result_data(state):
@@ -155,9 +163,15 @@ def validate_registry(
     archive: str = DEFAULT_ARCHIVE,
     models: list[str] | None = None,
     targets: str | None = None,
+    fan_out: bool = False,
+    child_deployment: str = CHILD_DEPLOYMENT,
 ):
     """Validate every registered version not yet archived (or those named ``NAME[:VERSION]``) on the
     targets file ``targets`` (default ``$PARITY_TARGETS``, else the built-in table).
+
+    In-process (the default, ``parity run``) the models run in this flow's task runner; with ``fan_out``
+    (the nightly-sweep deployment) each is one flow run of ``child_deployment`` on its work pool, so every
+    worker of the pool takes models (:func:`parity.flows.fanout.fan_out`).
 
     One failing model never stops the others. Returns the list of reports; ends Failed when any model
     failed, was unsupported or errored, with the counts in the state message.
@@ -165,10 +179,21 @@ def validate_registry(
     sweep_staging(registry, archive)
     todo = selected_versions(registry, archive, models)
     progress_id = start_progress(len(todo))
-    futures = [validate_one.submit(name, version, registry, archive, targets) for name, version in todo]
-    for done, _ in enumerate(as_completed(futures), 1):
-        update_progress(progress_id, done, len(todo))
-    reports = [future.result() for future in futures]
+    if fan_out:
+        parameters = {"registry": registry, "archive": archive, "targets": targets}
+        reports = fanout.fan_out(
+            todo,
+            parameters,
+            archive,
+            deployment=child_deployment,
+            sweep_id=str(flow_run.id) if flow_run.id else None,
+            on_done=lambda done: update_progress(progress_id, done, len(todo)),
+        )
+    else:
+        futures = [validate_one.submit(name, version, registry, archive, targets) for name, version in todo]
+        for done, _ in enumerate(as_completed(futures), 1):
+            update_progress(progress_id, done, len(todo))
+        reports = [future.result() for future in futures]
     counts = {kind: sum(r.outcome is kind for r in reports) for kind in Outcome}
     message = ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "nothing to validate"
     get_run_logger().info("sweep: %s", message)

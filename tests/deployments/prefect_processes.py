@@ -118,19 +118,12 @@ def _healthy(url: str) -> bool:
         return False
 
 
-@pytest.fixture(scope="module")
-def prefect_api(tmp_path_factory) -> Iterator[PrefectServer]:
-    """``prefect server start`` on a free port with SQLite in a temporary PREFECT_HOME.
-
-    The test process talks to it through ``temporary_settings``; subprocesses get ``server.env``.
-    """
-    from prefect.settings import PREFECT_API_URL, temporary_settings
-
-    home = tmp_path_factory.mktemp("prefect-home")
-    logs = tmp_path_factory.mktemp("logs")
+def server_env(home: Path, **extra: str) -> tuple[str, dict[str, str]]:
+    """The API URL of a server on a free port, and the environment its processes and clients get
+    (``extra`` adds settings, e.g. the database URL)."""
     port = free_port()
     url = f"http://127.0.0.1:{port}/api"
-    env = {
+    return url, {
         **os.environ,
         "PREFECT_HOME": str(home),
         "PREFECT_API_URL": url,
@@ -142,7 +135,21 @@ def prefect_api(tmp_path_factory) -> Iterator[PrefectServer]:
         "PREFECT_WORKER_QUERY_SECONDS": "2",
         "PREFECT_LOGGING_TO_API_BATCH_INTERVAL": "0.5",
         "PYTHONPATH": str(ROOT),
+        **extra,
     }
+
+
+@pytest.fixture(scope="module")
+def prefect_api(tmp_path_factory) -> Iterator[PrefectServer]:
+    """``prefect server start`` on a free port with SQLite in a temporary PREFECT_HOME.
+
+    The test process talks to it through ``temporary_settings``; subprocesses get ``server.env``.
+    """
+    from prefect.settings import PREFECT_API_URL, temporary_settings
+
+    home = tmp_path_factory.mktemp("prefect-home")
+    logs = tmp_path_factory.mktemp("logs")
+    url, env = server_env(home)
     server = PrefectServer(url, env, logs)
     process = server.spawn("server", sys.executable, "-m", "prefect", "server", "start")
     try:

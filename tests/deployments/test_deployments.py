@@ -93,7 +93,11 @@ def test_deploy_creates_pools_and_deployments(deployed):
 def test_scheduled_deployments_carry_their_parameters(deployed, places):
     sweep, audit = client_call(_deployment, SWEEP), client_call(_deployment, AUDIT)
     assert [s.parameters for s in sweep.schedules] == [
-        {"registry": str(places["registry"].resolve()), "archive": str(places["archive"].resolve())}
+        {
+            "registry": str(places["registry"].resolve()),
+            "archive": str(places["archive"].resolve()),
+            "fan_out": True,
+        }
     ]
     assert [s.parameters for s in audit.schedules] == [
         {
@@ -225,6 +229,7 @@ def test_runs_created_by_the_schedules_succeed(triggered, places):
     assert runs[SWEEP].parameters == {
         "registry": str(places["registry"].resolve()),
         "archive": str(places["archive"].resolve()),
+        "fan_out": True,
     }
 
     async def read(client, run_id):

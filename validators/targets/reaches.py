@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import platform
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, ClassVar
 
@@ -25,6 +27,25 @@ from .target import Target
 MACHINE_ALIASES = {"amd64": "x86_64", "arm64": "aarch64"}
 #: Reference rows evaluated on a target that is not this process, unless the table says otherwise.
 REMOTE_SAMPLE_ROWS = 200
+#: Prefect global concurrency limit every emulated run takes a slot of, across all workers of a server
+#: (``parity deploy`` creates it); without it, or without a Prefect API, emulated runs are not limited.
+EMULATOR_LIMIT = "parity-emulator"
+#: Seconds an emulated run may wait for a slot before it fails.
+EMULATOR_WAIT_S = 1800
+
+
+@contextmanager
+def emulator_slot() -> Iterator[None]:
+    """Hold one slot of :data:`EMULATOR_LIMIT` when a Prefect API is configured; nothing otherwise."""
+    from prefect.settings import PREFECT_API_URL
+
+    if not PREFECT_API_URL.value():
+        yield
+        return
+    from prefect.concurrency.sync import concurrency
+
+    with concurrency(EMULATOR_LIMIT, occupy=1, timeout_seconds=EMULATOR_WAIT_S, strict=False):
+        yield
 
 
 def describe_process() -> Where:
@@ -112,7 +133,8 @@ class EmulatorReach(Reach):
         with tempfile.TemporaryDirectory(prefix="parity-emulated-") as scratch:
             given, made = Path(scratch) / runner.inputs_file, Path(scratch) / runner.outputs_file
             runner.write_inputs(given, inputs)
-            runner.run_files(env, artifact, given, made, target.runner_settings())
+            with emulator_slot():
+                runner.run_files(env, artifact, given, made, target.runner_settings())
             return runner.read_outputs(made)
 
 
