@@ -128,10 +128,13 @@ def trust_for(
         )
     if record.model.format == "skops" and model_digest != record.model.sha256:
         problems.append(f"model.skops: is not the registered model file (SHA-256 {record.model.sha256})")
+    skops = record.model.format == "skops"
     trust = Trust(
         tuple(record.trusted_types),
-        record.model.sha256 if record.model.format == "skops" else model_digest,
-        bound=True,
+        record.model.sha256 if skops else model_digest,
+        # a pickle registration's bundle holds a skops dump the record has no digest of: only the bundle
+        # vouches for it, so it is tried in a child process first
+        bound=skops,
         source=f"the registration record in {registry.root}",
         tolerances=record.tolerances,
         roles=record.roles or {},
@@ -180,11 +183,13 @@ def replay(folder: Path, targets: dict[str, Target] | None = None, trust: Trust 
     metadata = Metadata.read(folder / "metadata.json")
     report = Report.read(folder / "report.json")
     trust = trust or Trust()
+    reference = read_stored_parquet(folder / "reference.parquet", IntegrityError, _RESTORE)
     loaded = load_model(
         folder / "model.skops",
         "skops",
         trusted_types=trust.trusted_types,
         expected_sha256=trust.expected_sha256,
+        rows=reference,  # a model that crashes only when it predicts does so in the child
         isolate=not trust.bound,
     )
     model = RegisteredModel(
@@ -192,7 +197,7 @@ def replay(folder: Path, targets: dict[str, Target] | None = None, trust: Trust 
         folder,
         metadata,  # type: ignore[arg-type]  # stands in for the registration: validation never reads it
         loaded.estimator,
-        read_stored_parquet(folder / "reference.parquet", IntegrityError, _RESTORE),
+        reference,
         predictions_from_frame(read_stored_parquet(folder / "predictions.parquet", IntegrityError, _RESTORE)),
     )
     tolerances = metadata.tolerances if trust.tolerances is None else trust.tolerances
@@ -323,7 +328,7 @@ def audit_bundle(
         archived = [c for c in report.checks if c.format not in superseded]
     except Exception as err:
         message = f"replay failed: {type(err).__name__}: {str(err).strip()[:500]}"
-        if isinstance(err, UntrustedModelError) and not trust.bound:
+        if isinstance(err, UntrustedModelError) and trust.tolerances is None:  # no registration record
             message += (
                 f" (trust: {trust.source}; what a model may trust comes only from its registration, never from "
                 "the bundle: audit with --registry set to the registry it was registered in)"

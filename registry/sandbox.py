@@ -97,9 +97,38 @@ def _try_model(
     then answer ``ok`` or why not."""
     sys.path[:] = path
     importlib.invalidate_caches()
+    _die_with_parent()
     limit = _mapped_bytes() + budget
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    cpu = int(_deadline()) + 1
+    resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
+    # one thread for BLAS and OpenMP: a forked child must not wait on the parent's OpenMP pool (libgomp is not
+    # fork-safe), and trying a model needs no parallelism
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(limits=1):
+        _build_and_exercise(conn, payload, trusted, rows, where)
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to kill this child when its parent ends (a killed run must not leave it holding the
+    staging lock or the run's pipes); best effort where prctl is not available."""
+    parent = os.getppid()
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+        if os.getppid() != parent:  # the parent died before the request took effect
+            os._exit(1)
+    except (OSError, AttributeError):
+        pass
+
+
+def _build_and_exercise(
+    conn: Connection, payload: bytes, trusted: list[str], rows: pd.DataFrame | None, where: str
+) -> None:
     import skops.io as sio
 
     from .predictions import reference_predictions
@@ -162,7 +191,15 @@ def try_in_child(payload: bytes, trusted: list[str], where: str, rows: pd.DataFr
         name="parity-model-loader",
         daemon=True,
     )
-    child.start()
+    try:
+        child.start()
+    except OSError as err:
+        receive.close()
+        send.close()
+        raise UntrustedModelError(
+            f"{where}: could not start the child process that tries a model first ({err}); nothing was "
+            "loaded. Free memory or processes and try again."
+        ) from err
     send.close()
     deadline = _deadline()
     answer: dict[str, str] | None = None
@@ -173,6 +210,8 @@ def try_in_child(payload: bytes, trusted: list[str], where: str, rows: pd.DataFr
                 answer = json.loads(receive.recv_bytes(1 << 20))
             except (EOFError, OSError, ValueError):
                 answer = None  # the child died before answering, or answered nonsense
+            if not isinstance(answer, dict):
+                answer = None
         else:
             timed_out = True
     finally:

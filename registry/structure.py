@@ -54,6 +54,14 @@ def _features_in_range(where: str, feature: np.ndarray, internal: np.ndarray, n_
         raise _fail(where, f"a split uses feature {int(used.max())} of a model with {n_features} features")
 
 
+def _owned(where: str, n_features: int | None) -> int:
+    """The feature count of the fitted estimator that holds the object: scikit-learn checks the width of X
+    against it (and skips that check when it is absent), so without it no feature index can be bounded."""
+    if n_features is None:
+        raise _fail(where, "it belongs to no fitted estimator with an integer n_features_in_")
+    return n_features
+
+
 def check_tree(tree: Any, where: str, n_features: int | None) -> None:
     """``sklearn.tree._tree.Tree``: node count, child and feature indices, value shape.
 
@@ -74,8 +82,10 @@ def check_tree(tree: Any, where: str, n_features: int | None) -> None:
     if half.any():
         raise _fail(where, f"node {int(np.flatnonzero(half)[0])} has one child")
     _children_after_parents(where, left, right, internal)
-    limit = tree.n_features if n_features is None else min(int(tree.n_features), int(n_features))
-    _features_in_range(where, nodes["feature"], internal, limit)
+    n_features = _owned(where, n_features)
+    if tree.n_features != n_features:
+        raise _fail(where, f"the tree is for {tree.n_features} features, its estimator for {n_features}")
+    _features_in_range(where, nodes["feature"], internal, n_features)
     expected = (tree.node_count, tree.n_outputs, tree.max_n_classes)
     if tuple(values.shape) != expected:
         raise _fail(where, f"values have shape {values.shape}, expected {expected}")
@@ -100,8 +110,7 @@ def check_tree_predictor(predictor: Any, where: str, n_features: int | None) -> 
         raise _fail(where, f"its nodes have dtype {nodes.dtype}, expected {PREDICTOR_RECORD_DTYPE}")
     internal = nodes["is_leaf"] == 0
     _children_after_parents(where, nodes["left"], nodes["right"], internal)
-    if n_features is not None:
-        _features_in_range(where, nodes["feature_idx"], internal, n_features)
+    _features_in_range(where, nodes["feature_idx"], internal, _owned(where, n_features))
     categorical = internal & (nodes["is_categorical"] != 0)
     for name in ("binned_left_cat_bitsets", "raw_left_cat_bitsets"):
         bitsets = getattr(predictor, name, None)
@@ -139,7 +148,7 @@ def check_binary_tree(tree: Any, where: str, n_features: int | None) -> None:
         raise _fail(
             where, f"node bounds have shape {bounds.shape} for {n_nodes} nodes of {data.shape[1]} features"
         )
-    if n_features is not None and data.shape[1] != n_features:
+    if data.shape[1] != _owned(where, n_features):
         raise _fail(where, f"its data has {data.shape[1]} features, the model {n_features}")
     weights = tree.sample_weight
     if weights is not None and len(weights) != n_samples:
@@ -173,6 +182,18 @@ def _parts(obj: object) -> Iterator[tuple[str, object]]:
         yield from ((f".{key}", value) for key, value in vars(obj).items())
 
 
+def _feature_count(obj: object, where: str) -> int | None:
+    """An object's own ``n_features_in_``, refused when it is there but not a count."""
+    owned = (
+        vars(obj).get("n_features_in_") if hasattr(obj, "__dict__") and not isinstance(obj, type) else None
+    )
+    if owned is not None and (
+        not isinstance(owned, int | np.integer) or isinstance(owned, bool) or owned < 0
+    ):
+        raise _fail(where, f"n_features_in_ is {owned!r}, not a count of features")
+    return None if owned is None else int(owned)
+
+
 def check_structure(estimator: object, where: str) -> int:
     """Run :data:`STRUCTURE_CHECKS` on every object the estimator holds, before anything uses it.
 
@@ -193,20 +214,25 @@ def check_structure(estimator: object, where: str) -> int:
     UntrustedModelError
         An object's arrays are inconsistent; the message names the object's path inside the model.
     """
-    seen: set[int] = set()
+    # (object, owner's feature count): a part shared between estimators (skops keeps shared references) is
+    # checked against every estimator that uses it
+    seen: set[tuple[int, int | None]] = set()
     checked = 0
     stack: list[tuple[str, object, int | None]] = [("model", estimator, None)]
     while stack:
         path, obj, n_features = stack.pop()
-        if id(obj) in seen or isinstance(obj, str | bytes | int | float | complex | bool | type(None)):
+        if (id(obj), n_features) in seen or isinstance(
+            obj, str | bytes | int | float | complex | bool | type(None)
+        ):
             continue
-        seen.add(id(obj))
-        owned = getattr(obj, "n_features_in_", None) if not isinstance(obj, np.ndarray) else None
-        if isinstance(owned, int | np.integer) and not isinstance(owned, bool):
-            n_features = int(owned)
+        seen.add((id(obj), n_features))
         check = STRUCTURE_CHECKS.get(_type_name(obj))
         if check is not None:
             check(obj, f"{where}: {path} ({type(obj).__name__})", n_features)
             checked += 1
+        if not isinstance(obj, dict | list | tuple | set | frozenset | np.ndarray):
+            # an object's parts are checked against its own feature count, never an ancestor's: a tree
+            # inside a pipeline's last step sees what the earlier steps made of the rows
+            n_features = _feature_count(obj, f"{where}: {path}")
         stack.extend((path + name, part, n_features) for name, part in _parts(obj))
     return checked

@@ -29,7 +29,7 @@ from sklearn.preprocessing import FunctionTransformer, StandardScaler
 from sklearn.tree import DecisionTreeClassifier
 
 from parity.core.errors import ParityError, UntrustedModelError
-from parity.registry import ALLOWLIST, FileRegistry
+from parity.registry import ALLOWLIST, FileRegistry, RegisteredModel
 from parity.registry.loading import load_model
 from parity.registry.structure import STRUCTURE_CHECKS
 
@@ -170,7 +170,7 @@ class Crasher(BaseEstimator, ClassifierMixin):
 '''
 
 REGISTER_CRASHER = """
-import sys, skops.io as sio
+import hashlib, sys, skops.io as sio
 from sklearn.datasets import load_iris
 from crasher import Crasher
 from parity.core.errors import ParityError
@@ -178,13 +178,17 @@ from parity.registry import FileRegistry
 
 X, y = load_iris(return_X_y=True, as_frame=True)
 sio.dump(Crasher().fit(X, y), "crasher.skops")
-try:
-    FileRegistry("registry").register(None, X, "crasher", model_file="crasher.skops", trusted_types=["crasher.Crasher"])
-except ParityError as err:
-    print("REFUSED", err)
-    sys.exit(0)
-print("REGISTERED")
-sys.exit(3)
+digest = hashlib.sha256(open("crasher.skops", "rb").read()).hexdigest()
+for sha256 in (None, digest):  # a hash the registrant gives must not skip the child loader
+    try:
+        FileRegistry("registry").register(
+            None, X, "crasher", model_file="crasher.skops", trusted_types=["crasher.Crasher"], sha256=sha256
+        )
+    except ParityError as err:
+        print("REFUSED", err)
+        continue
+    print("REGISTERED")
+    sys.exit(3)
 """
 
 
@@ -201,8 +205,73 @@ def test_a_model_that_crashes_the_loader_is_refused_and_parity_lives_on(tmp_path
         timeout=600,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "REFUSED crasher.skops: the model file crashed the loader (SIGSEGV): refused" in done.stdout
+    refusal = "REFUSED crasher.skops: the model file crashed the loader (SIGSEGV): refused"
+    assert done.stdout.count(refusal) == 2, done.stdout
     assert not (tmp_path / "registry" / "crasher").exists()
+
+
+def _float_count(model):
+    model.n_features_in_ = float(model.n_features_in_)
+    return model
+
+
+def _no_count(model):
+    del model.n_features_in_
+    return model
+
+
+def _pipeline_tree_without_count(X, y):
+    from sklearn.decomposition import PCA
+    from sklearn.pipeline import make_pipeline
+
+    pipeline = make_pipeline(PCA(2), DecisionTreeClassifier(max_depth=3)).fit(X, y)
+    del pipeline.steps[-1][1].n_features_in_  # must not borrow the pipeline's 4 columns: its rows have 2
+    return pipeline
+
+
+#: Estimators whose feature count scikit-learn would not check (absent) or that is no count (a float): no
+#: feature index of theirs can be bounded, so they are refused.
+UNCOUNTED = {
+    "tree-float-count": lambda X, y: _float_count(DecisionTreeClassifier(max_depth=3).fit(X, y)),
+    "hgb-float-count": lambda X, y: _float_count(HistGradientBoostingClassifier(max_iter=2).fit(X, y)),
+    "hgb-no-count": lambda X, y: _no_count(HistGradientBoostingClassifier(max_iter=2).fit(X, y)),
+    "knn-no-count": lambda X, y: _no_count(KNeighborsClassifier(algorithm="kd_tree").fit(X, y)),
+    "pipeline-tree-no-count": _pipeline_tree_without_count,
+}
+
+
+@pytest.mark.parametrize("case", sorted(UNCOUNTED))
+def test_a_compiled_tree_whose_estimator_has_no_feature_count_is_refused(case, iris):
+    from parity.registry.structure import check_structure
+
+    with pytest.raises(UntrustedModelError, match=r"n_features_in_"):
+        check_structure(UNCOUNTED[case](*iris), "model.skops")
+
+
+FIT_THEN_REGISTER = """
+from sklearn.datasets import load_iris
+from sklearn.ensemble import HistGradientBoostingClassifier
+from parity.registry import FileRegistry
+
+X, y = load_iris(return_X_y=True, as_frame=True)
+model = HistGradientBoostingClassifier(max_iter=5).fit(X, y)  # leaves OpenMP's thread pool in this process
+model.predict(X)
+print("REGISTERED", FileRegistry("registry").register(model, X, "hgb"))
+"""
+
+
+def test_registering_right_after_fitting_with_openmp_does_not_hang_the_child(tmp_path):
+    """A child forked from a process whose OpenMP pool is warm must not wait on it (libgomp is not fork-safe)."""
+    env = {**os.environ, "PYTHONPATH": str(REPO), "PARITY_LOADER_DEADLINE_S": "120"}
+    done = subprocess.run(
+        [sys.executable, "-c", FIT_THEN_REGISTER],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert done.returncode == 0 and "REGISTERED hgb:1" in done.stdout, done.stdout + done.stderr[-2000:]
 
 
 def test_a_model_over_the_loaders_memory_limit_is_refused(iris, tmp_path, monkeypatch):
@@ -282,7 +351,9 @@ def test_a_file_swapped_while_it_is_registered_or_opened_never_runs_its_payload(
         try:
             for _ in range(attempts):
                 try:
-                    action()
+                    result = action()
+                    if isinstance(result, RegisteredModel):  # only ever the registered model
+                        assert type(result.estimator) is LogisticRegression
                     outcomes["loaded"] += 1
                 except ParityError as err:
                     assert str(err), "a refusal without a message"
@@ -294,6 +365,8 @@ def test_a_file_swapped_while_it_is_registered_or_opened_never_runs_its_payload(
     assert not canary.exists(), f"the payload ran: {outcomes}"
     assert outcomes["loaded"] > 0 and sum(outcomes.values()) == 340, outcomes
     assert registry.open(ref).estimator is not None  # the registered version is still good
+    for uploaded in registry.refs("uploaded"):  # each registration kept the bytes it checked: the benign ones
+        assert type(registry.open(uploaded).estimator) is LogisticRegression
 
 
 # -- the fuzz run ------------------------------------------------------------------------------------------
