@@ -75,6 +75,7 @@ def test_serve_answers_schedules_and_registration_events(prefect_api: PrefectSer
     assert sweep.schedules[0].parameters == {
         "registry": str(registry.resolve()),
         "archive": str(archive.resolve()),
+        "fan_out": True,  # one served convert-and-validate run per version, as on a work pool
     }
     (automation,) = wait_for(lambda: client_call(_automations), SERVED_DEADLINE_S, "the registration trigger")
     assert automation.trigger.expect == {"parity.model.registered"}
