@@ -27,6 +27,7 @@ from typing import Any
 import pandas as pd
 
 from parity.core.errors import ParityError, UntrustedModelError
+from parity.core.numbers import decimal_int
 
 #: Memory (MiB, address space beyond what the fork server already maps) a model may use while it is tried.
 MEMORY_ENV = "PARITY_LOADER_MEMORY_MB"
@@ -66,7 +67,8 @@ def _loader_context() -> Any:
 
 def _memory_limit_bytes() -> int:
     text = os.environ.get(MEMORY_ENV, "")
-    megabytes = int(text) if text.isascii() and text.isdigit() else DEFAULT_MEMORY_MB
+    megabytes = decimal_int(text)
+    megabytes = DEFAULT_MEMORY_MB if megabytes is None else megabytes
     return megabytes << 20
 
 
@@ -91,6 +93,7 @@ def _try_model(
     where: str,
     budget: int,
     path: list[str],
+    deadline: float,
 ) -> None:
     """In the child: build, check and exercise the model within ``budget`` bytes of address space beyond what
     it maps already, with the caller's import path (a trusted type of the user's own must import here too),
@@ -101,7 +104,7 @@ def _try_model(
     limit = _mapped_bytes() + budget
     resource.setrlimit(resource.RLIMIT_AS, (limit, limit))
     resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    cpu = int(_deadline()) + 1
+    cpu = int(deadline) + 1
     resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
     # one thread for BLAS and OpenMP: a forked child must not wait on the parent's OpenMP pool (libgomp is not
     # fork-safe), and trying a model needs no parallelism
@@ -185,9 +188,10 @@ def try_in_child(payload: bytes, trusted: list[str], where: str, rows: pd.DataFr
     """
     context = _loader_context()
     receive, send = context.Pipe(duplex=False)
+    deadline = _deadline()
     child = context.Process(
         target=_try_model,
-        args=(send, payload, trusted, rows, where, _memory_limit_bytes(), list(sys.path)),
+        args=(send, payload, trusted, rows, where, _memory_limit_bytes(), list(sys.path), deadline),
         name="parity-model-loader",
         daemon=True,
     )
@@ -201,7 +205,6 @@ def try_in_child(payload: bytes, trusted: list[str], where: str, rows: pd.DataFr
             "loaded. Free memory or processes and try again."
         ) from err
     send.close()
-    deadline = _deadline()
     answer: dict[str, str] | None = None
     timed_out = False
     try:

@@ -70,6 +70,17 @@ def _rewrite(folder: Path, changes: dict[str, bytes]) -> None:
     (folder / "manifest.json").write_bytes(manifest.model_copy(update={"files": files}).to_bytes())
 
 
+def _plant_canary(folder: Path, canary: Path, X) -> Path:
+    """The issue's tampering: the model replaced by the canary, the metadata trusting its types, the manifest
+    rewritten to match."""
+    metadata = json.loads((folder / "metadata.json").read_text())
+    metadata["trusted_types"] = ["builtins.exec", "functools.partial"]
+    _rewrite(
+        folder, {"model.skops": _canary_model(canary, X), "metadata.json": json.dumps(metadata).encode()}
+    )
+    return canary
+
+
 def test_a_bundle_is_bound_to_its_registration(archived):
     registry, shelf = archived
     folder = shelf.bundle_path(NAME, 1)
@@ -90,13 +101,7 @@ def test_the_canary_is_live(iris, tmp_path):
 @pytest.mark.parametrize("with_registry", [True, False], ids=["with-registry", "without-registry"])
 def test_a_tampered_bundle_never_runs_its_payload_and_does_not_pass(archived, iris, tmp_path, with_registry):
     registry, shelf, folder = _copy(archived, tmp_path)
-    canary = tmp_path / "CANARY"
-    metadata = json.loads((folder / "metadata.json").read_text())
-    metadata["trusted_types"] = ["builtins.exec", "functools.partial"]
-    _rewrite(
-        folder,
-        {"model.skops": _canary_model(canary, iris[0]), "metadata.json": json.dumps(metadata).encode()},
-    )
+    canary = _plant_canary(folder, tmp_path / "CANARY", iris[0])
     assert shelf.check(folder) == []  # the checksums alone cannot tell
     audit = audit_bundle(shelf, NAME, 1, registry=registry if with_registry else None)
     assert not canary.exists()
@@ -148,13 +153,7 @@ def test_parity_audit_on_a_tampered_bundle_exits_1_and_runs_nothing(
     from parity.cli import main
 
     registry, shelf, folder = _copy(archived, tmp_path)
-    canary = tmp_path / "CANARY"
-    metadata = json.loads((folder / "metadata.json").read_text())
-    metadata["trusted_types"] = ["builtins.exec", "functools.partial"]
-    _rewrite(
-        folder,
-        {"model.skops": _canary_model(canary, iris[0]), "metadata.json": json.dumps(metadata).encode()},
-    )
+    canary = _plant_canary(folder, tmp_path / "CANARY", iris[0])
     code = main(["audit", "--archive", str(shelf.root), "--registry", str(registry.root)])
     out = capsys.readouterr().out
     assert code == 1, out
