@@ -1,0 +1,287 @@
+"""A long-lived helper process that answers jobs over its standard streams, several at a time.
+
+Parity keeps its heavy runtimes warm in processes of their own — the PMML engine's JVM
+(:mod:`parity.core.engine`) and the ONNX runner under an emulator — and talks to each with one tiny line
+protocol, the same on both sides:
+
+- the server prints ``READY`` on its own line once it takes jobs;
+- a request is one line, ``ID<TAB>VERB<TAB>ARG...``; a reply is one line, ``ID<TAB>ok<TAB>FIELD...`` or
+  ``ID<TAB>error<TAB>MESSAGE``; replies may come in any order, so several callers share one process;
+- the server exits when its standard input closes (so it never outlives this process).
+
+Rows never travel in these lines: they go through files in a binary column format (doubles bit for bit),
+named in the request. Fields must not hold tabs or line breaks; :func:`check_field` refuses them.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import subprocess
+import tempfile
+import threading
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future
+from concurrent.futures import TimeoutError as FutureTimeout
+from typing import IO
+
+from .errors import EnvironmentProblem, InvalidInputError
+
+#: What a server prints once it takes jobs.
+READY = "READY"
+#: Seconds a server has to say READY: a cold JVM under qemu on a loaded machine takes tens of seconds.
+START_TIMEOUT_S = 600.0
+
+
+def check_field(value: str) -> str:
+    """``value`` when it can travel as one protocol field; refused when it holds a tab or a line break."""
+    if any(char in value for char in "\t\r\n"):
+        raise InvalidInputError(
+            f"{value!r}: a job's paths and arguments must not hold tabs or line breaks; rename the file."
+        )
+    return value
+
+
+class JobFailed(Exception):
+    """The server answered ``error``: the job failed, the process is fine (the message is the server's)."""
+
+
+class WarmProcess:
+    """One server process (see the module docstring), started on first use and again after it died.
+
+    Parameters
+    ----------
+    name : str
+        What it is, for messages (``"the PMML engine (linux/x86_64)"``).
+    command : sequence of str
+        The server's command line.
+    env : mapping, optional
+        Its environment (default: this process's).
+    start_timeout_s : float
+        Seconds it has to print ``READY``.
+
+    Notes
+    -----
+    Thread-safe: any number of threads may :meth:`call` at once; each waits for its own reply.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        command: Sequence[str],
+        env: dict[str, str] | None = None,
+        *,
+        start_timeout_s: float = START_TIMEOUT_S,
+    ) -> None:
+        self.name, self.command, self.env = name, list(command), env
+        self.start_timeout_s = start_timeout_s
+        self._lock = threading.Lock()  # guards the process, its pipes and the table of waiting jobs
+        self._write = threading.Lock()
+        self._process: subprocess.Popen[str] | None = None
+        self._stderr: IO[bytes] | None = None
+        self._waiting: dict[str, Future[list[str]]] = {}
+        self._ids = itertools.count(1)
+        self._ready: Future[None] | None = None
+
+    @property
+    def pid(self) -> int | None:
+        """The server's process id while it runs, else None."""
+        process = self._process
+        return process.pid if process is not None and process.poll() is None else None
+
+    def start(self) -> None:
+        """Start the server now (if it is not running) and wait until it says READY."""
+        self._running()
+
+    def call(self, verb: str, args: Sequence[str], timeout_s: float) -> list[str]:
+        """Run one job and return its reply fields.
+
+        Parameters
+        ----------
+        verb : str
+            What the server should do.
+        args : sequence of str
+            Its arguments (no tabs or line breaks).
+        timeout_s : float
+            Seconds the job may take; past them the server is stopped (its other jobs fail too) and
+            restarted by the next call.
+
+        Returns
+        -------
+        list of str
+            The fields after ``ok``.
+
+        Raises
+        ------
+        JobFailed
+            When the server answered ``error`` (its message).
+        EnvironmentProblem
+            When the server cannot start, dies, or does not answer in time; the message holds the end of
+            its standard error.
+        """
+        line = "\t".join(check_field(str(part)) for part in (verb, *args))
+        process, job, reply = self._submit(line)
+        try:
+            return reply.result(timeout=timeout_s)
+        except FutureTimeout:
+            self._kill(process)
+            raise EnvironmentProblem(
+                f"{self.name} did not finish {verb} in {timeout_s:.0f} s and was stopped; the next job starts "
+                f"it afresh. Its last output: {self._stderr_tail()}"
+            ) from None
+        finally:
+            with self._lock:
+                self._waiting.pop(job, None)
+
+    def _submit(self, line: str) -> tuple[subprocess.Popen[str], str, Future[list[str]]]:
+        process = self._running()
+        job, reply = str(next(self._ids)), Future()
+        with self._lock:
+            self._waiting[job] = reply
+        try:
+            with self._write:
+                assert process.stdin is not None  # started with stdin=PIPE
+                process.stdin.write(f"{job}\t{line}\n")
+                process.stdin.flush()
+        except OSError:
+            pass  # it died: the reader fails every waiting job, this one included
+        return process, job, reply
+
+    def _running(self) -> subprocess.Popen[str]:
+        with self._lock:
+            if self._process is None or self._process.poll() is not None:
+                self._spawn()
+            process, ready = self._process, self._ready
+        assert process is not None and ready is not None
+        try:
+            ready.result(timeout=self.start_timeout_s)
+        except FutureTimeout:
+            self._kill(process)
+            raise EnvironmentProblem(
+                f"{self.name} did not start in {self.start_timeout_s:.0f} s: {self._stderr_tail()}"
+            ) from None
+        except EnvironmentProblem:
+            raise
+        return process
+
+    def _spawn(self) -> None:
+        self._close_process()
+        if self._stderr is not None:
+            self._stderr.close()
+        # Lives as long as the process: its last words, for the message when it dies.
+        self._stderr = tempfile.TemporaryFile(prefix="parity-warm-stderr-")  # noqa: SIM115
+        try:
+            process = subprocess.Popen(
+                self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                text=True, encoding="utf-8", env=self.env, bufsize=1,
+            )  # fmt: skip
+        except OSError as err:
+            raise EnvironmentProblem(f"{self.name} could not start ({self.command[0]}): {err}.") from err
+        self._process, self._ready = process, Future()
+        ready = self._ready
+        threading.Thread(
+            target=self._read, args=(process, ready), name=f"warm-{process.pid}", daemon=True
+        ).start()
+
+    def _read(self, process: subprocess.Popen[str], ready: Future[None]) -> None:
+        """Deliver every reply line to its waiting job; when the output ends, fail whatever still waits."""
+        assert process.stdout is not None
+        for raw in process.stdout:
+            line = raw.rstrip("\n")
+            if not ready.done():
+                if line == READY:
+                    ready.set_result(None)
+                continue  # anything before READY is start-up noise
+            job, _, rest = line.partition("\t")
+            status, _, payload = rest.partition("\t")
+            with self._lock:
+                reply = self._waiting.get(job)
+            if reply is None or reply.done():
+                continue
+            if status == "ok":
+                reply.set_result(payload.split("\t") if payload else [])
+            else:
+                reply.set_exception(JobFailed(payload or status))
+        process.wait()
+        gone = EnvironmentProblem(
+            f"{self.name} exited with code {process.returncode}: {self._stderr_tail()}. The next job "
+            "starts it afresh."
+        )
+        if not ready.done():
+            ready.set_exception(gone)
+        with self._lock:
+            waiting = [reply for reply in self._waiting.values() if not reply.done()]
+        for reply in waiting:
+            with contextlib.suppress(Exception):  # a reply that completed meanwhile
+                reply.set_exception(gone)
+
+    def _kill(self, process: subprocess.Popen[str]) -> None:
+        """Kill ``process``; its reader then fails every job still waiting on it."""
+        with contextlib.suppress(OSError):
+            process.kill()
+
+    def _stderr_tail(self, limit: int = 2000) -> str:
+        stderr = self._stderr
+        if stderr is None:
+            return "no error output"
+        with contextlib.suppress(OSError, ValueError):
+            stderr.seek(0)
+            return stderr.read().decode(errors="replace").strip()[-limit:] or "no error output"
+        return "no error output"
+
+    def _close_process(self) -> None:
+        process, self._process = self._process, None
+        if process is None:
+            return
+        if process.stdin is not None:
+            with contextlib.suppress(OSError):
+                process.stdin.close()  # the server exits at the end of its input
+        try:
+            process.wait(timeout=5)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+    def close(self) -> None:
+        """Stop the server (a later call starts it again)."""
+        with self._lock:
+            self._close_process()
+            if self._stderr is not None:
+                self._stderr.close()
+                self._stderr = None
+
+
+_SERVERS: dict[tuple, WarmProcess] = {}
+_SERVERS_LOCK = threading.Lock()
+
+
+def warm_process(key: tuple, make: Callable[[], WarmProcess]) -> WarmProcess:
+    """The process of this ``key`` (one per target and settings), made by ``make`` on first use.
+
+    Every process made here is stopped at interpreter exit (and, its input closing, whenever this
+    process dies).
+    """
+    with _SERVERS_LOCK:
+        if key not in _SERVERS:
+            _SERVERS[key] = make()
+        return _SERVERS[key]
+
+
+@atexit.register
+def close_all() -> None:
+    """Stop every process :func:`warm_process` made."""
+    with _SERVERS_LOCK:
+        servers = list(_SERVERS.values())
+    for server in servers:
+        server.close()
+
+
+def pid_of(key: tuple) -> int | None:
+    """The process id of the running server of ``key``, None when none runs (for tests and benchmarks)."""
+    with _SERVERS_LOCK:
+        server = _SERVERS.get(key)
+    return server.pid if server is not None else None
+
+
+__all__ = ["READY", "JobFailed", "WarmProcess", "check_field", "close_all", "pid_of", "warm_process"]
