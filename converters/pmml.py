@@ -20,7 +20,7 @@ from parity.core.records import Conversion, ConversionStatus, PmmlDetails, PmmlF
 from parity.core.tolerances import Exact, kind_of, scale_of, tolerance_for
 from parity.registry.predictions import reference_outputs
 
-from .pmml_server import WarmPmmlConverter, dump_for_java
+from .pmml_server import EngineConverter, WarmPmmlConverter, dump_for_java
 
 #: Reference rows embedded in the PMML as <ModelVerification>; bounded so big reference sets stay cheap.
 VERIFY_ROWS = 100
@@ -42,16 +42,16 @@ _UNSUPPORTED_WORDS = re.compile(
 )
 
 
-_shared: WarmPmmlConverter | None = None
+_shared: EngineConverter | None = None
 _shared_lock = threading.Lock()
 
 
-def shared_pmml_converter() -> WarmPmmlConverter:
-    """The process's one warm PMML converter JVM, started on first use."""
+def shared_pmml_converter() -> EngineConverter:
+    """The process's PMML converter: sklearn2pmml in this host's engine JVM, started on first use."""
     global _shared
     with _shared_lock:
         if _shared is None:
-            _shared = WarmPmmlConverter()
+            _shared = EngineConverter()
         return _shared
 
 
@@ -229,7 +229,7 @@ def convert_pmml(
     estimator: object,
     X: pd.DataFrame,
     out_path: Path,
-    converter: WarmPmmlConverter,
+    converter: EngineConverter | WarmPmmlConverter,
     *,
     verify_rows: int = VERIFY_ROWS,
 ) -> Conversion:
@@ -242,8 +242,8 @@ def convert_pmml(
         Reference rows; a bounded sample is embedded for JPMML's ``verify()``.
     out_path : Path
         Where to write the ``.pmml`` file.
-    converter : WarmPmmlConverter
-        The long-lived JVM to convert in (one per process).
+    converter : EngineConverter or WarmPmmlConverter
+        The long-lived JVM to convert in (one per process: ``shared_pmml_converter()``).
     verify_rows : int
         How many rows to embed; 0 embeds none.
 

@@ -32,6 +32,7 @@ import joblib
 import sklearn2pmml
 from sklearn2pmml.resources import _package_classpath
 
+from parity.core.engine import COMPONENTS, JAVA_DIR, Engine, engine, engine_arguments
 from parity.core.errors import EnvironmentProblem, InvalidInputError
 from parity.core.java import (
     FIRST_JAVA_WITHOUT_SECURITY_MANAGER,
@@ -45,8 +46,9 @@ from parity.core.java import (
     find_java,
     java_version_of,
 )
+from parity.core.warm import JobFailed, check_field
 
-SERVER_SOURCE = Path(__file__).with_name("java") / "ParityConverterServer.java"
+SERVER_SOURCE = JAVA_DIR / "ParityConverterServer.java"
 SERVER_CLASS = "ParityConverterServer"
 #: Seconds the converter JVM has to say READY: about 1 s on a quiet 2-core machine (class loading of the
 #: sklearn2pmml jars), several times that at load 10; the wait ends as soon as it answers.
@@ -211,6 +213,43 @@ def _stop_process(
             closed_port.close()
         if stderr is not None:
             stderr.close()
+
+
+def checked_java(java_home: str | os.PathLike[str] | None = None) -> tuple[Path, str]:
+    """The ``java`` that may host the converter (Java 17 to 23) and its version line.
+
+    Raises
+    ------
+    EnvironmentProblem
+        When there is no working Java, or its version cannot trap ``System.exit``.
+    """
+    java = find_java(java_home)
+    found = java_version_of(str(java)) if java else None
+    if java is None or found is None:
+        where = "JAVA_HOME" if (java_home or os.environ.get("JAVA_HOME")) else "PATH"
+        raise EnvironmentProblem(
+            f"No working Java on {where}: the warm PMML converter needs Java {MIN_JAVA}+. {JAVA_INSTALL_HINT}"
+        )
+    major, version_line = found
+    if not MIN_JAVA <= major < FIRST_JAVA_WITHOUT_SECURITY_MANAGER:
+        raise EnvironmentProblem(
+            f"{java}: {version_line!r} is Java {major}; the warm PMML converter needs Java {MIN_JAVA} to "
+            f"{FIRST_JAVA_WITHOUT_SECURITY_MANAGER - 1} (it traps System.exit with a SecurityManager). "
+            f"{JAVA_INSTALL_HINT} Or convert with sklearn2pmml.sklearn2pmml(), one JVM per call."
+        )
+    return java, version_line
+
+
+def guard_options(proxy_port: int) -> list[str]:
+    """JVM options of a JVM that converts: the exit trap's SecurityManager allowed, every proxy on loopback.
+
+    Belt and braces: the converter's SecurityManager already refuses off-machine connections; every proxy
+    setting also points at a loopback port, so a request that got past it still stays here.
+    """
+    proxies = [f"-D{kind}.proxyHost=127.0.0.1" for kind in ("http", "https")]
+    proxies += [f"-D{kind}.proxyPort={proxy_port}" for kind in ("http", "https")]
+    proxies += ["-DsocksProxyHost=127.0.0.1", f"-DsocksProxyPort={proxy_port}"]
+    return [*LEAN_JVM_OPTIONS, *crash_log_options(), "-Djava.security.manager=allow", *proxies]
 
 
 class _NoReply(Exception):
@@ -385,37 +424,10 @@ class WarmPmmlConverter:
         return self._process
 
     def _checked_java(self) -> tuple[Path, str]:
-        java = find_java(self.java_home)
-        found = java_version_of(str(java)) if java else None
-        if java is None or found is None:
-            where = "JAVA_HOME" if (self.java_home or os.environ.get("JAVA_HOME")) else "PATH"
-            raise EnvironmentProblem(
-                f"No working Java on {where}: the warm PMML converter needs Java {MIN_JAVA}+. "
-                f"{JAVA_INSTALL_HINT}"
-            )
-        major, version_line = found
-        if not MIN_JAVA <= major < FIRST_JAVA_WITHOUT_SECURITY_MANAGER:
-            raise EnvironmentProblem(
-                f"{java}: {version_line!r} is Java {major}; the warm PMML converter needs Java {MIN_JAVA} to "
-                f"{FIRST_JAVA_WITHOUT_SECURITY_MANAGER - 1} (it traps System.exit with a SecurityManager). "
-                f"{JAVA_INSTALL_HINT} Or convert with sklearn2pmml.sklearn2pmml(), one JVM per call."
-            )
-        return java, version_line
+        return checked_java(self.java_home)
 
     def _jvm_options(self, proxy_port: int) -> list[str]:
-        # Belt and braces: the server's SecurityManager already refuses off-machine connections; every
-        # proxy setting also points at a loopback port, so a request that got past it still stays here.
-        proxies = [f"-D{kind}.proxyHost=127.0.0.1" for kind in ("http", "https")]
-        proxies += [f"-D{kind}.proxyPort={proxy_port}" for kind in ("http", "https")]
-        proxies += ["-DsocksProxyHost=127.0.0.1", f"-DsocksProxyPort={proxy_port}"]
-        return [
-            f"-Xmx{self.xmx}",
-            "-XX:TieredStopAtLevel=1",
-            *LEAN_JVM_OPTIONS,
-            *crash_log_options(),
-            "-Djava.security.manager=allow",
-            *proxies,
-        ]
+        return [f"-Xmx{self.xmx}", "-XX:TieredStopAtLevel=1", *guard_options(proxy_port)]
 
     def _classpath(self, classes: Path) -> str:
         return os.pathsep.join([*_package_classpath(), *self.user_classpath, str(classes)])
@@ -452,3 +464,87 @@ class WarmPmmlConverter:
             blocked_connections=tuple(base64.b64decode(blocked).decode("utf-8").splitlines()),
             seconds=seconds,
         )
+
+
+#: Heap of this host's engine JVM, which the converter, JPMML and PMML4S share (``PARITY_ENGINE_HEAP``).
+ENGINE_HEAP = "1g"
+_closed_port: socket.socket | None = None
+
+
+def _engine_command() -> tuple[list[str], dict[str, str]]:
+    global _closed_port
+    java, version_line = checked_java()
+    if _closed_port is None:  # bound, never listening, for the life of this process: proxies refused at once
+        _closed_port = socket.socket()
+        _closed_port.bind(("127.0.0.1", 0))
+    heap = os.environ.get("PARITY_ENGINE_HEAP") or ENGINE_HEAP
+    options = [f"-Xmx{heap}", *guard_options(_closed_port.getsockname()[1])]
+    components = [name for name, component in COMPONENTS.items() if component.jars()]
+    command = [str(java), *engine_arguments(components, options)]
+    return command, {**os.environ, "SKLEARN2PMML_ENVIRONMENT": _sklearn2pmml_environment(version_line)}
+
+
+def host_engine() -> Engine:
+    """This host's PMML engine: one JVM for the whole process, hosting the converter, JPMML and PMML4S
+    (each whose Python package is installed), started on first use."""
+    return engine(("host",), "the PMML engine (this host)", _engine_command)
+
+
+class EngineConverter:
+    """sklearn2pmml's ``Main`` in this host's engine (:func:`host_engine`), with
+    :class:`WarmPmmlConverter`'s interface; the process's converter (``shared_pmml_converter()``).
+
+    Conversions run one at a time (the converter captures the JVM's output per request) while the engine
+    evaluates other models' rows. A conversion that outlives ``timeout_s`` stops the engine; the next job
+    starts a new one.
+
+    Parameters
+    ----------
+    timeout_s : float, default 600
+        How long one conversion may take.
+    """
+
+    def __init__(self, *, timeout_s: float = 600.0) -> None:
+        self.timeout_s = timeout_s
+
+    @property
+    def pid(self) -> int | None:
+        """The engine JVM's process id, or None while none runs."""
+        return host_engine().pid
+
+    def start(self) -> None:
+        """Start the engine now rather than on the first conversion."""
+        host_engine().start()
+
+    def close(self) -> None:
+        """Nothing: the engine serves the whole process and stops when it exits."""
+
+    def convert(
+        self,
+        pkl_path: str | os.PathLike[str],
+        pmml_path: str | os.PathLike[str],
+        *,
+        pmml_schema: str | None = None,
+    ) -> ServerReply:
+        """Convert one pickle (see :func:`dump_for_java`) to a PMML file; as :meth:`WarmPmmlConverter.convert`."""
+        args = ["--pkl-input", os.path.abspath(pkl_path), "--pmml-output", os.path.abspath(pmml_path)]
+        args += ["--pmml-schema", pmml_schema] if pmml_schema else []
+        for arg in args:
+            check_field(arg)
+        engine = host_engine()
+        start = time.monotonic()
+        engine.start()  # a JVM that cannot start is an EnvironmentProblem, as for WarmPmmlConverter
+        try:
+            fields = engine.call("convert.convert", args, self.timeout_s)
+        except JobFailed as err:
+            return ServerReply(
+                False, None, f"the engine refused the job: {err}", (), time.monotonic() - start
+            )
+        except EnvironmentProblem as gone:
+            return ServerReply(False, None, f"no reply from the JVM: {gone}", (), time.monotonic() - start)
+        return WarmPmmlConverter._parse_reply("\t".join(fields), time.monotonic() - start)
+
+    def convert_pipeline(self, pipeline: Any, pmml_path: str | os.PathLike[str]) -> ServerReply:
+        """Dump ``pipeline`` with :func:`dump_for_java` to a temporary file and :meth:`convert` it."""
+        with tempfile.TemporaryDirectory(prefix="parity-pkl-") as directory:
+            return self.convert(dump_for_java(pipeline, directory), pmml_path)

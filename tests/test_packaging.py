@@ -27,8 +27,10 @@ SETUPTOOLS = PYPROJECT["tool"]["setuptools"]
 #: Named in the design (README "Layout"): each must ship whatever the tables above say.
 STAGES = ("registry", "converters", "validators", "archive", "flows", "deployments", "core", "cli")
 DATA_FILES = (
-    "parity/converters/java/ParityConverterServer.java",
-    "parity/validators/java/PmmlRunner.java",
+    "parity/core/java/ParityEngine.java",
+    "parity/core/java/ParityConverterServer.java",
+    "parity/core/java/PmmlRunner.java",
+    "parity/core/java/Pmml4sRunner.java",
     "parity/validators/targets/targets.toml",
     "parity/deployments/prefect.yaml",
 )

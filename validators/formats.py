@@ -24,8 +24,8 @@ from parity.core.records import Conversion, OnnxDetails, OnnxInput, PmmlDetails,
 from parity.core.tables import table_of
 
 from .runtimes import Runtime
+from .runtimes.engine import pmml_runtimes
 from .runtimes.onnx import OnnxReferenceRuntime, OnnxruntimeRuntime
-from .runtimes.pmml import JpmmlRuntime, PypmmlRuntime
 from .targets.local import OnnxRunner
 from .targets.pmml_runner import PmmlRunner
 from .targets.runners import RemoteRunner
@@ -217,7 +217,7 @@ class PmmlFormat(FormatSpec):
     starts_jvm = True
 
     def __init__(self) -> None:
-        self.runtimes = (JpmmlRuntime(), PypmmlRuntime())
+        self.runtimes = pmml_runtimes()
         self.remote = PmmlRunner()
 
     def _convert(self, estimator: object, X: pd.DataFrame, out_path: Path) -> Conversion:

@@ -11,12 +11,12 @@ import pytest
 from sklearn.ensemble import GradientBoostingRegressor
 from sklearn.linear_model import LogisticRegression
 
+from parity.core.columns import read_output, write_columns
 from parity.core.defaults import host_platform
 from parity.core.errors import InvalidInputError
 from parity.registry import FileRegistry
 from parity.validators import formats
 from parity.validators.report import Verdict, outcome
-from parity.validators.targets.columns import read_output, write_columns
 from parity.validators.targets.pool import pool_unavailable
 from parity.validators.targets.table import DEFAULT_FILE, Target, load_targets
 from parity.validators.validate import ModelContext, validate_conversion

@@ -117,47 +117,82 @@ public final class ParityConverterServer {
         }
     }
 
+    static ByteArrayOutputStream capture;
+    static PrintStream captured;
+    static Guard guard;
+
+    /**
+     * Captures everything printed in this JVM and installs the guard; idempotent. Called before Main loads:
+     * its java.util.logging ConsoleHandler binds System.err when Main's static initialiser creates it.
+     * Parity's engine (parity/core/java/ParityEngine.java) calls it when it loads this class as a component.
+     */
+    public static synchronized void install() throws Exception {
+        if (guard != null) {
+            return;
+        }
+        capture = new ByteArrayOutputStream();
+        captured = new PrintStream(capture, true, "UTF-8");
+        System.setOut(captured);
+        System.setErr(captured);
+        guard = new Guard();
+        System.setSecurityManager(guard);
+    }
+
+    /** The engine's entry point: job "convert" with Main's arguments; the reply fields of the protocol. */
+    public static String job(String verb, String[] args) throws Exception {
+        if (!verb.equals("convert")) {
+            throw new IllegalArgumentException("the converter has no job " + verb + " (convert)");
+        }
+        install();
+        return convert(args);
+    }
+
+    /** One conversion: {@code STATUS \t EXIT \t LOG \t BLOCKED} (see the class comment). */
+    static synchronized String convert(String[] args) {
+        capture.reset();
+        guard.drainBlocked();
+        String status = "OK";
+        String exit = "-";
+        try {
+            com.sklearn2pmml.Main.main(args);
+        } catch (ExitTrapped trapped) {
+            status = trapped.status == 0 ? "OK" : "FAIL";
+            exit = Integer.toString(trapped.status);
+        } catch (Throwable t) {
+            // Main's failure path posts an incident report and catches only IOException around it, so
+            // the refusal of that post escapes here before Main reaches System.exit. Also: bad arguments.
+            status = "FAIL";
+            StringWriter trace = new StringWriter();
+            t.printStackTrace(new PrintWriter(trace));
+            captured.print(trace);
+        }
+        captured.flush();
+        byte[] log = capture.toByteArray();
+        String blocked = String.join("\n", guard.drainBlocked());
+        Base64.Encoder b64 = Base64.getEncoder();
+        return status + "\t" + exit + "\t" + b64.encodeToString(log) + "\t"
+                + b64.encodeToString(blocked.getBytes(StandardCharsets.UTF_8));
+    }
+
+    /** Lets the JVM exit (the engine calls it when its input ends). */
+    public static synchronized void shutdown() {
+        if (guard != null) {
+            guard.exitAllowed = true;
+        }
+    }
+
     public static void main(String[] args) throws Exception {
         PrintStream protocol = new PrintStream(new FileOutputStream(FileDescriptor.out), true, "UTF-8");
         // Everything else printed in this JVM lands in the capture buffer, so stray output can never
-        // corrupt the protocol. Swapped before Main loads: its java.util.logging ConsoleHandler binds
-        // System.err when Main's static initialiser creates it.
-        ByteArrayOutputStream capture = new ByteArrayOutputStream();
-        PrintStream captured = new PrintStream(capture, true, "UTF-8");
-        System.setOut(captured);
-        System.setErr(captured);
-
-        Guard guard = new Guard();
-        System.setSecurityManager(guard);
+        // corrupt the protocol.
+        install();
         protocol.println("READY");
 
         BufferedReader requests =
                 new BufferedReader(new InputStreamReader(System.in, StandardCharsets.UTF_8));
         String line;
         while ((line = requests.readLine()) != null) {
-            capture.reset();
-            guard.drainBlocked();
-            String status = "OK";
-            String exit = "-";
-            try {
-                com.sklearn2pmml.Main.main(line.split("\t", -1));
-            } catch (ExitTrapped trapped) {
-                status = trapped.status == 0 ? "OK" : "FAIL";
-                exit = Integer.toString(trapped.status);
-            } catch (Throwable t) {
-                // Main's failure path posts an incident report and catches only IOException around it, so
-                // the refusal of that post escapes here before Main reaches System.exit. Also: bad arguments.
-                status = "FAIL";
-                StringWriter trace = new StringWriter();
-                t.printStackTrace(new PrintWriter(trace));
-                captured.print(trace);
-            }
-            captured.flush();
-            byte[] log = capture.toByteArray();
-            String blocked = String.join("\n", guard.drainBlocked());
-            Base64.Encoder b64 = Base64.getEncoder();
-            protocol.println(status + "\t" + exit + "\t" + b64.encodeToString(log) + "\t"
-                    + b64.encodeToString(blocked.getBytes(StandardCharsets.UTF_8)));
+            protocol.println(convert(line.split("\t", -1)));
         }
         guard.exitAllowed = true;
         // Exit explicitly: HTTP client threads left by a refused report must not keep the JVM alive.

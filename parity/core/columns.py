@@ -1,8 +1,10 @@
-"""The binary column format the PMML runner reads and writes (Java's DataInput/DataOutput encoding).
+"""The binary column format the PMML engine reads and writes (Java's DataInput/DataOutput encoding).
 
 A file is: the magic string, [a ``where`` JSON string, for outputs only], column count, row count, then
-per column its name, a type byte (0 double, 1 string) and the values: big-endian IEEE doubles (NaN for
-missing) or a presence flag plus a string. Doubles round-trip bit for bit; text never carries numbers.
+per column its name, a type byte (0 double, 1 string, and in outputs also 2 long, 3 boolean) and the values:
+big-endian IEEE doubles (NaN for missing), a presence flag plus a string, big-endian 64-bit integers or one
+byte per boolean (integer and boolean columns have no missing values; the engine sends those as doubles or
+strings). Doubles round-trip bit for bit; text never carries numbers.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ import numpy as np
 import pandas as pd
 
 MAGIC = "PARITY-COLUMNS-1"
-DOUBLE, STRING = 0, 1
+DOUBLE, STRING, LONG, BOOLEAN = 0, 1, 2, 3
 
 
 def _utf(text: str) -> bytes:
@@ -25,6 +27,10 @@ def _utf(text: str) -> bytes:
     if len(data) > 0xFFFF:
         raise ValueError(f"string of {len(data)} bytes is longer than writeUTF allows")
     return struct.pack(">H", len(data)) + data
+
+
+#: Fixed-size column types of an output file: wire dtype, bytes per value, the dtype they are read as.
+_FIXED = {DOUBLE: (">f8", 8, np.float64), LONG: (">i8", 8, np.int64), BOOLEAN: ("?", 1, np.bool_)}
 
 
 def write_columns(path: Path, frame: pd.DataFrame) -> None:
@@ -67,9 +73,10 @@ def read_output(path: Path) -> tuple[pd.DataFrame, dict]:
         name = utf()
         kind = data[offset]
         offset += 1
-        if kind == DOUBLE:
-            columns[name] = np.frombuffer(data, dtype=">f8", count=rows, offset=offset).astype(np.float64)
-            offset += 8 * rows
+        if kind in _FIXED:
+            dtype, size, native = _FIXED[kind]
+            columns[name] = np.frombuffer(data, dtype=dtype, count=rows, offset=offset).astype(native)
+            offset += size * rows
         else:
             values: list[str | None] = []
             for _ in range(rows):
