@@ -203,6 +203,7 @@ class WarmProcess:
                 reply.set_result(payload.split("\t") if payload else [])
             else:
                 reply.set_exception(JobFailed(payload or status))
+        process.stdout.close()
         process.wait()
         gone = EnvironmentProblem(
             f"{self.name} exited with code {process.returncode}: {self._stderr_tail()}. The next job "

@@ -123,9 +123,11 @@ class EngineJpmmlRuntime(_EngineRuntime):
             offset, (_, first, message) = next(
                 (sum(len(p) for p in parts[:i]), reply) for i, reply in enumerate(replies) if int(reply[0])
             )
+            index = X.index[offset + int(first)]
+            index = index.item() if isinstance(index, np.generic) else index
             raise InvalidInputError(
                 f"{path.name}: JPMML could not evaluate {failed} of {len(X)} rows; first at index "
-                f"{X.index[offset + int(first)]!r}: {message}. Check those values against the PMML's "
+                f"{index!r}: {message}. Check those values against the PMML's "
                 "DataDictionary (an unseen category, or a value out of range)."
             )
         return _stack(parts, X.index)
