@@ -136,7 +136,7 @@ class WarmProcess:
 
     def _submit(self, line: str) -> tuple[subprocess.Popen[str], str, Future[list[str]]]:
         process = self._running()
-        job, reply = str(next(self._ids)), Future()
+        job, reply = str(next(self._ids)), Future[list[str]]()
         with self._lock:
             self._waiting[job] = reply
         try:
