@@ -90,7 +90,9 @@ public final class PmmlRunner {
         Map<String, Object[]> inputs = ParityEngine.readColumns(input);
         int rows = ParityEngine.rowsOf(inputs);
         List<String> names = new ArrayList<>();
-        for (ResultField field : evaluator.getTargetFields()) names.add(field.getName());
+        // A model without a target field (clusterers, outlier detectors) has one unnamed "default" target:
+        // its results are in the output fields, so it is left out.
+        for (ResultField field : evaluator.getTargetFields()) if (field.getName() != null) names.add(field.getName());
         for (ResultField field : evaluator.getOutputFields()) names.add(field.getName());
         Map<String, Object[]> outputs = new LinkedHashMap<>();
         for (String name : names) outputs.put(name, new Object[rows]);
