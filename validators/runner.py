@@ -249,7 +249,6 @@ class Server:
                     pool.submit(self.handle, line)
 
 
-
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run a model on npz inputs; write npz outputs.")
     sub = parser.add_subparsers(dest="format", required=True)

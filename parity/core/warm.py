@@ -159,7 +159,7 @@ class WarmProcess:
     def _submit(self, line: str) -> tuple[_Run, str, Future[list[str]]]:
         for _attempt in range(2):  # a second time only when the first server was dead before it read the job
             run = self._running()
-            job, reply = str(next(self._ids)), Future()
+            job, reply = str(next(self._ids)), Future[list[str]]()
             with self._lock:
                 if run.gone is None:
                     run.waiting[job] = reply
@@ -169,7 +169,6 @@ class WarmProcess:
                 run.waiting.pop(job, None)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 run.process.wait(timeout=5)  # its pipe is closed: it is exiting; let it finish
-        assert run.gone is not None or run.process.poll() is None
         raise run.gone or EnvironmentProblem(
             f"{self.name} closed its input without exiting: {run.stderr_tail()}. Stop it and try again."
         )
@@ -196,7 +195,9 @@ class WarmProcess:
         except FutureTimeout:
             tail = run.stderr_tail()
             self._kill(run.process)
-            raise EnvironmentProblem(f"{self.name} did not start in {self.start_timeout_s:.0f} s: {tail}") from None
+            raise EnvironmentProblem(
+                f"{self.name} did not start in {self.start_timeout_s:.0f} s: {tail}"
+            ) from None
         return run
 
     def _spawn(self) -> None:

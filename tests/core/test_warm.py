@@ -103,7 +103,9 @@ def test_an_error_reply_fails_that_job_only(server):
 
 def test_a_job_past_its_deadline_stops_the_server_and_the_next_call_restarts_it(server):
     before = server.call("pid", [], timeout_s=JOB_S)
-    with pytest.raises(EnvironmentProblem, match=r"the test server did not finish hang in 0 s and was stopped"):
+    with pytest.raises(
+        EnvironmentProblem, match=r"the test server did not finish hang in 0 s and was stopped"
+    ):
         server.call("hang", [], timeout_s=0.2)
     after = server.call("pid", [], timeout_s=JOB_S)
     assert after != before
@@ -146,7 +148,9 @@ def test_jobs_waiting_when_the_server_dies_all_fail(server):
 
 def test_a_server_that_never_says_ready_fails_with_its_stderr():
     broken = WarmProcess("the broken server", [sys.executable, "-c", BROKEN])
-    with pytest.raises(EnvironmentProblem, match=r"the broken server exited with code 7: cannot find my engine"):
+    with pytest.raises(
+        EnvironmentProblem, match=r"the broken server exited with code 7: cannot find my engine"
+    ):
         broken.call("echo", ["x"], timeout_s=JOB_S)
     broken.close()
 

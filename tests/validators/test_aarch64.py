@@ -280,9 +280,13 @@ def test_a_broken_model_fails_its_job_clearly_and_the_next_job_runs(where_to, da
     pid = pid_of(key)
     broken = tmp_path / "broken.onnx"
     broken.write_bytes(b"this is not an ONNX model")
-    with pytest.raises(EnvironmentProblem, match=r"runner on .*broken\.onnx .* failed: .*Protobuf parsing failed"):
+    with pytest.raises(
+        EnvironmentProblem, match=r"runner on .*broken\.onnx .* failed: .*Protobuf parsing failed"
+    ):
         run_onnx_in(env, broken, {"X": data[0][:5]})
-    with pytest.raises(EnvironmentProblem, match=r"runner on .*missing\.onnx .* failed: runner: .*cannot read"):
+    with pytest.raises(
+        EnvironmentProblem, match=r"runner on .*missing\.onnx .* failed: runner: .*cannot read"
+    ):
         run_onnx_in(env, tmp_path / "missing.onnx", {"X": data[0][:5]})
     outputs, _ = run_onnx_in(env, forest_onnx, {"X": data[0][:5]})
     assert outputs["label"].shape == (5,)

@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from parity.core.errors import EnvironmentProblem, InvalidInputError
-from parity.core.warm import JobFailed, WarmProcess, warm_process
 from parity.core.records import Role
+from parity.core.warm import JobFailed, WarmProcess, warm_process
 
 from .runners import RemoteResult, where_of
 from .target import GRAPH_OPTIMIZATIONS, RunnerSettings
