@@ -34,6 +34,8 @@ from .errors import EnvironmentProblem, InvalidInputError
 READY = "READY"
 #: Seconds a server has to say READY: a cold JVM under qemu on a loaded machine takes tens of seconds.
 START_TIMEOUT_S = 600.0
+#: Seconds to wait for a killed server to be gone (SIGKILL: only a process stuck in the kernel takes long).
+KILL_WAIT_S = 30.0
 
 
 def check_field(value: str) -> str:
@@ -253,9 +255,12 @@ class WarmProcess:
                 reply.set_exception(gone)
 
     def _kill(self, process: subprocess.Popen[str]) -> None:
-        """Kill ``process``; its reader then fails every job still waiting on it."""
+        """Kill ``process`` and wait for it, so the next job starts a fresh one rather than reach the dying
+        one; its reader then fails every job still waiting on it."""
         with contextlib.suppress(OSError):
             process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=KILL_WAIT_S)
 
     def _close_run(self) -> None:
         run, self._run = self._run, None
