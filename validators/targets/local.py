@@ -124,13 +124,16 @@ def run_onnx_files(
         of its stderr.
     """
     args = [str(model_path.resolve()), str(inputs.resolve()), str(outputs.resolve()), str(threads), graph_opt]
-    runner = warm_runner(env, cpu)
     try:
-        runner.call("onnx", args, timeout_s=TIMEOUT_S)
+        warm_runner(env, cpu).call("onnx", args, timeout_s=TIMEOUT_S)
     except JobFailed as err:
-        raise EnvironmentProblem(f"runner on {model_path} {runner.name} failed: {err}") from err
+        raise EnvironmentProblem(f"runner on {model_path} {_where(env, cpu)} failed: {err}") from err
     except EnvironmentProblem as err:
         raise EnvironmentProblem(f"runner on {model_path}: {err}") from err
+
+
+def _where(env: Aarch64Env | None, cpu: str | None) -> str:
+    return f"natively ({sys.executable})" if env is None else f"under {env.qemu} -cpu {cpu or env.cpu}"
 
 
 def runner_key(env: Aarch64Env | None, cpu: str | None = None) -> tuple:
@@ -146,10 +149,8 @@ def warm_runner(env: Aarch64Env | None, cpu: str | None = None) -> WarmProcess:
 
     def make() -> WarmProcess:
         command = runner_command(env, ["serve", "--workers", str(SERVE_WORKERS)], cpu=cpu)
-        if env is None:
-            return WarmProcess(f"natively ({sys.executable})", command)
-        where = f"under {env.qemu} -cpu {cpu or env.cpu}"
-        return WarmProcess(where, command, env=env.python_env())
+        name = f"the ONNX runner {_where(env, cpu)}"
+        return WarmProcess(name, command, env=None if env is None else env.python_env())
 
     return warm_process(runner_key(env, cpu), make)
 
