@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import shutil
 import signal
 import subprocess
 import threading
@@ -126,6 +127,25 @@ def test_run_onnx_in_refuses_bad_arguments(data, forest_onnx):
         run_onnx_in(None, forest_onnx, {"X": X}, cpu="max")
     with pytest.raises(InvalidInputError, match="unicode arrays"):
         run_onnx_in(None, forest_onnx, {"X": np.array(["a"], dtype=object)})
+
+
+def test_session_cache_keeps_a_session_until_the_file_or_the_settings_change(
+    forest_onnx, logreg_onnx, tmp_path
+):
+    model = tmp_path / "model.onnx"
+    shutil.copyfile(forest_onnx, model)
+    cache = runner.SessionCache(size=1)
+    first = cache.get(model, 1, "all")
+    assert cache.get(model, 1, "all") is first
+    assert cache.get(model, 2, "all") is not first  # other settings: another session, which evicts the first
+    assert cache.get(model, 1, "all") is not first
+    kept = cache.get(model, 1, "all")
+    shutil.copyfile(logreg_onnx, model)  # the same path now holds another model
+    replaced = cache.get(model, 1, "all")
+    assert replaced is not kept
+    assert replaced.get_outputs()[1].shape[1] == 3  # the three-class logistic regression's probabilities
+    with pytest.raises(runner.RunnerError, match=r"missing\.onnx: cannot read the model"):
+        cache.get(tmp_path / "missing.onnx", 1, "all")
 
 
 def test_status_names_the_setup_command_for_an_empty_cache(tmp_path):
