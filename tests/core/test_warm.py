@@ -13,6 +13,7 @@ import pytest
 from parity.core import warm
 from parity.core.errors import EnvironmentProblem, InvalidInputError
 from parity.core.warm import JobFailed, WarmProcess, check_field
+from tests.waiting import wait_for
 
 # Each job on a thread of its own, so replies can overtake each other; verbs:
 # echo ARG... | pid | fail MSG | block KEY (answers once "free KEY" came) | arrived KEY (answers once
@@ -63,6 +64,7 @@ for line in sys.stdin:
 # Never says READY: says why on stderr and exits.
 BROKEN = "import sys; sys.stderr.write('cannot find my engine\\n'); sys.exit(7)"
 JOB_S = 120.0  # a deadline no healthy job here comes near
+REAPED_S = 120.0  # SIGKILL cannot be ignored: only a process stuck in the kernel takes long to go
 
 
 @pytest.fixture
@@ -122,8 +124,7 @@ def test_death_mid_job_fails_it_with_the_stderr_tail_and_the_next_call_restarts(
 def test_a_server_killed_between_jobs_is_restarted(server):
     before = int(server.call("pid", [], timeout_s=JOB_S)[0])
     os.kill(before, signal.SIGKILL)
-    while server.pid is not None:  # bounded by the test's timeout: SIGKILL cannot be ignored
-        threading.Event().wait(0.01)
+    wait_for(lambda: server.pid is None, REAPED_S, "the killed server to be reaped", every=0.01)
     assert int(server.call("pid", [], timeout_s=JOB_S)[0]) != before
 
 

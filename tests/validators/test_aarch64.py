@@ -12,7 +12,6 @@ import platform
 import shutil
 import signal
 import subprocess
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -27,6 +26,7 @@ from parity.core.warm import pid_of
 from parity.validators import runner
 from parity.validators.targets import aarch64 as target
 from parity.validators.targets import aarch64_status, local, run_onnx_in, setup_aarch64
+from tests.waiting import wait_for
 
 N_ROWS = 10_000
 # Tree ensembles compare thresholds, so emulation should change nothing beyond float32 summation order.
@@ -319,8 +319,7 @@ def test_a_killed_warm_runner_is_restarted(where_to, data, forest_onnx):
     pid = pid_of(key)
     assert pid is not None
     os.kill(pid, signal.SIGKILL)
-    while pid_of(key) == pid:  # bounded by the test's timeout: SIGKILL cannot be ignored
-        threading.Event().wait(0.01)
+    wait_for(lambda: pid_of(key) != pid, 120, "the killed runner to be reaped", every=0.01)
     after, _ = run_onnx_in(env, forest_onnx, {"X": data[0][:20]})
     assert pid_of(key) not in (None, pid)
     np.testing.assert_array_equal(after["probabilities"], before["probabilities"])
