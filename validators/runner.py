@@ -8,22 +8,36 @@ Usage::
 
     python runner.py onnx --model M.onnx --inputs in.npz --outputs out.npz [--threads N]
                           [--graph-opt {disable,basic,extended,all}]
+    python runner.py serve [--workers N] [--sessions N]
 
 ``in.npz`` holds one array per ONNX input name (strings as numpy unicode arrays). ``out.npz`` receives
 one array per ONNX output name, plus ``__where__``: a 0-d unicode array holding a JSON object that says
 where the run really happened (machine, CPU model and features, library versions, thread settings,
 graph optimisation level, execution providers). Numbers never travel as text.
+
+``serve`` keeps one process warm for many jobs, speaking the line protocol of ``parity/core/warm.py``
+(written out here in plain stdlib, since this script cannot import Parity): it prints ``READY``, then reads
+``ID<TAB>onnx<TAB>MODEL<TAB>INPUTS<TAB>OUTPUTS<TAB>THREADS<TAB>GRAPH_OPT`` lines and answers each with
+``ID<TAB>ok`` once ``OUTPUTS`` is written, or ``ID<TAB>error<TAB>MESSAGE``; it exits when its input ends.
+Jobs run on a few threads (onnxruntime releases the GIL); sessions are kept in a small LRU keyed by the
+model file's identity and the session settings, and the description of the machine is computed once.
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
 import sys
 import tempfile
+import threading
 import time
+import traceback
+from collections import OrderedDict
+from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +45,7 @@ import onnxruntime as ort
 
 WHERE_KEY = "__where__"
 SCHEMA = 1
+READY = "READY"  # what ``serve`` prints once it takes jobs (parity/core/warm.py's READY)
 GRAPH_OPT_LEVELS = {
     "disable": ort.GraphOptimizationLevel.ORT_DISABLE_ALL,
     "basic": ort.GraphOptimizationLevel.ORT_ENABLE_BASIC,
@@ -99,8 +114,9 @@ def to_storable(name: str, value: object) -> np.ndarray:
     return value
 
 
-def where_info(session: ort.InferenceSession, threads: int, graph_opt: str) -> dict[str, object]:
-    """Describe the machine, libraries and session settings this run really used."""
+@functools.cache
+def machine_info() -> dict[str, object]:
+    """Describe the machine and libraries of this process (the same for every job it runs)."""
     return {
         "schema": SCHEMA,
         "machine": platform.machine(),
@@ -110,6 +126,13 @@ def where_info(session: ort.InferenceSession, threads: int, graph_opt: str) -> d
         "cpuinfo": read_cpuinfo(),
         "numpy": np.__version__,
         "onnxruntime": ort.__version__,
+    }
+
+
+def where_info(session: ort.InferenceSession, threads: int, graph_opt: str) -> dict[str, object]:
+    """Describe the machine, libraries and session settings this run really used."""
+    return {
+        **json.loads(json.dumps(machine_info())),  # a copy: callers add to it
         "intra_op_num_threads": threads,
         "inter_op_num_threads": threads,
         "execution_mode": "sequential",
@@ -132,10 +155,43 @@ def write_npz_atomic(path: Path, arrays: dict[str, np.ndarray]) -> None:
         raise
 
 
-def run_onnx(model: Path, inputs: Path, outputs: Path, threads: int = 1, graph_opt: str = "all") -> None:
+class SessionCache:
+    """The last few sessions opened, by model file identity (path, inode, mtime, size) and settings."""
+
+    def __init__(self, size: int = 8, make: Callable[[Path, int, str], ort.InferenceSession] = make_session):
+        self.size, self.make = size, make
+        self._sessions: OrderedDict[tuple, ort.InferenceSession] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, model: Path, threads: int, graph_opt: str) -> ort.InferenceSession:
+        """A session for ``model`` with these settings: the cached one while the file is unchanged."""
+        try:
+            stat = model.stat()
+        except OSError as err:
+            raise RunnerError(f"{model}: cannot read the model ({err.strerror}).") from err
+        key = (str(model), stat.st_ino, stat.st_mtime_ns, stat.st_size, threads, graph_opt)
+        with self._lock:  # one session opened at a time: opening is quick next to an emulated start
+            session = self._sessions.pop(key, None) or self.make(model, threads, graph_opt)
+            self._sessions[key] = session
+            while len(self._sessions) > self.size:
+                self._sessions.popitem(last=False)
+        return session
+
+
+def run_onnx(
+    model: Path,
+    inputs: Path,
+    outputs: Path,
+    threads: int = 1,
+    graph_opt: str = "all",
+    sessions: SessionCache | None = None,
+) -> None:
     """Run ``model`` on the arrays in ``inputs`` and write its outputs and ``__where__`` to ``outputs``."""
     started = time.perf_counter()
-    session = make_session(model, threads, graph_opt)
+    if sessions is None:
+        session = make_session(model, threads, graph_opt)
+    else:
+        session = sessions.get(model, threads, graph_opt)
     with np.load(inputs, allow_pickle=False) as data:
         feed = feed_from(session, {name: data[name] for name in data.files})
     loaded = time.perf_counter()
@@ -151,6 +207,48 @@ def run_onnx(model: Path, inputs: Path, outputs: Path, threads: int = 1, graph_o
     write_npz_atomic(outputs, result)
 
 
+class Server:
+    """The ``serve`` loop: jobs from ``stdin``, replies to ``stdout`` (see the module docstring)."""
+
+    def __init__(self, stdout, workers: int = 2, sessions: int = 8) -> None:
+        self.stdout, self.workers = stdout, workers
+        self.sessions = SessionCache(sessions)
+        self._write = threading.Lock()
+
+    def reply(self, job: str, *fields: str) -> None:
+        line = "\t".join((job, *(" ".join(field.split()) for field in fields)))  # no tabs or line breaks
+        with self._write:
+            self.stdout.write(line + "\n")
+            self.stdout.flush()
+
+    def handle(self, line: str) -> None:
+        job, _, rest = line.rstrip("\n").partition("\t")
+        try:
+            self.reply(job, "ok", *self.run(rest.split("\t")))
+        except RunnerError as err:
+            self.reply(job, "error", f"runner: {err}")
+        except Exception as err:  # a model onnxruntime refuses, a file that is not npz: this job only
+            traceback.print_exc(file=sys.stderr)
+            sys.stderr.flush()
+            self.reply(job, "error", f"{type(err).__name__}: {err}")
+
+    def run(self, fields: list[str]) -> list[str]:
+        verb, args = fields[0], fields[1:]
+        if verb != "onnx" or len(args) != 5:
+            raise RunnerError(f"job {fields!r}: expected onnx MODEL INPUTS OUTPUTS THREADS GRAPH_OPT.")
+        model, inputs, outputs, threads, graph_opt = args
+        run_onnx(Path(model), Path(inputs), Path(outputs), int(threads), graph_opt, self.sessions)
+        return []
+
+    def serve(self, stdin) -> None:
+        machine_info()  # once, before READY: every job's description reuses it
+        self.reply(READY)
+        with ThreadPoolExecutor(max_workers=self.workers, thread_name_prefix="job") as pool:
+            for line in stdin:
+                if line.strip():
+                    pool.submit(self.handle, line)
+
+
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description="Run a model on npz inputs; write npz outputs.")
     sub = parser.add_subparsers(dest="format", required=True)
@@ -160,11 +258,17 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     onnx.add_argument("--outputs", type=Path, required=True)
     onnx.add_argument("--threads", type=int, default=1)
     onnx.add_argument("--graph-opt", choices=list(GRAPH_OPT_LEVELS), default="all")
+    serve = sub.add_parser("serve", help="answer jobs on stdin until it closes (parity/core/warm.py)")
+    serve.add_argument("--workers", type=int, default=2, help="jobs run at once")
+    serve.add_argument("--sessions", type=int, default=8, help="sessions kept open")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.format == "serve":
+        Server(sys.stdout, workers=args.workers, sessions=args.sessions).serve(sys.stdin)
+        return 0
     try:
         run_onnx(args.model, args.inputs, args.outputs, threads=args.threads, graph_opt=args.graph_opt)
     except RunnerError as err:

@@ -18,12 +18,14 @@ from __future__ import annotations
 import atexit
 import contextlib
 import itertools
+import os
 import subprocess
 import tempfile
 import threading
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
+from dataclasses import dataclass, field
 from typing import IO
 
 from .errors import EnvironmentProblem, InvalidInputError
@@ -32,6 +34,8 @@ from .errors import EnvironmentProblem, InvalidInputError
 READY = "READY"
 #: Seconds a server has to say READY: a cold JVM under qemu on a loaded machine takes tens of seconds.
 START_TIMEOUT_S = 600.0
+#: Seconds to wait for a killed server to be gone (SIGKILL: only a process stuck in the kernel takes long).
+KILL_WAIT_S = 30.0
 
 
 def check_field(value: str) -> str:
@@ -45,6 +49,27 @@ def check_field(value: str) -> str:
 
 class JobFailed(Exception):
     """The server answered ``error``: the job failed, the process is fine (the message is the server's)."""
+
+
+@dataclass
+class _Run:
+    """One started server process and what belongs to it alone (so a restart never mixes two)."""
+
+    process: subprocess.Popen[str]
+    stderr: IO[bytes]  # its standard error, for the message when it fails
+    ready: Future[None] = field(default_factory=Future)
+    waiting: dict[str, Future[list[str]]] = field(default_factory=dict)
+    gone: EnvironmentProblem | None = None  # set once its output ended: it takes no more jobs
+
+    def stderr_tail(self, limit: int = 2000) -> str:
+        """The end of its standard error, read without moving the offset the server writes at."""
+        with contextlib.suppress(OSError, ValueError):
+            fd = self.stderr.fileno()
+            size = os.fstat(fd).st_size
+            start = max(0, size - 4 * limit)
+            text = os.pread(fd, size - start, start).decode(errors="replace").strip()
+            return text[-limit:] or "no error output"
+        return "no error output"
 
 
 class WarmProcess:
@@ -63,7 +88,8 @@ class WarmProcess:
 
     Notes
     -----
-    Thread-safe: any number of threads may :meth:`call` at once; each waits for its own reply.
+    Thread-safe: any number of threads may :meth:`call` at once; each waits for its own reply. A job
+    written to a server that has already died is sent again to a fresh one (it cannot have run).
     """
 
     def __init__(
@@ -76,19 +102,16 @@ class WarmProcess:
     ) -> None:
         self.name, self.command, self.env = name, list(command), env
         self.start_timeout_s = start_timeout_s
-        self._lock = threading.Lock()  # guards the process, its pipes and the table of waiting jobs
+        self._lock = threading.Lock()  # guards the current run and every run's table of waiting jobs
         self._write = threading.Lock()
-        self._process: subprocess.Popen[str] | None = None
-        self._stderr: IO[bytes] | None = None
-        self._waiting: dict[str, Future[list[str]]] = {}
+        self._run: _Run | None = None
         self._ids = itertools.count(1)
-        self._ready: Future[None] | None = None
 
     @property
     def pid(self) -> int | None:
         """The server's process id while it runs, else None."""
-        process = self._process
-        return process.pid if process is not None and process.poll() is None else None
+        run = self._run
+        return run.process.pid if run is not None and run.process.poll() is None else None
 
     def start(self) -> None:
         """Start the server now (if it is not running) and wait until it says READY."""
@@ -121,120 +144,129 @@ class WarmProcess:
             its standard error.
         """
         line = "\t".join(check_field(str(part)) for part in (verb, *args))
-        process, job, reply = self._submit(line)
+        run, job, reply = self._submit(line)
         try:
             return reply.result(timeout=timeout_s)
         except FutureTimeout:
-            self._kill(process)
+            tail = run.stderr_tail()
+            self._kill(run.process)
             raise EnvironmentProblem(
                 f"{self.name} did not finish {verb} in {timeout_s:.0f} s and was stopped; the next job starts "
-                f"it afresh. Its last output: {self._stderr_tail()}"
+                f"it afresh. Its last output: {tail}"
             ) from None
         finally:
             with self._lock:
-                self._waiting.pop(job, None)
+                run.waiting.pop(job, None)
 
-    def _submit(self, line: str) -> tuple[subprocess.Popen[str], str, Future[list[str]]]:
-        process = self._running()
-        job, reply = str(next(self._ids)), Future[list[str]]()
-        with self._lock:
-            self._waiting[job] = reply
+    def _submit(self, line: str) -> tuple[_Run, str, Future[list[str]]]:
+        for _attempt in range(2):  # a second time only when the first server was dead before it read the job
+            run = self._running()
+            job, reply = str(next(self._ids)), Future[list[str]]()
+            with self._lock:
+                if run.gone is None:
+                    run.waiting[job] = reply
+            if run.gone is None and self._send(run, f"{job}\t{line}\n"):
+                return run, job, reply
+            with self._lock:
+                run.waiting.pop(job, None)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                run.process.wait(timeout=5)  # its pipe is closed: it is exiting; let it finish
+        raise run.gone or EnvironmentProblem(
+            f"{self.name} closed its input without exiting: {run.stderr_tail()}. Stop it and try again."
+        )
+
+    def _send(self, run: _Run, text: str) -> bool:
+        """Write ``text`` to ``run``'s input; False when the server is gone (its input is closed)."""
         try:
             with self._write:
-                assert process.stdin is not None  # started with stdin=PIPE
-                process.stdin.write(f"{job}\t{line}\n")
-                process.stdin.flush()
-        except OSError:
-            pass  # it died: the reader fails every waiting job, this one included
-        return process, job, reply
+                assert run.process.stdin is not None  # started with stdin=PIPE
+                run.process.stdin.write(text)
+                run.process.stdin.flush()
+        except (OSError, ValueError):
+            return False
+        return True
 
-    def _running(self) -> subprocess.Popen[str]:
+    def _running(self) -> _Run:
         with self._lock:
-            if self._process is None or self._process.poll() is not None:
+            if self._run is None or self._run.process.poll() is not None:
                 self._spawn()
-            process, ready = self._process, self._ready
-        assert process is not None and ready is not None
+            run = self._run
+        assert run is not None
         try:
-            ready.result(timeout=self.start_timeout_s)
+            run.ready.result(timeout=self.start_timeout_s)
         except FutureTimeout:
-            self._kill(process)
+            tail = run.stderr_tail()
+            self._kill(run.process)
             raise EnvironmentProblem(
-                f"{self.name} did not start in {self.start_timeout_s:.0f} s: {self._stderr_tail()}"
+                f"{self.name} did not start in {self.start_timeout_s:.0f} s: {tail}"
             ) from None
-        except EnvironmentProblem:
-            raise
-        return process
+        return run
 
     def _spawn(self) -> None:
-        self._close_process()
-        if self._stderr is not None:
-            self._stderr.close()
+        self._close_run()
         # Lives as long as the process: its last words, for the message when it dies.
-        self._stderr = tempfile.TemporaryFile(prefix="parity-warm-stderr-")  # noqa: SIM115
+        stderr = tempfile.TemporaryFile(prefix="parity-warm-stderr-")  # noqa: SIM115
         try:
             process = subprocess.Popen(
-                self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr,
+                self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
                 text=True, encoding="utf-8", env=self.env, bufsize=1,
             )  # fmt: skip
         except OSError as err:
+            stderr.close()
             raise EnvironmentProblem(f"{self.name} could not start ({self.command[0]}): {err}.") from err
-        self._process, self._ready = process, Future()
-        ready = self._ready
-        threading.Thread(
-            target=self._read, args=(process, ready), name=f"warm-{process.pid}", daemon=True
-        ).start()
+        self._run = run = _Run(process, stderr)
+        threading.Thread(target=self._read, args=(run,), name=f"warm-{process.pid}", daemon=True).start()
 
-    def _read(self, process: subprocess.Popen[str], ready: Future[None]) -> None:
+    def _read(self, run: _Run) -> None:
         """Deliver every reply line to its waiting job; when the output ends, fail whatever still waits."""
+        process = run.process
         assert process.stdout is not None
         for raw in process.stdout:
             line = raw.rstrip("\n")
-            if not ready.done():
+            if not run.ready.done():
                 if line == READY:
-                    ready.set_result(None)
+                    run.ready.set_result(None)
                 continue  # anything before READY is start-up noise
             job, _, rest = line.partition("\t")
             status, _, payload = rest.partition("\t")
             with self._lock:
-                reply = self._waiting.get(job)
+                reply = run.waiting.get(job)
             if reply is None or reply.done():
                 continue
             if status == "ok":
                 reply.set_result(payload.split("\t") if payload else [])
             else:
                 reply.set_exception(JobFailed(payload or status))
-        process.stdout.close()
         process.wait()
         gone = EnvironmentProblem(
-            f"{self.name} exited with code {process.returncode}: {self._stderr_tail()}. The next job "
+            f"{self.name} exited with code {process.returncode}: {run.stderr_tail()}. The next job "
             "starts it afresh."
         )
-        if not ready.done():
-            ready.set_exception(gone)
+        for stream in (process.stdout, process.stdin, run.stderr):
+            with contextlib.suppress(OSError, ValueError):
+                stream.close()  # type: ignore[union-attr]
         with self._lock:
-            waiting = [reply for reply in self._waiting.values() if not reply.done()]
+            run.gone = gone
+            waiting = [reply for reply in run.waiting.values() if not reply.done()]
+        if not run.ready.done():
+            run.ready.set_exception(gone)
         for reply in waiting:
             with contextlib.suppress(Exception):  # a reply that completed meanwhile
                 reply.set_exception(gone)
 
     def _kill(self, process: subprocess.Popen[str]) -> None:
-        """Kill ``process``; its reader then fails every job still waiting on it."""
+        """Kill ``process`` and wait for it, so the next job starts a fresh one rather than reach the dying
+        one; its reader then fails every job still waiting on it."""
         with contextlib.suppress(OSError):
             process.kill()
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            process.wait(timeout=KILL_WAIT_S)
 
-    def _stderr_tail(self, limit: int = 2000) -> str:
-        stderr = self._stderr
-        if stderr is None:
-            return "no error output"
-        with contextlib.suppress(OSError, ValueError):
-            stderr.seek(0)
-            return stderr.read().decode(errors="replace").strip()[-limit:] or "no error output"
-        return "no error output"
-
-    def _close_process(self) -> None:
-        process, self._process = self._process, None
-        if process is None:
+    def _close_run(self) -> None:
+        run, self._run = self._run, None
+        if run is None:
             return
+        process = run.process
         if process.stdin is not None:
             with contextlib.suppress(OSError):
                 process.stdin.close()  # the server exits at the end of its input
@@ -243,14 +275,12 @@ class WarmProcess:
         except subprocess.TimeoutExpired:
             process.kill()
             process.wait()
+        # Its reader closes its streams once it has read the last of them.
 
     def close(self) -> None:
         """Stop the server (a later call starts it again)."""
         with self._lock:
-            self._close_process()
-            if self._stderr is not None:
-                self._stderr.close()
-                self._stderr = None
+            self._close_run()
 
 
 _SERVERS: dict[tuple, WarmProcess] = {}

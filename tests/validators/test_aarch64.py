@@ -7,7 +7,11 @@ that is intended, so CI proves the setup works from a bare machine.
 from __future__ import annotations
 
 import json
+import os
 import platform
+import shutil
+import signal
+import subprocess
 from pathlib import Path
 
 import numpy as np
@@ -17,10 +21,12 @@ from sklearn.datasets import make_classification
 from sklearn.ensemble import RandomForestClassifier
 from sklearn.linear_model import LogisticRegression
 
-from parity.core.errors import InvalidInputError
+from parity.core.errors import EnvironmentProblem, InvalidInputError
+from parity.core.warm import pid_of
 from parity.validators import runner
 from parity.validators.targets import aarch64 as target
-from parity.validators.targets import aarch64_status, run_onnx_in, setup_aarch64
+from parity.validators.targets import aarch64_status, local, run_onnx_in, setup_aarch64
+from tests.waiting import wait_for
 
 N_ROWS = 10_000
 # Tree ensembles compare thresholds, so emulation should change nothing beyond float32 summation order.
@@ -123,6 +129,25 @@ def test_run_onnx_in_refuses_bad_arguments(data, forest_onnx):
         run_onnx_in(None, forest_onnx, {"X": np.array(["a"], dtype=object)})
 
 
+def test_session_cache_keeps_a_session_until_the_file_or_the_settings_change(
+    forest_onnx, logreg_onnx, tmp_path
+):
+    model = tmp_path / "model.onnx"
+    shutil.copyfile(forest_onnx, model)
+    cache = runner.SessionCache(size=1)
+    first = cache.get(model, 1, "all")
+    assert cache.get(model, 1, "all") is first
+    assert cache.get(model, 2, "all") is not first  # other settings: another session, which evicts the first
+    assert cache.get(model, 1, "all") is not first
+    kept = cache.get(model, 1, "all")
+    shutil.copyfile(logreg_onnx, model)  # the same path now holds another model
+    replaced = cache.get(model, 1, "all")
+    assert replaced is not kept
+    assert replaced.get_outputs()[1].shape[1] == 3  # the three-class logistic regression's probabilities
+    with pytest.raises(runner.RunnerError, match=r"missing\.onnx: cannot read the model"):
+        cache.get(tmp_path / "missing.onnx", 1, "all")
+
+
 def test_status_names_the_setup_command_for_an_empty_cache(tmp_path):
     message = aarch64_status(tmp_path / "empty")
     assert message is not None
@@ -217,3 +242,84 @@ def test_unknown_cpu_is_refused_with_the_known_names(arm):
 
     with pytest.raises(EnvironmentProblem, match=r"cpu='pentium'.*neoverse-n1"):
         arm.python_command(["-c", "pass"], cpu="pentium")
+
+
+# --- the warm runner (runner.py serve): natively, and under emulation -----------------------------------
+
+
+@pytest.fixture(
+    params=[None, pytest.param("neoverse-n1", marks=[pytest.mark.slow, pytest.mark.aarch64])],
+    ids=["native", "aarch64"],
+)
+def where_to(request):
+    """(env, key of its warm runner): this interpreter, or the emulated target."""
+    if request.param is None:
+        return None, local.runner_key(None)
+    env = request.getfixturevalue("arm")
+    return env, local.runner_key(env, request.param)
+
+
+def _one_shot(env, model: Path, feed: dict, scratch: Path) -> dict[str, np.ndarray]:
+    """The runner as a fresh process (``runner.py onnx``), as the work pool's CLI callers run it."""
+    given, made = scratch / "one-shot-in.npz", scratch / "one-shot-out.npz"
+    local.write_onnx_inputs(given, feed)
+    args = ["onnx", "--model", str(model), "--inputs", str(given), "--outputs", str(made)]
+    proc = subprocess.run(local.runner_command(env, args), env=None if env is None else env.python_env(),
+                          capture_output=True, text=True, check=False)  # fmt: skip
+    assert proc.returncode == 0, proc.stderr
+    return local.read_onnx_outputs(made)[0]
+
+
+def test_warm_runner_serves_several_models_in_one_process(where_to, data, data3, forest_onnx, logreg_onnx):
+    env, key = where_to
+    _, first = run_onnx_in(env, forest_onnx, {"X": data[0][:50]})
+    pid = pid_of(key)
+    assert pid is not None
+    _, second = run_onnx_in(env, logreg_onnx, {"X": data3[0][:50]})
+    _, third = run_onnx_in(env, forest_onnx, {"X": data[0][50:90]}, graph_opt="basic")
+    assert pid_of(key) == pid
+    assert first["machine"] == second["machine"] == third["machine"]
+    assert third["graph_optimization_level"] == "basic"
+    assert (env is None) == (first["machine"] == platform.machine())
+
+
+def test_warm_runner_matches_the_one_shot_runner_bit_for_bit(where_to, data3, logreg_onnx, tmp_path):
+    env, _ = where_to
+    feed = {"X": data3[0][:500]}
+    warm, _ = run_onnx_in(env, logreg_onnx, feed)
+    cold = _one_shot(env, logreg_onnx, feed, tmp_path)
+    assert sorted(warm) == sorted(cold) == ["label", "probabilities"]
+    for name in cold:
+        assert warm[name].dtype == cold[name].dtype
+        np.testing.assert_array_equal(warm[name].view(np.uint8), cold[name].view(np.uint8))
+
+
+def test_a_broken_model_fails_its_job_clearly_and_the_next_job_runs(where_to, data, forest_onnx, tmp_path):
+    env, key = where_to
+    run_onnx_in(env, forest_onnx, {"X": data[0][:5]})
+    pid = pid_of(key)
+    broken = tmp_path / "broken.onnx"
+    broken.write_bytes(b"this is not an ONNX model")
+    with pytest.raises(
+        EnvironmentProblem, match=r"runner on .*broken\.onnx .* failed: .*Protobuf parsing failed"
+    ):
+        run_onnx_in(env, broken, {"X": data[0][:5]})
+    with pytest.raises(
+        EnvironmentProblem, match=r"runner on .*missing\.onnx .* failed: runner: .*cannot read"
+    ):
+        run_onnx_in(env, tmp_path / "missing.onnx", {"X": data[0][:5]})
+    outputs, _ = run_onnx_in(env, forest_onnx, {"X": data[0][:5]})
+    assert outputs["label"].shape == (5,)
+    assert pid_of(key) == pid
+
+
+def test_a_killed_warm_runner_is_restarted(where_to, data, forest_onnx):
+    env, key = where_to
+    before, _ = run_onnx_in(env, forest_onnx, {"X": data[0][:20]})
+    pid = pid_of(key)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+    wait_for(lambda: pid_of(key) != pid, 120, "the killed runner to be reaped", every=0.01)
+    after, _ = run_onnx_in(env, forest_onnx, {"X": data[0][:20]})
+    assert pid_of(key) not in (None, pid)
+    np.testing.assert_array_equal(after["probabilities"], before["probabilities"])

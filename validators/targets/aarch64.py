@@ -16,6 +16,7 @@ Cache layout (``~/.cache/parity/aarch64``; ``PARITY_CACHE_DIR`` replaces ``~/.ca
 from __future__ import annotations
 
 import fcntl
+import functools
 import importlib.metadata
 import json
 import os
@@ -266,8 +267,14 @@ def ensure_qemu(log: Log = print) -> str:
 
 def host_pins() -> dict[str, str]:
     """Return the running interpreter's versions of the distributions installed for aarch64 too."""
+    return dict(_host_pins())
+
+
+@functools.cache
+def _host_pins() -> tuple[tuple[str, str], ...]:
+    # Read once per process: every emulated run asks (status, then setup), and each read scans site-packages.
     try:
-        return {name: importlib.metadata.version(name) for name in PINNED_DISTRIBUTIONS}
+        return tuple((name, importlib.metadata.version(name)) for name in PINNED_DISTRIBUTIONS)
     except importlib.metadata.PackageNotFoundError as err:
         raise EnvironmentProblem(f"{err.name} is not installed in {sys.executable}; the aarch64 target "
                                  "installs the host's versions. Install the project first.") from err  # fmt: skip

@@ -1,13 +1,14 @@
 """Run ``validators/runner.py`` on a target: natively (this interpreter) or in an emulated aarch64 sysroot.
 
 The runner runs in its own process on every target, so native and emulated results come through the
-same code and the same files (npz in, npz out), and differ only by where they ran.
+same code and the same files (npz in, npz out), and differ only by where they ran. That process is kept
+warm (``runner.py serve``, :mod:`parity.core.warm`): one per emulated root and CPU, one per interpreter
+natively, so a run pays the emulated Python start and ``import onnxruntime`` once, not once per model.
 """
 
 from __future__ import annotations
 
 import json
-import subprocess
 import sys
 import tempfile
 from collections.abc import Mapping
@@ -18,6 +19,7 @@ import numpy as np
 
 from parity.core.errors import EnvironmentProblem, InvalidInputError
 from parity.core.records import Role
+from parity.core.warm import JobFailed, WarmProcess, warm_process
 
 from .runners import RemoteResult, where_of
 from .target import GRAPH_OPTIMIZATIONS, RunnerSettings
@@ -29,6 +31,8 @@ RUNNER = Path(__file__).resolve().parent.parent / "runner.py"
 WHERE_KEY = "__where__"  # the runner's reserved output name
 # Emulated python + `import onnxruntime` alone takes seconds; inference is 6-60x slower than native.
 TIMEOUT_S = 1800
+#: Jobs a warm runner runs at once (onnxruntime releases the GIL; each job keeps its own thread count).
+SERVE_WORKERS = 2
 
 
 def runner_command(env: Aarch64Env | None, args: list[str], cpu: str | None = None) -> list[str]:
@@ -110,25 +114,45 @@ def run_onnx_files(
 ) -> None:
     """Run the runner on files: ``inputs`` (npz) → ``outputs`` (npz with ``__where__``). See :func:`run_onnx_in`.
 
+    The job goes to this target's warm runner (:func:`warm_runner`), started on first use and kept for
+    every later model.
+
     Raises
     ------
     EnvironmentProblem
-        When the runner fails or takes more than :data:`TIMEOUT_S`; the message holds its stderr's end.
+        When the runner fails or takes more than :data:`TIMEOUT_S`; the message holds its error or the end
+        of its stderr.
     """
-    args = ["onnx", "--model", str(model_path.resolve()), "--inputs", str(inputs.resolve()),
-            "--outputs", str(outputs.resolve()), "--threads", str(threads), "--graph-opt", graph_opt]  # fmt: skip
-    command = runner_command(env, args, cpu=cpu)
-    sub_env = None if env is None else env.python_env()
+    args = [str(model_path.resolve()), str(inputs.resolve()), str(outputs.resolve()), str(threads), graph_opt]
     try:
-        proc = subprocess.run(command, env=sub_env, capture_output=True, text=True, timeout=TIMEOUT_S)
-    except subprocess.TimeoutExpired as err:
-        raise EnvironmentProblem(
-            f"runner on {model_path} took more than {TIMEOUT_S} s and was stopped."
-        ) from err
-    if proc.returncode != 0:
-        where = "natively" if env is None else f"under {env.qemu} -cpu {cpu or env.cpu}"
-        raise EnvironmentProblem(f"runner on {model_path} {where} exited {proc.returncode}:\n"
-                                 f"{proc.stderr.strip()[-2000:]}")  # fmt: skip
+        warm_runner(env, cpu).call("onnx", args, timeout_s=TIMEOUT_S)
+    except JobFailed as err:
+        raise EnvironmentProblem(f"runner on {model_path} {_where(env, cpu)} failed: {err}") from err
+    except EnvironmentProblem as err:
+        raise EnvironmentProblem(f"runner on {model_path}: {err}") from err
+
+
+def _where(env: Aarch64Env | None, cpu: str | None) -> str:
+    return f"natively ({sys.executable})" if env is None else f"under {env.qemu} -cpu {cpu or env.cpu}"
+
+
+def runner_key(env: Aarch64Env | None, cpu: str | None = None) -> tuple:
+    """The :func:`~parity.core.warm.warm_process` key of a target's runner: per emulated root and CPU,
+    or per interpreter natively."""
+    if env is None:
+        return ("onnx-runner", sys.executable)
+    return ("onnx-runner", str(env.cache_dir), cpu or env.cpu)
+
+
+def warm_runner(env: Aarch64Env | None, cpu: str | None = None) -> WarmProcess:
+    """The warm runner (``runner.py serve``) of a target: natively (``env`` None) or under ``env``'s emulator."""
+
+    def make() -> WarmProcess:
+        command = runner_command(env, ["serve", "--workers", str(SERVE_WORKERS)], cpu=cpu)
+        name = f"the ONNX runner {_where(env, cpu)}"
+        return WarmProcess(name, command, env=None if env is None else env.python_env())
+
+    return warm_process(runner_key(env, cpu), make)
 
 
 def _check_args(env: object, graph_opt: str, cpu: str | None, inputs: Mapping[str, np.ndarray]) -> None:
