@@ -340,7 +340,9 @@ def serve(
             "serving them would keep the pool but lose the code location, and their runs would fail. Keep "
             "using a worker, or delete them first (`prefect deployment delete NAME` for each) and serve."
         )
-    polling = {} if "PREFECT_RUNNER_POLL_FREQUENCY" in os.environ else {"query_seconds": RUNNER_POLL_S}
+    polling: dict[str, Any] = (
+        {} if "PREFECT_RUNNER_POLL_FREQUENCY" in os.environ else {"query_seconds": RUNNER_POLL_S}
+    )
     prefect_serve(*served, limit=limit, **polling)
 
 
