@@ -22,19 +22,20 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import signal
-import socket
 import statistics
 import subprocess
 import sys
 import time
-import urllib.request
 import warnings
 from datetime import UTC, datetime
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-import _common
+ROOT = Path(__file__).resolve().parent.parent
+if str(ROOT) not in sys.path:
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import _common  # noqa: E402
+from tests.deployments.prefect_processes import PrefectServer, _healthy, server_env, stop  # noqa: E402
 
 GOAL = 1.5
 #: Seconds the server may take to answer /health, `parity serve` to register its trigger, and one
@@ -51,20 +52,6 @@ MODEL = "iris-p4"
 
 def uptime() -> str:
     return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def healthy(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
-            return response.status == 200
-    except OSError:
-        return False
 
 
 def wait_until(condition, deadline_s: float, what: str, every: float = 0.5):
@@ -94,48 +81,24 @@ def register_copies(registry: Path, copies: int) -> list[str]:
 
 
 class Served:
-    """``prefect server start`` and ``parity serve``, each in its own process group, logging to files."""
+    """``prefect server start`` and ``parity serve`` (the deployment tests' process helpers)."""
 
     def __init__(self, scratch: Path, registry: Path, archive: Path, targets: Path) -> None:
-        port = free_port()
-        self.url = f"http://127.0.0.1:{port}/api"
-        self.logs = scratch / "logs"
-        self.logs.mkdir()
-        self.env = {
-            **os.environ,
-            "PREFECT_HOME": str(scratch / "server-home"),
-            "PREFECT_API_URL": self.url,
-            "PREFECT_SERVER_API_HOST": "127.0.0.1",
-            "PREFECT_SERVER_API_PORT": str(port),
-            "PREFECT_SERVER_ANALYTICS_ENABLED": "false",
-            "DO_NOT_TRACK": "1",
-            "PREFECT_SERVER_UI_ENABLED": "false",
-            "PARITY_TARGETS": str(targets),
-        }
-        self.registry, self.archive = registry, archive
-        self.processes: list[subprocess.Popen] = []
-
-    def spawn(self, name: str, *command: str) -> subprocess.Popen:
-        with open(self.logs / f"{name}.log", "w") as log:
-            process = subprocess.Popen(
-                list(command), env=self.env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True
-            )
-        self.processes.append(process)
-        return process
-
-    def log(self, name: str) -> str:
-        path = self.logs / f"{name}.log"
-        return path.read_text()[-3000:] if path.is_file() else ""
+        url, env = server_env(scratch / "server-home", PARITY_TARGETS=str(targets))
+        (scratch / "logs").mkdir()
+        self.stack = PrefectServer(url, env, scratch / "logs")
+        self.url, self.registry, self.archive = url, registry, archive
 
     def start(self) -> float:
         """Start both; return the seconds until the trigger exists on the server."""
-        began = time.perf_counter()
-        self.spawn("server", sys.executable, "-m", "prefect", "server", "start")
-        wait_until(lambda: healthy(self.url), START_DEADLINE_S, f"the server's /health\n{self.log('server')}")
-        python = str(_common.ROOT / ".venv" / "bin" / "python")
-        serve = (python, "-m", "parity", "serve", "--registry", str(self.registry))
-        self.spawn("serve", *serve, "--archive", str(self.archive))
-        wait_until(self.trigger_exists, START_DEADLINE_S, f"`parity serve`'s trigger\n{self.log('serve')}")
+        began, stack = time.perf_counter(), self.stack
+        stack.spawn("server", sys.executable, "-m", "prefect", "server", "start")
+        wait_until(
+            lambda: _healthy(self.url), START_DEADLINE_S, f"the server's /health\n{stack.log('server')}"
+        )
+        serve = (sys.executable, "-m", "parity", "serve", "--registry", str(self.registry))
+        stack.spawn("serve", *serve, "--archive", str(self.archive))
+        wait_until(self.trigger_exists, START_DEADLINE_S, f"`parity serve`'s trigger\n{stack.log('serve')}")
         return time.perf_counter() - began
 
     def trigger_exists(self) -> bool:
@@ -150,14 +113,8 @@ class Served:
             return bool(client.read_resource_related_automations(f"prefect.deployment.{deployment.id}"))
 
     def stop(self) -> None:
-        for process in reversed(self.processes):  # `parity serve` first, the server last
-            if process.poll() is None:
-                os.killpg(process.pid, signal.SIGTERM)
-                try:
-                    process.wait(15)
-                except subprocess.TimeoutExpired:
-                    os.killpg(process.pid, signal.SIGKILL)
-                    process.wait(30)
+        for process in reversed(self.stack.processes):  # `parity serve` first, the server last
+            stop(process)
 
 
 def event_to_bundle(name: str, registry: Path, archive: Path, reannounce: bool) -> tuple[float, datetime]:

@@ -198,6 +198,21 @@ def update_progress(artifact_id: UUID, done: int, total: int) -> None:
     )
 
 
+def progress_step(done: int, total: int) -> int:
+    """Which of :data:`PROGRESS_STEPS` steps a sweep with ``done`` of ``total`` versions finished has reached.
+
+    Parameters
+    ----------
+    done, total : int
+
+    Returns
+    -------
+    int
+        From 0 to :data:`PROGRESS_STEPS` (reached when every version is done, or when there are none).
+    """
+    return done * PROGRESS_STEPS // total if total else PROGRESS_STEPS
+
+
 class SweepProgress:
     """A sweep's progress artifact, created at 0 % and moved only when it crosses one of
     :data:`PROGRESS_STEPS` steps (always at the end).
@@ -220,7 +235,7 @@ class SweepProgress:
         ----------
         done : int
         """
-        step = done * PROGRESS_STEPS // self.total if self.total else PROGRESS_STEPS
+        step = progress_step(done, self.total)
         if step > self.shown_step or done == self.total:
             self.shown_step = step
             update_progress(self.artifact_id, done, self.total)
