@@ -138,20 +138,32 @@ def event_to_bundle(name: str, registry: Path, archive: Path, reannounce: bool) 
     return time.perf_counter() - began, emitted
 
 
-def run_phases(emitted: dict[str, datetime]) -> dict[str, dict[str, float]]:
-    """Where each triggered run's time went, from the server's own timestamps: event → flow run created (the
-    trigger and its action), created → Running (the runner's poll, the spawned process's start and
-    imports), Running → final (the flow itself)."""
+def final_runs(names: list[str]) -> list:
+    """The flow runs of these models (``NAME-v1``) once every one of them has ended; [] until then."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
-    names = [f"{name}-v1" for name in emitted]
+    run_names = [f"{name}-v1" for name in names]
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=names)))
-    phases = {}
-    for run in sorted(runs, key=lambda r: r.created or datetime.now(UTC)):
+        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=run_names)))
+    done = {run.name for run in runs if run.created and run.start_time and run.end_time}
+    return runs if done >= set(run_names) else []
+
+
+def wait_final(names: list[str]) -> list:
+    return wait_until(lambda: final_runs(names), BUNDLE_DEADLINE_S, f"the final states of {', '.join(names)}")
+
+
+def run_phases(emitted: dict[str, datetime]) -> dict[str, dict[str, float]]:
+    """Where each triggered run's time went, from the server's own timestamps: event → flow run created (the
+    trigger and its action), created → Running (the runner's poll, the spawned process's start and
+    imports), Running → final (the flow itself). Waits for the runs to end (a bundle is on disk before its
+    run reports its final state)."""
+    runs = wait_final(list(emitted))
+    phases: dict[str, dict[str, float]] = {}
+    for run in sorted(runs, key=lambda r: r.created):
         name = run.name.removesuffix("-v1")
-        if name in phases or not (run.created and run.start_time and run.end_time):
+        if name in phases or not (run.start_time and run.end_time):
             continue  # a second run of a re-announced event
         phases[name] = {
             "event_to_run_created": (run.created - emitted[name]).total_seconds(),
@@ -228,7 +240,11 @@ def main() -> int:
         with temporary_settings(updates={PREFECT_API_URL: served.url}):
             startup_s = served.start()
             warm_up_s, _ = event_to_bundle(names[0], registry, archive, reannounce=True)
-            timed = {n: event_to_bundle(n, registry, archive, reannounce=False) for n in names[1:]}
+            wait_final([names[0]])  # each trial starts once the previous run has ended
+            timed = {}
+            for name in names[1:]:
+                timed[name] = event_to_bundle(name, registry, archive, reannounce=False)
+                wait_final([name])
             trials = [seconds for seconds, _ in timed.values()]
             phases = run_phases({n: emitted for n, (_, emitted) in timed.items()})
         load_served = uptime()
@@ -282,4 +298,6 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    from parity.core.exiting import end_process
+
+    end_process(main())  # the stage passes used JPype's in-process JVM: skip the finalization it crashes
