@@ -132,22 +132,28 @@ def event_to_bundle(name: str, registry: Path, archive: Path, reannounce: bool) 
         if now > deadline:
             raise TimeoutError(f"no bundle for {name} within {BUNDLE_DEADLINE_S} s")
         if reannounce and now - last > REANNOUNCE_AFTER_S:
-            emit_registered(name, 1, registry)  # the trigger's first match may miss a fresh automation
             last = now
+            if not runs_of([name]):  # the trigger's first match may miss a fresh automation
+                emit_registered(name, 1, registry)
         time.sleep(LOOK_EVERY_S)
     return time.perf_counter() - began, emitted
 
 
-def final_runs(names: list[str]) -> list:
-    """The flow runs of these models (``NAME-v1``) once every one of them has ended; [] until then."""
+def runs_of(names: list[str]) -> list:
+    """The flow runs of these models (``NAME-v1``)."""
     from prefect.client.orchestration import get_client
     from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterName
 
     run_names = [f"{name}-v1" for name in names]
     with get_client(sync_client=True) as client:
-        runs = client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=run_names)))
-    done = {run.name for run in runs if run.created and run.start_time and run.end_time}
-    return runs if done >= set(run_names) else []
+        return client.read_flow_runs(flow_run_filter=FlowRunFilter(name=FlowRunFilterName(any_=run_names)))
+
+
+def final_runs(names: list[str]) -> list:
+    """The flow runs of these models once every run of each has ended; [] until then."""
+    runs = runs_of(names)
+    ended = all(run.created and run.start_time and run.end_time for run in runs)
+    return runs if ended and {run.name for run in runs} >= {f"{name}-v1" for name in names} else []
 
 
 def wait_final(names: list[str]) -> list:
