@@ -44,6 +44,10 @@ CRASH_AUTOMATION = "parity: mark flow runs whose heartbeats stopped as Crashed"
 HEARTBEAT_S = 30
 CRASH_AFTER_S = 90
 HEARTBEAT_TAG = "parity-heartbeat"
+#: Seconds between the served runner's queries for runs to start, unless PREFECT_RUNNER_POLL_FREQUENCY says
+#: otherwise (Prefect's default, 10 s, made a registration's run wait up to that long before its process
+#: started). One indexed query a second is cheap.
+RUNNER_POLL_S = 1
 #: Deployments of prefect.yaml that ``parity serve`` serves (target runs need their architecture's pool).
 SERVED = ("on-registration", "nightly-sweep", "weekly-audit")
 #: Seconds ``prefect deploy`` may take (it imports each flow's module).
@@ -336,7 +340,10 @@ def serve(
             "serving them would keep the pool but lose the code location, and their runs would fail. Keep "
             "using a worker, or delete them first (`prefect deployment delete NAME` for each) and serve."
         )
-    prefect_serve(*served, limit=limit)
+    polling: dict[str, Any] = (
+        {} if "PREFECT_RUNNER_POLL_FREQUENCY" in os.environ else {"query_seconds": RUNNER_POLL_S}
+    )
+    prefect_serve(*served, limit=limit, **polling)
 
 
 async def _bound_to_work_pools(names: list[str]) -> list[str]:

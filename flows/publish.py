@@ -7,7 +7,9 @@ the model name (``parity-<slug>``, ``parity-<slug>-report``, ``parity-<slug>-bun
 artifact page shows each model's history. Then one event, ``parity.model.validated`` or
 ``parity.model.rejected``, on the resource ``parity.model.<name>.<version>``.
 
-A sweep shows a progress artifact (:func:`start_progress`, :func:`update_progress`).
+Each is written once per model version, by the task that files it (``file_result``): three artifact writes
+and one event, no task of their own. A sweep shows a progress artifact (:class:`SweepProgress`, over
+:func:`start_progress` and :func:`update_progress`), moved at most :data:`PROGRESS_STEPS` times.
 """
 
 from __future__ import annotations
@@ -17,7 +19,6 @@ from pathlib import Path
 from typing import cast
 from uuid import UUID
 
-from prefect import task
 from prefect.artifacts import (
     create_link_artifact,
     create_markdown_artifact,
@@ -25,7 +26,6 @@ from prefect.artifacts import (
     create_table_artifact,
     update_progress_artifact,
 )
-from prefect.cache_policies import NO_CACHE
 from prefect.events import emit_event
 
 import parity.archive as archive_stage
@@ -40,6 +40,10 @@ REJECTED = "parity.model.rejected"
 SWEEP_PROGRESS_KEY = "parity-sweep-progress"
 #: Rows of the verdict table repeated under "Worst rows" in the markdown report.
 WORST_ROWS = 5
+#: Most updates of a sweep's progress artifact after its creation (one per model below this many models; a
+#: larger sweep moves it in steps of 1/PROGRESS_STEPS, the last at 100 %), so a 1000-model sweep does not
+#: pay a round trip to the API per model.
+PROGRESS_STEPS = 20
 
 
 def worst_checks(report: Report, limit: int = WORST_ROWS) -> list[Check]:
@@ -125,9 +129,16 @@ def outcome_event(filed: archive_stage.Filed) -> tuple[str, OutcomePayload]:
     return (VALIDATED if passed else REJECTED), payload
 
 
-@task(cache_policy=NO_CACHE)
 def publish(filed: archive_stage.Filed) -> None:
-    """Show the verdicts, report and bundle link in the Prefect UI, and emit the outcome event."""
+    """Show the verdicts, report and bundle link in the Prefect UI, and emit the outcome event.
+
+    Called inside a flow or task run (the artifacts belong to it); the event is queued, not waited for.
+
+    Parameters
+    ----------
+    filed : archive.Filed
+        Where the version's result went, with its report.
+    """
     report = filed.report
     name, version = report.name, report.version
     passed = filed.outcome is Outcome.PASSED
@@ -185,3 +196,46 @@ def update_progress(artifact_id: UUID, done: int, total: int) -> None:
         progress=100.0 * done / total if total else 100.0,
         description=f"{done} of {total} model versions validated",
     )
+
+
+def progress_step(done: int, total: int) -> int:
+    """Which of :data:`PROGRESS_STEPS` steps a sweep with ``done`` of ``total`` versions finished has reached.
+
+    Parameters
+    ----------
+    done, total : int
+
+    Returns
+    -------
+    int
+        From 0 to :data:`PROGRESS_STEPS` (reached when every version is done, or when there are none).
+    """
+    return done * PROGRESS_STEPS // total if total else PROGRESS_STEPS
+
+
+class SweepProgress:
+    """A sweep's progress artifact, created at 0 % and moved only when it crosses one of
+    :data:`PROGRESS_STEPS` steps (always at the end).
+
+    Parameters
+    ----------
+    total : int
+        Model versions the sweep will validate.
+    """
+
+    def __init__(self, total: int) -> None:
+        self.total = total
+        self.artifact_id = start_progress(total)
+        self.shown_step = 0
+
+    def advance(self, done: int) -> None:
+        """Record that ``done`` of the sweep's versions are finished; write the artifact if a step was crossed.
+
+        Parameters
+        ----------
+        done : int
+        """
+        step = progress_step(done, self.total)
+        if step > self.shown_step or done == self.total:
+            self.shown_step = step
+            update_progress(self.artifact_id, done, self.total)

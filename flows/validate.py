@@ -8,6 +8,8 @@ from __future__ import annotations
 import logging
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, cast
 
@@ -30,7 +32,7 @@ from parity.validators.validate import ModelContext, remedied, validate_conversi
 
 from . import fanout
 from .fanout import CHILD_DEPLOYMENT
-from .publish import publish, start_progress, update_progress
+from .publish import SweepProgress, publish
 from .summary import failing_cells, one_line
 
 #: Models validated at once by a sweep: the machines we target have two cores.
@@ -67,8 +69,11 @@ def validate(
 def file_result(
     archive: str, model: RegisteredModel, conversions: dict[str, Conversion], checks: list[Check]
 ) -> archive_stage.Filed:
-    """Archive the bundle of a passing model, or keep a failing one in the rejected area."""
-    return archive_stage.file_model(archive_stage.Archive(archive), model, conversions, checks)
+    """Archive the bundle of a passing model, or keep a failing one in the rejected area; then show the
+    verdicts in the UI and emit the outcome event (a retry files nothing twice: the archive writes once)."""
+    filed = archive_stage.file_model(archive_stage.Archive(archive), model, conversions, checks)
+    publish(filed)
+    return filed
 
 
 def _run_name() -> str:
@@ -105,7 +110,6 @@ def convert_and_validate(
             conversions.update(made)
             checks.extend(found)
         filed = file_result(archive, model, conversions, checks)
-    publish(filed)
     seconds = round(time.perf_counter() - start, 2)
     report = filed.report.filed(seconds, str(filed.path))
     line = one_line(report)
@@ -120,7 +124,8 @@ def validate_version(
     name: str, version: int, registry: str, archive: str, targets: str | None = None
 ) -> Report:
     """Run the one-model flow for one version; its failure is a result here, never a crash of the sweep."""
-    state = convert_and_validate(name, version, registry, archive, targets, return_state=True)
+    with without_heartbeat():
+        state = convert_and_validate(name, version, registry, archive, targets, return_state=True)
     try:
         report = result_data(state)
     except Exception as err:  # the child crashed before producing a report
@@ -128,6 +133,24 @@ def validate_version(
     if isinstance(report, Report):
         return report
     return _crashed(name, version, state, report if isinstance(report, Exception) else None)
+
+
+@contextmanager
+def without_heartbeat() -> Iterator[None]:
+    """Prefect settings in which a flow run sends no heartbeat: for a sweep's per-model subflows.
+
+    A sync flow run's heartbeat thread sleeps in 1 s steps and the run joins it at its end, so each
+    subflow waited up to a second for a timer; the sweep's own run beats for the process they share (a
+    fanned-out child is a deployed run of its own and keeps its heartbeat). ``temporary_settings`` would
+    re-read every setting from the environment (~0.3 s); a copy of the current ones costs nothing.
+    """
+    from prefect.context import SettingsContext, get_settings_context
+
+    context = get_settings_context()
+    settings = context.settings
+    flows = settings.flows.model_copy(update={"heartbeat_frequency": None})
+    with SettingsContext(profile=context.profile, settings=settings.model_copy(update={"flows": flows})):
+        yield
 
 
 # The task wraps a function importable under its own name, so that a Dask worker (DaskTaskRunner) can
@@ -178,7 +201,7 @@ def validate_registry(
     """
     sweep_staging(registry, archive)
     todo = selected_versions(registry, archive, models)
-    progress_id = start_progress(len(todo))
+    shown = SweepProgress(len(todo))
     if fan_out:
         parameters = {"registry": registry, "archive": archive, "targets": targets}
         reports = fanout.fan_out(
@@ -187,12 +210,12 @@ def validate_registry(
             archive,
             deployment=child_deployment,
             sweep_id=str(flow_run.id) if flow_run.id else None,
-            on_done=lambda done: update_progress(progress_id, done, len(todo)),
+            on_done=shown.advance,
         )
     else:
         futures = [validate_one.submit(name, version, registry, archive, targets) for name, version in todo]
         for done, _ in enumerate(as_completed(futures), 1):
-            update_progress(progress_id, done, len(todo))
+            shown.advance(done)
         reports = [future.result() for future in futures]
     counts = {kind: sum(r.outcome is kind for r in reports) for kind in Outcome}
     message = ", ".join(f"{n} {kind}" for kind, n in counts.items()) or "nothing to validate"

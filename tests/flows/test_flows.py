@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import json
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,8 @@ from parity.archive import MANIFEST, REJECTED
 from parity.flows.summary import artifact_key
 from parity.flows.validate import result_data
 from parity.registry import FileRegistry
+from tests.prefect_events import read_events
+from tests.waiting import SERVER_SIDE_DEADLINE_S, wait_for
 
 pytestmark = [pytest.mark.prefect_server, pytest.mark.slow]
 
@@ -135,3 +138,107 @@ def test_flow_run_is_named_after_the_model(swept):
             return [r.name for r in runs]
 
     assert "iris-logreg-v1" in asyncio.run(names())
+
+
+#: What one model version costs in Prefect (issue 10 item 3): one task per stage, three artifacts, and its
+#: flow run sends no heartbeat of its own (the sweep's run beats for the process).
+TASKS_PER_MODEL = {"fetch": 1, "convert": 2, "validate": 2, "file_result": 1}
+ARTIFACTS_PER_MODEL = {"table": 1, "markdown": 2}  # the verdicts, the report, the bundle link
+
+
+async def _children(client, sweep_id):
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterParentFlowRunId
+
+    return await client.read_flow_runs(
+        flow_run_filter=FlowRunFilter(parent_flow_run_id=FlowRunFilterParentFlowRunId(any_=[sweep_id]))
+    )
+
+
+async def _tasks_of(client, flow_run_id):
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    return await client.read_task_runs(flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run_id])))
+
+
+async def _artifacts_of(client, flow_run_id):
+    from prefect.client.schemas.filters import ArtifactFilter, ArtifactFilterFlowRunId
+
+    return await client.read_artifacts(
+        artifact_filter=ArtifactFilter(flow_run_id=ArtifactFilterFlowRunId(any_=[flow_run_id]))
+    )
+
+
+async def _heartbeats_of(client, flow_run_ids):
+    from prefect.events.filters import EventFilter, EventNameFilter, EventOccurredFilter, EventResourceFilter
+
+    page = await client.read_events(
+        filter=EventFilter(
+            event=EventNameFilter(name=["prefect.flow-run.heartbeat"]),
+            resource=EventResourceFilter(id=[f"prefect.flow-run.{i}" for i in flow_run_ids]),
+            occurred=EventOccurredFilter(
+                since=datetime.now(UTC) - timedelta(days=1), until=datetime.now(UTC) + timedelta(minutes=1)
+            ),
+        ),
+        limit=50,
+    )
+    return page.events
+
+
+def _call(coroutine_function, *args):
+    from prefect.client.orchestration import get_client
+
+    async def call():
+        async with get_client() as client:
+            return await coroutine_function(client, *args)
+
+    return asyncio.run(call())
+
+
+def _counts(names) -> dict[str, int]:
+    counts: dict[str, int] = {}
+    for name in names:
+        counts[name] = counts.get(name, 0) + 1
+    return counts
+
+
+def test_each_model_costs_one_task_per_stage_and_three_artifacts(swept):
+    _, state = swept
+    children = _call(_children, state.state_details.flow_run_id)
+    assert sorted(c.name for c in children) == ["iris-logreg-v1", "iris-spreading-v1"]
+    for child in children:
+        # task runs reach the server as events: wait until all of them are recorded
+        tasks = wait_for(
+            lambda child=child: (
+                (found := _call(_tasks_of, child.id))
+                and len(found) >= sum(TASKS_PER_MODEL.values())
+                and found
+            ),
+            SERVER_SIDE_DEADLINE_S,
+            f"the task runs of {child.name}",
+        )
+        assert _counts(t.name.rsplit("-", 1)[0] for t in tasks) == TASKS_PER_MODEL, child.name
+        artifacts = _call(_artifacts_of, child.id)
+        assert _counts(a.type for a in artifacts) == ARTIFACTS_PER_MODEL, child.name
+        assert all(
+            a.task_run_id in {t.id for t in tasks if t.name.startswith("file_result")} for a in artifacts
+        )
+
+
+def test_a_models_subflow_sends_no_heartbeat_but_the_sweep_does(swept):
+    _, state = swept
+    sweep_id = state.state_details.flow_run_id
+    children = [c.id for c in _call(_children, sweep_id)]
+    # the sweep beats as it starts, before any child; the children's outcome events, sent after any
+    # heartbeat a child would have sent at its start, are on the server once the check below has held
+    wait_for(lambda: _call(_heartbeats_of, [sweep_id]), SERVER_SIDE_DEADLINE_S, "the sweep's heartbeat")
+    since = state.timestamp - timedelta(hours=1)
+    wait_for(
+        lambda: (
+            len(_call(read_events, "parity.model.validated", since))
+            + len(_call(read_events, "parity.model.rejected", since))
+            >= len(children)
+        ),
+        SERVER_SIDE_DEADLINE_S,
+        "the children's outcome events",
+    )
+    assert _call(_heartbeats_of, children) == []

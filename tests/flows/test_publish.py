@@ -13,10 +13,12 @@ from prefect import flow
 from parity.archive import Filed
 from parity.core.records import Check, Conversion, ConversionStatus, Metadata, Outcome, Report, Verdict
 from parity.flows.publish import (
+    PROGRESS_STEPS,
     REJECTED,
     SWEEP_PROGRESS_KEY,
     VALIDATED,
     outcome_event,
+    progress_step,
     publish,
     report_markdown,
     start_progress,
@@ -181,6 +183,15 @@ def test_sweep_progress_artifact_reaches_100_percent(prefect_server):
     assert progress.type == "progress"
     assert float(progress.data) == pytest.approx(100.0)
     assert progress.description == "3 of 3 model versions validated"
+
+
+@pytest.mark.parametrize("total", [1, 4, PROGRESS_STEPS, 1000])
+def test_a_sweep_moves_its_progress_artifact_at_most_once_per_step(total):
+    steps = [progress_step(done, total) for done in range(total + 1)]
+    assert steps[0] == 0 and steps[-1] == PROGRESS_STEPS
+    assert steps == sorted(steps)
+    moves = len(set(steps)) - 1  # the writes after the artifact's creation at 0 %
+    assert moves == min(total, PROGRESS_STEPS)
 
 
 def test_markdown_report_starts_with_the_summary_of_what_did_not_pass(tmp_path):
