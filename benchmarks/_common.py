@@ -276,3 +276,12 @@ def write_json(path: str | None, data: dict) -> None:
     if path:
         Path(path).write_text(json.dumps(data, indent=2, default=str) + "\n")
         print(f"\nwrote {path}", file=sys.stderr)
+
+
+def uptime() -> str:
+    """The machine's load as ``uptime`` prints it (every figure is printed next to it)."""
+    done = subprocess.run(["uptime"], capture_output=True, text=True, check=False)
+    if done.returncode == 0 and done.stdout.strip():
+        return done.stdout.strip()
+    one, five, fifteen = os.getloadavg()
+    return f"load average: {one:.2f}, {five:.2f}, {fifteen:.2f}"
