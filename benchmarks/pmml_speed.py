@@ -28,7 +28,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import shutil
 import subprocess
 import sys
 import time
@@ -262,8 +261,7 @@ def main() -> int:
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (PMML, ONNX, inputs)")
     parser.add_argument("--out", help="write every figure as JSON here")
     args = parser.parse_args()
-    scratch = _common.scratch_dir("parity-bench-pmml-speed-")
-    try:
+    with _common.scratch_folder("parity-bench-pmml-speed-", args.keep) as scratch:
         os.environ.setdefault("PARITY_CACHE_DIR", str(Path.home() / ".cache" / "parity"))
         classpaths = java_classpaths()
         print(f"uptime: {_common.uptime()}; threads {args.threads}; {args.rows:,} rows x {FEATURES} features",
@@ -283,11 +281,6 @@ def main() -> int:
         _common.write_json(args.out, {"benchmark": "pmml_speed", "machine": _common.machine(), "goal": GOAL,
                                       "settings": vars(args), "results": results})  # fmt: skip
         return 0
-    finally:
-        if args.keep:
-            print(f"kept {scratch}", file=sys.stderr)
-        else:
-            shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":
