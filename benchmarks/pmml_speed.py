@@ -107,12 +107,21 @@ def java_classpaths() -> dict[str, list[str]]:
     runner = compiled(RUNNER_SOURCE, jpmml_jars)
     harness = compiled(JAVA_DIR / "PmmlBench.java", [runner])
     return {
-        "jpmml": [compiled(JAVA_DIR / "JpmmlBench.java", [harness, runner, *jpmml_jars]), harness, runner,
-                  *jpmml_jars],
+        "jpmml": [
+            compiled(JAVA_DIR / "JpmmlBench.java", [harness, runner, *jpmml_jars]),
+            harness,
+            runner,
+            *jpmml_jars,
+        ],
         # JPMML's jars come last, only so that PmmlRunner (whose column reader is called) links
-        "pmml4s": [compiled(JAVA_DIR / "Pmml4sBench.java", [harness, runner, *pmml4s_jars]), harness, runner,
-                   *pmml4s_jars, *jpmml_jars],
-    }  # fmt: skip
+        "pmml4s": [
+            compiled(JAVA_DIR / "Pmml4sBench.java", [harness, runner, *pmml4s_jars]),
+            harness,
+            runner,
+            *pmml4s_jars,
+            *jpmml_jars,
+        ],
+    }
 
 
 def plain_java(engine: str, classpath: list[str], pmml: Path, inputs: Path, args) -> dict:
@@ -120,8 +129,18 @@ def plain_java(engine: str, classpath: list[str], pmml: Path, inputs: Path, args
     from parity.core.java import find_java
 
     main = {"jpmml": "JpmmlBench", "pmml4s": "Pmml4sBench"}[engine]
-    command = [str(find_java()), f"-Xmx{args.heap}", "-cp", os.pathsep.join(classpath), main, str(pmml),
-               str(inputs), str(args.threads), str(args.repeats), str(args.chunk_rows)]  # fmt: skip
+    command = [
+        str(find_java()),
+        f"-Xmx{args.heap}",
+        "-cp",
+        os.pathsep.join(classpath),
+        main,
+        str(pmml),
+        str(inputs),
+        str(args.threads),
+        str(args.repeats),
+        str(args.chunk_rows),
+    ]
     start = time.perf_counter()
     done = subprocess.run(command, capture_output=True, text=True, check=False, timeout=1800)
     wall = time.perf_counter() - start
@@ -145,8 +164,12 @@ def warm_timed(call: Callable[[], object], repeats: int, rows: int) -> dict:
         call()
         passes.append(time.perf_counter() - start)
     best = min(passes)
-    return {"warmup_s": round(warmup, 3), "passes_s": [round(p, 3) for p in passes], "seconds": best,
-            "rows_per_s": rows / best}  # fmt: skip
+    return {
+        "warmup_s": round(warmup, 3),
+        "passes_s": [round(p, 3) for p in passes],
+        "seconds": best,
+        "rows_per_s": rows / best,
+    }
 
 
 def guarded(label: str, measure: Callable[[], dict]) -> dict:
@@ -186,17 +209,33 @@ def one_model(name: str, args, classpaths: dict[str, list[str]], scratch: Path) 
     rows, n = args.rows, args.repeats
     engines = {
         "sklearn": guarded("scikit-learn", lambda: warm_timed(lambda: predict(X), n, rows)),
-        "onnxruntime-1": guarded("onnxruntime 1 thread", lambda: warm_timed(
-            lambda: OnnxruntimeRuntime(threads=1).evaluate(onnx.path, feeds), n, rows)),
-        f"onnxruntime-{args.threads}": guarded(f"onnxruntime {args.threads} threads", lambda: warm_timed(
-            lambda: OnnxruntimeRuntime(threads=args.threads).evaluate(onnx.path, feeds), n, rows)),
-        "plain-jpmml": guarded("plain-Java JPMML", lambda: plain_java("jpmml", classpaths["jpmml"], pmml.path, inputs, args)),
-        "parity-jpmml": guarded("Parity jpmml_evaluator", lambda: warm_timed(
-            lambda: validators.RUNTIMES["jpmml_evaluator"].evaluate(pmml.path, X), n, rows)),
-        "plain-pmml4s": guarded("plain PMML4S", lambda: plain_java("pmml4s", classpaths["pmml4s"], pmml.path, inputs, args)),
-        "parity-pmml4s": guarded("Parity pypmml", lambda: warm_timed(
-            lambda: validators.RUNTIMES["pypmml"].evaluate(pmml.path, X), n, rows)),
-    }  # fmt: skip
+        "onnxruntime-1": guarded(
+            "onnxruntime 1 thread",
+            lambda: warm_timed(lambda: OnnxruntimeRuntime(threads=1).evaluate(onnx.path, feeds), n, rows),
+        ),
+        f"onnxruntime-{args.threads}": guarded(
+            f"onnxruntime {args.threads} threads",
+            lambda: warm_timed(
+                lambda: OnnxruntimeRuntime(threads=args.threads).evaluate(onnx.path, feeds), n, rows
+            ),
+        ),
+        "plain-jpmml": guarded(
+            "plain-Java JPMML", lambda: plain_java("jpmml", classpaths["jpmml"], pmml.path, inputs, args)
+        ),
+        "parity-jpmml": guarded(
+            "Parity jpmml_evaluator",
+            lambda: warm_timed(
+                lambda: validators.RUNTIMES["jpmml_evaluator"].evaluate(pmml.path, X), n, rows
+            ),
+        ),
+        "plain-pmml4s": guarded(
+            "plain PMML4S", lambda: plain_java("pmml4s", classpaths["pmml4s"], pmml.path, inputs, args)
+        ),
+        "parity-pmml4s": guarded(
+            "Parity pypmml",
+            lambda: warm_timed(lambda: validators.RUNTIMES["pypmml"].evaluate(pmml.path, X), n, rows),
+        ),
+    }
     ratios = {}
     for engine in ("jpmml", "pmml4s"):
         plain, ours = engines[f"plain-{engine}"], engines[f"parity-{engine}"]
@@ -242,8 +281,14 @@ def summary_table(results: list[dict]) -> str:
     rows = []
     for r in results:
         ratios = r.get("ratio_parity_over_plain", {})
-        rows.append({"model": r["model"], "JPMML ratio": ratios.get("jpmml"), "PMML4S ratio": ratios.get("pmml4s"),
-                     "goal met": all(v is not None and v <= GOAL for v in ratios.values()) if ratios else False})  # fmt: skip
+        rows.append(
+            {
+                "model": r["model"],
+                "JPMML ratio": ratios.get("jpmml"),
+                "PMML4S ratio": ratios.get("pmml4s"),
+                "goal met": all(v is not None and v <= GOAL for v in ratios.values()) if ratios else False,
+            }
+        )
     return _common.markdown_table(rows, ["model", "JPMML ratio", "PMML4S ratio", "goal met"])
 
 
@@ -264,22 +309,31 @@ def main() -> int:
     with _common.scratch_folder("parity-bench-pmml-speed-", args.keep) as scratch:
         os.environ.setdefault("PARITY_CACHE_DIR", str(Path.home() / ".cache" / "parity"))
         classpaths = java_classpaths()
-        print(f"uptime: {_common.uptime()}; threads {args.threads}; {args.rows:,} rows x {FEATURES} features",
-              file=sys.stderr)  # fmt: skip
+        print(
+            f"uptime: {_common.uptime()}; threads {args.threads}; {args.rows:,} rows x {FEATURES} features",
+            file=sys.stderr,
+        )
+        print(f"## PMML evaluation speed, {args.rows:,} rows x {FEATURES} features, warm; rows/s (seconds)")
+        print(f"\nuptime: {_common.uptime()}; cores {os.cpu_count()}; baseline threads {args.threads}")
         results = []
         for name in args.models:
             print(f"  {name}", file=sys.stderr, flush=True)
             results.append(one_model(name, args, classpaths, scratch))
-        print(f"## PMML evaluation speed, {args.rows:,} rows x {FEATURES} features, warm; rows/s (seconds)")
-        print(
-            f"\nuptime at the end: {_common.uptime()}; cores {os.cpu_count()}; baseline threads {args.threads}"
-        )
-        for result in results:
-            print_model(result, args.threads)
+            print_model(results[-1], args.threads)
+            sys.stdout.flush()
+        print(f"\nuptime at the end: {_common.uptime()}")
         print(f"\n## Parity time / plain-engine time (goal <= {GOAL})\n")
         print(summary_table(results))
-        _common.write_json(args.out, {"benchmark": "pmml_speed", "machine": _common.machine(), "goal": GOAL,
-                                      "settings": vars(args), "results": results})  # fmt: skip
+        _common.write_json(
+            args.out,
+            {
+                "benchmark": "pmml_speed",
+                "machine": _common.machine(),
+                "goal": GOAL,
+                "settings": vars(args),
+                "results": results,
+            },
+        )
         return 0
 
 

@@ -53,8 +53,16 @@ RUNS = (
     "naive-12",
     "pmml-speedup",
 )
-DEFAULT_RUNS = ("naive-4", "parity-empty-fresh-db", "parity-empty-warm-db", "parity-4", "parity-12",
-                "parity-20", "naive-20", "pmml-speedup")  # fmt: skip
+DEFAULT_RUNS = (
+    "naive-4",
+    "parity-empty-fresh-db",
+    "parity-empty-warm-db",
+    "parity-4",
+    "parity-12",
+    "parity-20",
+    "naive-20",
+    "pmml-speedup",
+)
 
 
 def build_registries(scratch: Path, sizes: set[int]) -> dict[int, Path]:
