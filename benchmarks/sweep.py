@@ -128,11 +128,11 @@ def parity_env(scratch: Path, targets: Path | None) -> dict:
     return env
 
 
-def parity_run(label: str, registry: Path, scratch: Path, env: dict) -> dict:
+def parity_run(label: str, registry: Path, scratch: Path, env: dict, timeout: float) -> dict:
     archive = scratch / f"archive-{label}"
     shutil.rmtree(archive, ignore_errors=True)
     command = [str(_common.PARITY), "run", "--registry", str(registry), "--archive", str(archive)]
-    result = _common.run_measured(command, scratch / f"{label}.log", env=env)
+    result = _common.run_measured(command, scratch / f"{label}.log", env=env, timeout=timeout)
     text = Path(result["log"]).read_text(errors="replace")
     result["summary_line"] = next((line for line in reversed(text.splitlines()) if line.strip()), "")
     print(
@@ -142,7 +142,7 @@ def parity_run(label: str, registry: Path, scratch: Path, env: dict) -> dict:
     return result
 
 
-def naive_run(label: str, registry: Path, scratch: Path) -> dict:
+def naive_run(label: str, registry: Path, scratch: Path, timeout: float) -> dict:
     out = scratch / f"{label}.json"
     command = [
         str(_common.PYTHON),
@@ -152,7 +152,7 @@ def naive_run(label: str, registry: Path, scratch: Path) -> dict:
         "--out",
         str(out),
     ]
-    result = _common.run_measured(command, scratch / f"{label}.log")
+    result = _common.run_measured(command, scratch / f"{label}.log", timeout=timeout)
     result["detail"] = json.loads(out.read_text()) if out.is_file() else None
     print(
         f"  {label}: {result['seconds']} s, peak {result['peak_rss_mib']} MiB, exit {result['exit_code']}",
@@ -228,6 +228,15 @@ def figures(runs: dict, pmml: dict | None) -> dict:
         parity, naive = runs.get(f"parity-{n}"), runs.get(f"naive-{n}")
         if parity is None or naive is None:
             continue
+        unfinished = [
+            f"{k}-{n} exit {r['exit_code']}"
+            for k, r in (("parity", parity), ("naive", naive))
+            if r["exit_code"] != 0
+        ]
+        if unfinished:  # a killed or failed run's seconds are no figure (a timeout's are a lower bound)
+            out[f"unfinished_{n}"] = ", ".join(unfinished)
+            met[f"ratio_le_0.3 ({n} models)"] = False
+            continue
         out[f"ratio_parity_over_naive_{n}"] = round(parity["seconds"] / naive["seconds"], 2)
         met[f"ratio_le_0.3 ({n} models)"] = out[f"ratio_parity_over_naive_{n}"] <= TARGET_RATIO
         if empty is not None:
@@ -260,12 +269,21 @@ def headline(runs: dict) -> str:
     if parity is None or naive is None:
         return f"P1 ({HEADLINE_MODELS} models): not run (--only parity-20,naive-20 runs it)"
     ratio = parity["seconds"] / naive["seconds"]
-    verdict = "met" if ratio <= TARGET_RATIO else "NOT met"
     loads = [*parity["load_1min"], *naive["load_1min"]]
+    load = f"1-minute load during the two runs {min(loads)}-{max(loads)} on {os.cpu_count()} cores"
+    if parity["exit_code"] != 0:
+        return f"P1, {HEADLINE_MODELS} models: no figure, parity-{HEADLINE_MODELS} exit {parity['exit_code']}; {load}"
+    if (
+        naive["exit_code"] != 0
+    ):  # killed at the timeout: the naive time is a lower bound, the ratio an upper one
+        return (
+            f"P1, {HEADLINE_MODELS} models: naive-{HEADLINE_MODELS} did not finish (exit {naive['exit_code']} "
+            f"after {naive['seconds']} s; raise --timeout): parity/naive **< {ratio:.2f}**, not a figure; {load}"
+        )
+    verdict = "met" if ratio <= TARGET_RATIO else "NOT met"
     return (
         f"P1, {HEADLINE_MODELS} models: parity {parity['seconds']} s / naive {naive['seconds']} s = "
-        f"**{ratio:.2f}** (goal <= {TARGET_RATIO}: **{verdict}**); 1-minute load during the two runs "
-        f"{min(loads)}-{max(loads)} on {os.cpu_count()} cores"
+        f"**{ratio:.2f}** (goal <= {TARGET_RATIO}: **{verdict}**); {load}"
     )
 
 
@@ -334,6 +352,12 @@ def main() -> int:
         metavar="RUN,RUN",
         help=f"run only these (comma-separated, run in the usual order): {', '.join(RUNS)}",
     )
+    parser.add_argument(
+        "--timeout",
+        type=float,
+        default=3600,
+        help="seconds after which a run is killed (default 3600; a loaded machine needs them)",
+    )
     parser.add_argument("--keep", action="store_true", help="keep the scratch folder (logs, archives)")
     parser.add_argument("--out", help="write the figures as JSON here")
     args = parser.parse_args()
@@ -356,14 +380,14 @@ def main() -> int:
                 continue
             registry = registries[model_count(label)]
             if label.startswith("naive-"):
-                runs[label] = with_load(naive_run(label, registry, scratch), before)
+                runs[label] = with_load(naive_run(label, registry, scratch, args.timeout), before)
                 continue
             run_env = env
             if label == "parity-4-default-targets":
                 run_env = parity_env(scratch, None)
             elif label == "parity-12-java-options":
                 run_env = {**env, "_JAVA_OPTIONS": args.java_options}
-            runs[label] = with_load(parity_run(label, registry, scratch, run_env), before)
+            runs[label] = with_load(parity_run(label, registry, scratch, run_env, args.timeout), before)
             if label == "parity-12-java-options":
                 runs[label]["java_options"] = args.java_options
         summary = figures(runs, pmml)
