@@ -53,16 +53,9 @@ RUNS = (
     "naive-12",
     "pmml-speedup",
 )
-DEFAULT_RUNS = (
-    "naive-4",
-    "parity-empty-fresh-db",
-    "parity-empty-warm-db",
-    "parity-4",
-    "parity-12",
-    "parity-20",
-    "naive-20",
-    "pmml-speedup",
-)
+#: Runs only their flags (or ``--only``) add.
+OPTIONAL_RUNS = frozenset({"parity-4-default-targets", "parity-12-java-options", "naive-12"})
+DEFAULT_RUNS = tuple(label for label in RUNS if label not in OPTIONAL_RUNS)
 
 
 def build_registries(scratch: Path, sizes: set[int]) -> dict[int, Path]:
