@@ -11,7 +11,7 @@ side by side in one invocation, by:
 - onnxruntime through Parity's runtime, 1 thread and ``--threads`` threads;
 - **plain-Java JPMML-Evaluator** (``benchmarks/jvm/JpmmlBench.java``) and **plain PMML4S**
   (``benchmarks/jvm/Pmml4sBench.java``, the jars inside the pypmml package): ``--threads`` threads, rows
-  read from a Parity column file (``validators/targets/columns.py``), chunks of ``--chunk-rows``, ``-Xmx``
+  read from a Parity column file (``parity/core/columns.py``), chunks of ``--chunk-rows``, ``-Xmx``
   ``--heap``; the baselines;
 - **Parity's PMML path**: ``parity.validators.RUNTIMES["jpmml_evaluator"]`` and ``RUNTIMES["pypmml"]``
   ``.evaluate(path, X)``, whatever implementation is behind them (the benchmark does not care).
@@ -88,12 +88,10 @@ def data(task: str, fit_rows: int, rows: int):
 
 # -- the plain-Java baselines ----------------------------------------------------------------------------
 def java_classpaths() -> dict[str, list[str]]:
-    """Class paths of the two plain benches, compiled (cached) against the runner and each engine's jars."""
-    import pypmml
-    from jpmml_evaluator import _classpath
-
+    """Class paths of the two plain benches, compiled (cached) against the engine's column reader and each
+    engine's jars."""
+    from parity.core.engine import COMPONENTS, ENGINE_SOURCE
     from parity.core.java import cache_root, compile_java, find_java, java_version
-    from parity.validators.targets.pmml_runner import SOURCE as RUNNER_SOURCE
 
     java, version = find_java(), java_version()
     if java is None or version is None:
@@ -102,24 +100,16 @@ def java_classpaths() -> dict[str, list[str]]:
     def compiled(source: Path, classpath: list[str]) -> str:
         return str(compile_java(source, classpath, java, version[1], cache_root()))
 
-    jpmml_jars = list(_classpath([]))
-    pmml4s_jars = sorted(str(p) for p in (Path(pypmml.__file__).parent / "jars").glob("*.jar"))
-    runner = compiled(RUNNER_SOURCE, jpmml_jars)
-    harness = compiled(JAVA_DIR / "PmmlBench.java", [runner])
+    jpmml_jars, pmml4s_jars = COMPONENTS["jpmml"].jars(), COMPONENTS["pmml4s"].jars()
+    engine = compiled(ENGINE_SOURCE, [])
+    harness = compiled(JAVA_DIR / "PmmlBench.java", [engine])
     return {
-        "jpmml": [
-            compiled(JAVA_DIR / "JpmmlBench.java", [harness, runner, *jpmml_jars]),
-            harness,
-            runner,
-            *jpmml_jars,
-        ],
-        # JPMML's jars come last, only so that PmmlRunner (whose column reader is called) links
+        "jpmml": [compiled(JAVA_DIR / "JpmmlBench.java", [harness, engine, *jpmml_jars]), harness, engine, *jpmml_jars],
         "pmml4s": [
-            compiled(JAVA_DIR / "Pmml4sBench.java", [harness, runner, *pmml4s_jars]),
+            compiled(JAVA_DIR / "Pmml4sBench.java", [harness, engine, *pmml4s_jars]),
             harness,
-            runner,
+            engine,
             *pmml4s_jars,
-            *jpmml_jars,
         ],
     }
 

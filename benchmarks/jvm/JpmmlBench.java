@@ -1,7 +1,7 @@
 // Plain-Java JPMML-Evaluator on a Parity column file, T threads: the baseline of benchmarks/pmml_speed.py.
 //
-// usage: java -cp <PmmlBench + PmmlRunner classes>:<jpmml_evaluator's jars> JpmmlBench MODEL.pmml INPUT.bin THREADS REPEATS CHUNK_ROWS
-// Per row, the work Parity's runner does (validators/java/PmmlRunner.java): prepare each input field,
+// usage: java -cp <PmmlBench + ParityEngine classes>:<jpmml_evaluator's jars> JpmmlBench MODEL.pmml INPUT.bin THREADS REPEATS CHUNK_ROWS
+// Per row, the work Parity's runner does (parity/core/java/PmmlRunner.java): prepare each input field,
 // evaluate, decode every target and output field.
 import java.io.File;
 import java.util.LinkedHashMap;

@@ -1,6 +1,6 @@
 // Plain PMML4S (the engine pypmml wraps) on a Parity column file, T threads: a baseline of benchmarks/pmml_speed.py.
 //
-// usage: java -cp <PmmlBench + PmmlRunner classes>:<pypmml's jars>[:<JPMML jars, only for PmmlRunner to link>] Pmml4sBench MODEL.pmml INPUT.bin THREADS REPEATS CHUNK_ROWS
+// usage: java -cp <PmmlBench + ParityEngine classes>:<pypmml's jars> Pmml4sBench MODEL.pmml INPUT.bin THREADS REPEATS CHUNK_ROWS
 // Per row: the input values in the model's inputNames() order, Model.predict(Object[]) → every output
 // field's value (PMML4S models are read-only and thread-safe: autodeployai/pmml4s#14).
 import java.util.Map;

@@ -1,6 +1,6 @@
 // The timing harness shared by JpmmlBench and Pmml4sBench (benchmarks/pmml_speed.py compiles and runs them).
 //
-// Rows come from a Parity column file (validators/targets/columns.py writes it; PmmlRunner.readColumns reads
+// Rows come from a Parity column file (parity/core/columns.py writes it; ParityEngine.readColumns reads
 // it, called here rather than copied). Rows are scored in chunks on a fixed pool of T threads: one warm-up pass
 // over every row (JIT), then timed passes; every result is kept, so no work can be optimised away.
 // Prints one JSON line: {"engine", "rows", "threads", "load_s", "warmup_s", "passes_s": [...], "rows_per_s"}.
@@ -23,7 +23,7 @@ public final class PmmlBench {
 
     /** The columns of a Parity column file, missing numbers as null. */
     public static Map<String, Object[]> columns(String path) throws Exception {
-        return PmmlRunner.readColumns(Paths.get(path));
+        return ParityEngine.readColumns(Paths.get(path));
     }
 
     /** Usage check shared by both benches: MODEL.pmml INPUT.bin THREADS REPEATS CHUNK_ROWS. */
