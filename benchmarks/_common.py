@@ -153,7 +153,11 @@ def _private(pid: int) -> int | None:
     """Pages only this process maps (USS): what a forked child adds beyond the pages it shares with its parent."""
     try:
         with open(f"/proc/{pid}/smaps_rollup") as f:
-            return sum(int(line.split()[1]) * 1024 for line in f if line.startswith(("Private_Clean:", "Private_Dirty:")))
+            return sum(
+                int(line.split()[1]) * 1024
+                for line in f
+                if line.startswith(("Private_Clean:", "Private_Dirty:"))
+            )
     except (OSError, ValueError, IndexError):
         return None
 
@@ -256,7 +260,11 @@ class TreeSampler:
 
 
 def run_measured(
-    command: Sequence[str], log: Path, env: dict | None = None, timeout: float = 900, forks_private: bool = False
+    command: Sequence[str],
+    log: Path,
+    env: dict | None = None,
+    timeout: float = 900,
+    forks_private: bool = False,
 ) -> dict:
     """Run a command to completion; its wall seconds, exit code and the peak RSS of its process tree
     (``forks_private``: see :class:`TreeSampler`)."""

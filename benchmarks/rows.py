@@ -164,9 +164,7 @@ def summarise(model: str, results: list[dict]) -> dict:
     out: dict = {"model": model}
     for stage in ("register", "validate"):
         per_row = [r[f"{stage}_s"] / r["rows"] for r in results]
-        beyond = [
-            (r[f"{stage}_s"] - base[f"{stage}_s"]) / (r["rows"] - base["rows"]) for r in results[1:]
-        ]
+        beyond = [(r[f"{stage}_s"] - base[f"{stage}_s"]) / (r["rows"] - base["rows"]) for r in results[1:]]
         out[f"{stage}_per_row_ratio"] = ratio(per_row)
         out[f"{stage}_marginal_per_row_ratio"] = ratio(beyond)
     out["peak_rss_mib_at_largest"] = max(results[-1]["register_rss_mib"], results[-1]["validate_rss_mib"])
@@ -174,7 +172,9 @@ def summarise(model: str, results: list[dict]) -> dict:
 
 
 def main() -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 100_000, 1_000_000])
     parser.add_argument("--models", nargs="+", default=["logreg", "gb"], choices=["logreg", "gb"])
     parser.add_argument("--out")
@@ -212,17 +212,30 @@ def main() -> int:
                 row["register_us_per_row"] = 1e6 * row["register_s"] / rows
                 row["validate_us_per_row"] = 1e6 * row["validate_s"] / rows
                 row["load_after"] = load()
-                print(f"{model} {rows}: register {row['register_s']:.1f} s, validate {row['validate_s']:.1f} s, "
-                      f"peak RSS {row['register_rss_mib']:.0f} / {row['validate_rss_mib']:.0f} MiB; "
-                      f"{row['load_after']}", file=sys.stderr)
+                print(
+                    f"{model} {rows}: register {row['register_s']:.1f} s, validate {row['validate_s']:.1f} s, "
+                    f"peak RSS {row['register_rss_mib']:.0f} / {row['validate_rss_mib']:.0f} MiB; "
+                    f"{row['load_after']}",
+                    file=sys.stderr,
+                )
                 results.append(row)
             rows_out += results
             summaries.append(summarise(model, results))
     finally:
         if not args.keep:
             shutil.rmtree(scratch, ignore_errors=True)
-    columns = ["model", "rows", "register_s", "register_us_per_row", "register_rss_mib", "validate_s",
-               "validate_us_per_row", "validate_rss_mib", "validate_pss_mib", "load_after"]
+    columns = [
+        "model",
+        "rows",
+        "register_s",
+        "register_us_per_row",
+        "register_rss_mib",
+        "validate_s",
+        "validate_us_per_row",
+        "validate_rss_mib",
+        "validate_pss_mib",
+        "load_after",
+    ]
     print(_common.markdown_table(rows_out, columns))
     print()
     print(_common.markdown_table(summaries, list(summaries[0])))
@@ -230,10 +243,14 @@ def main() -> int:
     worst_ratio = max(
         max(s[f"{stage}_per_row_ratio"] or 0 for stage in ("register", "validate")) for s in summaries
     )
-    print(f"\ntime per row max/min across sizes: {worst_ratio:.2f}x (goal ≤ 1.5x: "
-          f"{'met' if worst_ratio <= 1.5 else 'not met'})")
-    print(f"peak RSS of the process tree at {sizes[-1]:,} rows: {worst_rss:.0f} MiB (goal ≤ 1024 MiB: "
-          f"{'met' if worst_rss <= 1024 else 'not met'}); {load()}")
+    print(
+        f"\ntime per row max/min across sizes: {worst_ratio:.2f}x (goal ≤ 1.5x: "
+        f"{'met' if worst_ratio <= 1.5 else 'not met'})"
+    )
+    print(
+        f"peak RSS of the process tree at {sizes[-1]:,} rows: {worst_rss:.0f} MiB (goal ≤ 1024 MiB: "
+        f"{'met' if worst_rss <= 1024 else 'not met'}); {load()}"
+    )
     _common.write_json(args.out, {"machine": _common.machine(), "rows": rows_out, "summary": summaries})
     return 0
 

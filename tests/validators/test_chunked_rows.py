@@ -7,6 +7,7 @@ in-process runtime; small sizes with small pieces, so every code path that chunk
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import numpy as np
@@ -45,7 +46,9 @@ MODELS = {
 def _rows(n: int, seed: int) -> tuple[pd.DataFrame, np.ndarray]:
     rng = np.random.default_rng(seed)
     z = rng.normal(size=(n, 6))
-    X = pd.DataFrame(z * [1, 10, 100, 0.1, 3, 50] + [0, 5, -20, 1, 0, 300], columns=[f"x{j}" for j in range(6)])
+    X = pd.DataFrame(
+        z * [1, 10, 100, 0.1, 3, 50] + [0, 5, -20, 1, 0, 300], columns=[f"x{j}" for j in range(6)]
+    )
     return X, (z @ [1.0, -2.0, 0.5, 1.5, -1.0, 0.3] > 0).astype(int)
 
 
@@ -90,9 +93,9 @@ def test_many_pieces_give_the_report_of_one_piece(name, reference_file, tmp_path
     assert pieces.predictions.keys() == whole.predictions.keys()
     for output, values in whole.predictions.items():
         np.testing.assert_array_equal(pieces.predictions[output], values, err_msg=output)
-    assert any(c["verdict"] != "pass" or c["n_outside"] for c in whole_checks if c["runtime"] == "onnxruntime"), (
-        "the tight band should leave ONNX rows outside it, so that explanations are compared too"
-    )
+    assert any(
+        c["verdict"] != "pass" or c["n_outside"] for c in whole_checks if c["runtime"] == "onnxruntime"
+    ), "the tight band should leave ONNX rows outside it, so that explanations are compared too"
     assert pieces_checks == whole_checks
 
 
@@ -118,7 +121,7 @@ def test_pieces_are_aligned_and_cover_every_row_once():
         pieces = predictions.row_chunks(n_rows, limit)
         size = 1 << ((limit or predictions.PREDICT_ROWS).bit_length() - 1)
         assert pieces[0].start == 0 and pieces[-1].stop == n_rows
-        assert all(a.stop == b.start for a, b in zip(pieces, pieces[1:], strict=False))
+        assert all(a.stop == b.start for a, b in itertools.pairwise(pieces))
         assert all(piece.start % size == 0 for piece in pieces)
         assert all(piece.stop - piece.start == size for piece in pieces[:-1])
         last = pieces[-1].stop - pieces[-1].start
