@@ -151,6 +151,19 @@ def _pss(pid: int) -> int | None:
     return None
 
 
+def _private(pid: int) -> int | None:
+    """Pages only this process maps (USS): what a forked child adds beyond the pages it shares with its parent."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup") as f:
+            return sum(
+                int(line.split()[1]) * 1024
+                for line in f
+                if line.startswith(("Private_Clean:", "Private_Dirty:"))
+            )
+    except (OSError, ValueError, IndexError):
+        return None
+
+
 def _kind(pid: int, root: int) -> str:
     """A readable name for a process of the tree."""
     try:
@@ -183,12 +196,14 @@ class TreeSampler:
     RSS summed over processes counts shared pages (libraries, libjvm) once per process, so it is an upper
     bound (a child forked but not yet exec'd, with its parent's command line, is left out: its pages are
     the parent's); PSS (shared pages split between sharers) is read every ``pss_every`` samples, as reading it costs
-    milliseconds per process.
+    milliseconds per process. With ``forks_private``, such a child counts its private pages instead (a forked
+    child that works without exec'ing, e.g. a sandbox that tries a model, allocates memory of its own).
     """
 
     root: int
     interval: float = 0.1
     pss_every: int = 10
+    forks_private: bool = False
     peak_total: int = 0
     peak_pss: int = 0
     peak_parts: dict[str, int] = field(default_factory=dict)
@@ -220,9 +235,10 @@ class TreeSampler:
             self.peak_pss = max(self.peak_pss, sum(_pss(pid) or 0 for pid, _ in tree))
         for pid, parent in tree:
             command = _cmdline(pid)
-            if parent is not None and command == _cmdline(parent):
+            forked = parent is not None and command == _cmdline(parent)
+            if forked and not self.forks_private:
                 continue  # forked, not yet exec'd: its pages are the parent's, shared copy-on-write
-            rss = _rss(pid)
+            rss = _private(pid) if forked else _rss(pid)
             if rss is None:
                 continue
             if self._kinds.get(pid, (None,))[0] != command:
@@ -245,12 +261,19 @@ class TreeSampler:
         }
 
 
-def run_measured(command: Sequence[str], log: Path, env: dict | None = None, timeout: float = 900) -> dict:
-    """Run a command to completion; its wall seconds, exit code and the peak RSS of its process tree."""
+def run_measured(
+    command: Sequence[str],
+    log: Path,
+    env: dict | None = None,
+    timeout: float = 900,
+    forks_private: bool = False,
+) -> dict:
+    """Run a command to completion; its wall seconds, exit code and the peak RSS of its process tree
+    (``forks_private``: see :class:`TreeSampler`)."""
     start = time.perf_counter()
     with open(log, "wb") as out:
         process = subprocess.Popen(list(command), stdout=out, stderr=subprocess.STDOUT, env=env, cwd=ROOT)
-        with TreeSampler(process.pid) as sampler:
+        with TreeSampler(process.pid, forks_private=forks_private) as sampler:
             try:
                 code = process.wait(timeout=timeout)
             except subprocess.TimeoutExpired:

@@ -38,6 +38,12 @@ def wanted(estimator: object, method: str, found: Mapping[str, object]) -> bool:
     return True
 
 
+#: Rows the estimator predicts on at a time: its temporaries (a pipeline's scaled copy of the rows, each
+#: method's outputs) stay bounded whatever the reference set's size.
+PREDICT_ROWS = 65_536
+#: The shortest last piece; a shorter remainder joins the piece before it (see :func:`row_chunks`).
+MIN_LAST_ROWS = 256
+
 _COLUMN = re.compile(r"^(?P<output>[a-z_]+)\[(?P<index>\d+)\]$")
 
 
@@ -50,14 +56,45 @@ def reference_outputs(estimator: object) -> list[str]:
     return list(found)
 
 
-def reference_predictions(estimator: object, X: pd.DataFrame) -> dict[str, np.ndarray]:
-    """Run every available output method of ``estimator`` on ``X``.
+def row_chunks(n_rows: int, chunk_rows: int | None = None) -> list[slice]:
+    """Slices of ``n_rows`` rows into pieces of ``chunk_rows`` (default :data:`PREDICT_ROWS`), the last one
+    longer by a short remainder.
+
+    Each piece starts at a multiple of its size, a power of two (``chunk_rows`` is rounded down to one), and
+    a remainder shorter than :data:`MIN_LAST_ROWS` joins the last piece: BLAS kernels take rows in groups of
+    a few, so a row's arithmetic can depend on its place in a group (a last-bit difference); pieces aligned
+    this way keep every row's place, and the same rows at the end, so the outputs in pieces are the outputs
+    in one piece, bit for bit. One piece when ``n_rows < chunk_rows + MIN_LAST_ROWS``.
+    """
+    limit = max(1, PREDICT_ROWS if chunk_rows is None else chunk_rows)
+    size = 1 << (limit.bit_length() - 1)
+    starts = list(range(0, n_rows, size)) or [0]
+    if len(starts) > 1 and n_rows - starts[-1] < min(MIN_LAST_ROWS, size):
+        starts.pop()
+    return [slice(a, b) for a, b in zip(starts, [*starts[1:], n_rows], strict=True)]
+
+
+def concat_rows(parts: list[dict[str, np.ndarray]]) -> dict[str, np.ndarray]:
+    """Per-piece outputs (each a dict of arrays whose rows run along axis 0) as one dict of arrays."""
+    if len(parts) == 1:
+        return parts[0]
+    return {key: np.concatenate([part[key] for part in parts], axis=0) for key in parts[0]}
+
+
+def reference_predictions(
+    estimator: object, X: pd.DataFrame, chunk_rows: int | None = None
+) -> dict[str, np.ndarray]:
+    """Run every available output method of ``estimator`` on ``X``, ``chunk_rows`` rows at a time.
 
     Parameters
     ----------
     estimator : fitted scikit-learn estimator or pipeline
     X : pandas.DataFrame
         The reference rows, with the columns the estimator was fitted on.
+    chunk_rows : int, optional
+        The most rows one call of a method gets (see :func:`row_chunks`; default :data:`PREDICT_ROWS`):
+        memory stays bounded on large
+        reference sets; scikit-learn's methods work row by row, so the outputs are the same as in one piece.
 
     Returns
     -------
@@ -71,6 +108,13 @@ def reference_predictions(estimator: object, X: pd.DataFrame) -> dict[str, np.nd
     InvalidInputError
         When the estimator offers none of the methods, or one of them fails on ``X``.
     """
+    pieces = row_chunks(len(X), chunk_rows)
+    if len(pieces) == 1:
+        return _predict(estimator, X)
+    return concat_rows([_predict(estimator, X.iloc[rows]) for rows in pieces])
+
+
+def _predict(estimator: object, X: pd.DataFrame) -> dict[str, np.ndarray]:
     outputs: dict[str, np.ndarray] = {}
     for method in OUTPUT_METHODS:
         if not wanted(estimator, method, outputs):

@@ -112,11 +112,32 @@ def _read_parquet_file(path: Path, what: str) -> pd.DataFrame:
         ) from None
     check_columns(names, what)
     try:
-        return pd.read_parquet(path)
+        return read_parquet_by_column(path)
     except (pa.ArrowException, OSError) as err:
         raise InvalidInputError(
             f"{what}: its parquet data is damaged ({_first_line(err)}). Write the file again."
         ) from None
+
+
+def read_parquet_by_column(path: Path) -> pd.DataFrame:
+    """A parquet file as ``pandas.read_parquet`` reads it, one column at a time.
+
+    Reading a whole file decodes every column into Arrow memory and then copies it into pandas: about
+    three times the frame's size at the peak (1M rows of 20 doubles: 500 MiB for a 160 MiB frame). Column by
+    column, the peak is the frame and one column's Arrow buffers. The columns are pandas' own reads (the same
+    dtypes and index); the frame keeps one block per column.
+
+    Raises
+    ------
+    pyarrow.ArrowException, OSError
+        As ``pandas.read_parquet`` does, for a missing or unreadable file.
+    """
+    schema = pq.read_schema(path)
+    index_columns = {c for c in (schema.pandas_metadata or {}).get("index_columns", []) if isinstance(c, str)}
+    names = [name for name in schema.names if name not in index_columns]
+    if len(names) < 2:
+        return pd.read_parquet(path)
+    return pd.concat([pd.read_parquet(path, columns=[name]) for name in names], axis=1)
 
 
 def _read_csv_file(path: Path, what: str) -> pd.DataFrame:
@@ -174,7 +195,7 @@ def read_stored_parquet(path: Path, error: type[ParityError], fix: str) -> pd.Da
         Of type ``error``, naming ``path`` and ``fix``.
     """
     try:
-        return pd.read_parquet(path)
+        return read_parquet_by_column(path)
     except FileNotFoundError:
         raise error(f"{path} is missing. {fix}") from None
     except (pa.ArrowException, OSError) as err:

@@ -39,7 +39,7 @@ from parity.core.tolerances import (
     tolerance_for,
 )
 from parity.registry import RegisteredModel
-from parity.registry.predictions import reference_predictions
+from parity.registry.predictions import concat_rows, reference_predictions, row_chunks
 
 from . import resolve_roles
 from .compare import Difference, align, compare
@@ -101,11 +101,21 @@ class ModelContext:
         chosen = [c for c in (X.columns if columns is None else columns) if pd.api.types.is_float_dtype(X[c])]
         key = frozenset(chosen)
         if key not in self._rounded:
-            X = X.copy()
-            for column in chosen:
-                X[column] = X[column].astype(np.float32).astype(np.float64)
-            self._rounded[key] = reference_predictions(self.model.estimator, X)
+            # piece by piece: a rounded copy of one piece at a time, never of the whole reference set
+            parts = [
+                reference_predictions(self.model.estimator, _rounded_to_float32(X.iloc[rows], chosen))
+                for rows in row_chunks(len(X))
+            ]
+            self._rounded[key] = concat_rows(parts)
         return self._rounded[key]
+
+
+def _rounded_to_float32(X: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    """A copy of ``X`` with ``columns`` rounded to the nearest float32 (kept as float64)."""
+    X = X.copy()
+    for column in columns:
+        X[column] = X[column].astype(np.float32).astype(np.float64)
+    return X
 
 
 def conversion_check(conversion: Conversion) -> Check:
@@ -128,6 +138,14 @@ def sample_index(n_rows: int, limit: int | None) -> np.ndarray:
     if limit is None or n_rows <= limit:
         return np.arange(n_rows)
     return np.unique(np.linspace(0, n_rows - 1, limit).round().astype(int))
+
+
+def rows_at(X: pd.DataFrame, index: np.ndarray) -> pd.DataFrame:
+    """The rows ``index`` of ``X``: ``X`` itself when they are all its rows in order (no copy of a large
+    reference set per runtime), else a copy of those rows."""
+    if len(index) == len(X) and (len(index) == 0 or (index[0] == 0 and bool((np.diff(index) == 1).all()))):
+        return X
+    return X.iloc[index]
 
 
 def run_runtime(runtime: Runtime, conversion: Conversion, X: pd.DataFrame) -> dict[str, np.ndarray]:
@@ -227,7 +245,7 @@ def _run_in_process(
     model = context.model
     index = sample_index(len(model.reference), runtime.sample_rows if limit is None else limit)
     try:
-        outputs = run_runtime(runtime, conversion, model.reference.iloc[index])
+        outputs = run_runtime(runtime, conversion, rows_at(model.reference, index))
     except Exception as err:
         message = f"{type(err).__name__}: {str(err).strip()[:500]}"
         return [cell("*", Verdict.ERROR, explanation=message, stage=Stage.EVALUATE)], None
@@ -625,7 +643,7 @@ def _on_remote(
     try:
         if conversion.path is None:
             raise ValueError(f"the {conversion.format} conversion has no artifact to run")
-        X = context.model.reference.iloc[index]
+        X = rows_at(context.model.reference, index)
         result = reach.run(target, spec.name, runner, conversion.path, spec.remote_inputs(conversion, X))
     except Exception as err:
         message = f"{type(err).__name__}: {str(err).strip()[:800]}"
