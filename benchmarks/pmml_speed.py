@@ -104,7 +104,12 @@ def java_classpaths() -> dict[str, list[str]]:
     engine = compiled(ENGINE_SOURCE, [])
     harness = compiled(JAVA_DIR / "PmmlBench.java", [engine])
     return {
-        "jpmml": [compiled(JAVA_DIR / "JpmmlBench.java", [harness, engine, *jpmml_jars]), harness, engine, *jpmml_jars],
+        "jpmml": [
+            compiled(JAVA_DIR / "JpmmlBench.java", [harness, engine, *jpmml_jars]),
+            harness,
+            engine,
+            *jpmml_jars,
+        ],
         "pmml4s": [
             compiled(JAVA_DIR / "Pmml4sBench.java", [harness, engine, *pmml4s_jars]),
             harness,
