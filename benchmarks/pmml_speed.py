@@ -181,7 +181,7 @@ def one_model(name: str, args, classpaths: dict[str, list[str]], scratch: Path) 
     from parity import validators
     from parity.validators.formats import convert, format_of
     from parity.validators.runtimes.onnx import OnnxruntimeRuntime
-    from parity.validators.targets.columns import write_columns
+    from parity.core.columns import write_columns
 
     task, make = _models()[name]
     X_fit, y_fit, X = data(task, args.fit_rows, args.rows)
