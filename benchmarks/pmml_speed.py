@@ -179,9 +179,9 @@ def guarded(label: str, measure: Callable[[], dict]) -> dict:
 def one_model(name: str, args, classpaths: dict[str, list[str]], scratch: Path) -> dict:
     """Fit, convert and time every engine on one model."""
     from parity import validators
+    from parity.core.columns import write_columns
     from parity.validators.formats import convert, format_of
     from parity.validators.runtimes.onnx import OnnxruntimeRuntime
-    from parity.core.columns import write_columns
 
     task, make = _models()[name]
     X_fit, y_fit, X = data(task, args.fit_rows, args.rows)

@@ -21,9 +21,27 @@ MAGIC = "PARITY-COLUMNS-1"
 DOUBLE, STRING, LONG, BOOLEAN = 0, 1, 2, 3
 
 
+def _modified_utf8(text: str) -> bytes:
+    """``text`` in Java's modified UTF-8 (what ``DataInput.readUTF`` reads): characters beyond the Basic
+    Multilingual Plane as two 3-byte surrogates, NUL as two bytes."""
+    if text.isascii() and "\0" not in text:
+        return text.encode("ascii")
+    halves = text.encode("utf-16-be", "surrogatepass")
+    units = (chr(int.from_bytes(halves[i : i + 2], "big")) for i in range(0, len(halves), 2))
+    return "".join(units).encode("utf-8", "surrogatepass").replace(b"\0", b"\xc0\x80")
+
+
+def _from_modified_utf8(data: bytes) -> str:
+    """The inverse of :func:`_modified_utf8` (what ``DataOutput.writeUTF`` wrote)."""
+    if data.isascii():
+        return data.decode("ascii")
+    text = data.replace(b"\xc0\x80", b"\0").decode("utf-8", "surrogatepass")
+    return text.encode("utf-16-be", "surrogatepass").decode("utf-16-be")
+
+
 def _utf(text: str) -> bytes:
-    """Java's modified UTF-8 as writeUTF writes it (no NUL or astral characters expected here)."""
-    data = text.encode("utf-8")
+    """A string as ``writeUTF`` writes it: a 2-byte length, then Java's modified UTF-8."""
+    data = _modified_utf8(text)
     if len(data) > 0xFFFF:
         raise ValueError(f"string of {len(data)} bytes is longer than writeUTF allows")
     return struct.pack(">H", len(data)) + data
@@ -61,7 +79,7 @@ def read_output(path: Path) -> tuple[pd.DataFrame, dict]:
         nonlocal offset
         (length,) = struct.unpack_from(">H", data, offset)
         offset += 2 + length
-        return bytes(data[offset - length : offset]).decode("utf-8")
+        return _from_modified_utf8(bytes(data[offset - length : offset]))
 
     if utf() != MAGIC:
         raise ValueError(f"{path}: not a Parity column file")

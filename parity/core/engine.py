@@ -171,6 +171,17 @@ class Engine:
         """Run one job (``component.verb``); see :meth:`parity.core.warm.WarmProcess.call`."""
         return self.process.call(verb, args, timeout_s)
 
+    def call_again_if_lost(
+        self, verb: str, args: Sequence[str], timeout_s: float = JOB_TIMEOUT_S
+    ) -> list[str]:
+        """:meth:`call` for a job that only reads its inputs (an evaluation, a replay): when the engine died
+        under it — killed for another caller's job that outlived its deadline, or out of memory — it runs
+        once more in a fresh engine, so that one model's trouble does not fail another's."""
+        try:
+            return self.call(verb, args, timeout_s)
+        except EnvironmentProblem:
+            return self.call(verb, args, timeout_s)
+
     def on_columns(
         self, verb: str, pmml: Path, X: pd.DataFrame, extra: Sequence[str] = ()
     ) -> Iterator[tuple[pd.DataFrame, list[str], dict]]:
@@ -185,16 +196,14 @@ class Engine:
             given, made = folder / "in.bin", folder / "out.bin"
             for start in range(0, max(len(X), 1), CHUNK_ROWS):
                 write_columns(given, X.iloc[start : start + CHUNK_ROWS])
-                reply = self.call(verb, [str(pmml.resolve()), str(given), str(made), *extra])
+                reply = self.call_again_if_lost(verb, [str(pmml.resolve()), str(given), str(made), *extra])
                 frame, where = read_output(made)
                 yield frame, reply, where
 
 
 @contextmanager
 def _scratch() -> Iterator[Path]:
-    # Memory-backed where the machine has it: the files live for one job.
-    base = "/dev/shm" if os.access("/dev/shm", os.W_OK) else None
-    folder = Path(tempfile.mkdtemp(prefix="parity-engine-", dir=base))
+    folder = Path(tempfile.mkdtemp(prefix="parity-engine-"))
     try:
         yield folder
     finally:

@@ -209,7 +209,7 @@ class WarmProcess:
         try:
             process = subprocess.Popen(
                 self.command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr,
-                text=True, encoding="utf-8", env=self.env, bufsize=1,
+                text=True, encoding="utf-8", errors="replace", env=self.env, bufsize=1,
             )  # fmt: skip
         except OSError as err:
             stderr.close()
@@ -221,7 +221,14 @@ class WarmProcess:
         """Deliver every reply line to its waiting job; when the output ends, fail whatever still waits."""
         process = run.process
         assert process.stdout is not None
-        for raw in process.stdout:
+        try:
+            self._deliver(run, process.stdout)
+        except (OSError, ValueError):  # an unreadable reply: the process is of no use any more
+            self._kill(process)
+        self._end(run)
+
+    def _deliver(self, run: _Run, lines: IO[str]) -> None:
+        for raw in lines:
             line = raw.rstrip("\n")
             if not run.ready.done():
                 if line == READY:
@@ -237,6 +244,9 @@ class WarmProcess:
                 reply.set_result(payload.split("\t") if payload else [])
             else:
                 reply.set_exception(JobFailed(payload or status))
+
+    def _end(self, run: _Run) -> None:
+        process = run.process
         process.wait()
         gone = EnvironmentProblem(
             f"{self.name} exited with code {process.returncode}: {run.stderr_tail()}. The next job "

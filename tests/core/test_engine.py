@@ -130,6 +130,23 @@ def test_a_row_jpmml_rejects_is_named_by_its_index(tmp_path):
         EngineJpmmlRuntime().evaluate(conversion.path, unseen)
 
 
+def test_text_beyond_the_basic_plane_travels_to_both_engines(tmp_path):
+    X = pd.DataFrame({"mood": ["\U0001f642", "red", "\U0001f642", "日本"] * 6, "size": np.arange(24.0)})
+    y = np.where(X["mood"] == "\U0001f642", "yes \U0001f44d", "no")
+    model = make_pipeline(OneHotEncoder(), LogisticRegression()).fit(X, y)
+    conversion = convert_pmml(model, X, tmp_path / "moods.pmml", shared_pmml_converter())
+    mine, bridge = (
+        EngineJpmmlRuntime().evaluate(conversion.path, X),
+        JpmmlRuntime().evaluate(conversion.path, X),
+    )
+    assert mine["y"].tolist() == bridge["y"].tolist() == list(model.predict(X))
+    pd.testing.assert_frame_equal(
+        EnginePmml4sRuntime().evaluate(conversion.path, X),
+        PypmmlRuntime().evaluate(conversion.path, X),
+        check_exact=True,
+    )
+
+
 def test_a_file_jpmml_cannot_load_is_a_clear_error(tmp_path):
     broken = tmp_path / "broken.pmml"
     broken.write_text("<PMML><nothing/>")

@@ -10,6 +10,7 @@ Parity validate through them (:func:`pmml_runtimes`).
 
 from __future__ import annotations
 
+import math
 import os
 from pathlib import Path
 
@@ -144,7 +145,7 @@ class EngineJpmmlRuntime(_EngineRuntime):
                 "PMMLPipeline.verify(X_sample) (with named columns) before sklearn2pmml()."
             )
         try:
-            (outcome,) = host_engine().call("jpmml.verify", [str(path.resolve())])
+            (outcome,) = host_engine().call_again_if_lost("jpmml.verify", [str(path.resolve())])
         except JobFailed as err:
             raise InvalidInputError(
                 f"{path.name}: jpmml_evaluator (the engine's JPMML) cannot load this PMML: {err}. Convert the "
@@ -185,8 +186,11 @@ class EnginePmml4sRuntime(_EngineRuntime):
         """
         path = _existing_file(pmml_path)
         X = _check_frame(X)
-        numeric = X.select_dtypes(include="number")
-        if np.isinf(numeric.to_numpy(dtype=np.float64)).any():
+        numeric, others = X.select_dtypes(include="number"), X.select_dtypes(exclude="number")
+        infinite = np.isinf(numeric.to_numpy(dtype=np.float64)).any() or any(
+            isinstance(value, float) and math.isinf(value) for column in others for value in others[column]
+        )
+        if infinite:
             raise InvalidInputError(
                 f"{path.name}: pypmml could not evaluate rows holding infinite numbers. Check the input "
                 "values (finite numbers, known categories)."

@@ -118,6 +118,13 @@ public final class ParityConverterServer {
     }
 
     static ByteArrayOutputStream capture;
+    /** True on the thread running a conversion (and the threads it starts): its output is the log. */
+    static final InheritableThreadLocal<Boolean> CONVERTING = new InheritableThreadLocal<Boolean>() {
+        @Override
+        protected Boolean initialValue() {
+            return false;
+        }
+    };
     static PrintStream captured;
     static Guard guard;
 
@@ -132,8 +139,22 @@ public final class ParityConverterServer {
         }
         capture = new ByteArrayOutputStream();
         captured = new PrintStream(capture, true, "UTF-8");
-        System.setOut(captured);
-        System.setErr(captured);
+        // What a conversion prints goes to its log; what other threads print (the engine's evaluations, their
+        // errors) to the process's standard error, where the engine's client reads a dying JVM's last words.
+        PrintStream elsewhere = new PrintStream(new FileOutputStream(FileDescriptor.err), true, "UTF-8");
+        PrintStream routed = new PrintStream(new java.io.OutputStream() {
+            @Override
+            public void write(int b) {
+                (CONVERTING.get() ? captured : elsewhere).write(b);
+            }
+
+            @Override
+            public void write(byte[] data, int offset, int length) {
+                (CONVERTING.get() ? captured : elsewhere).write(data, offset, length);
+            }
+        }, true, "UTF-8");
+        System.setOut(routed);
+        System.setErr(routed);
         guard = new Guard();
         System.setSecurityManager(guard);
     }
@@ -153,6 +174,7 @@ public final class ParityConverterServer {
         guard.drainBlocked();
         String status = "OK";
         String exit = "-";
+        CONVERTING.set(true);
         try {
             com.sklearn2pmml.Main.main(args);
         } catch (ExitTrapped trapped) {
@@ -165,6 +187,8 @@ public final class ParityConverterServer {
             StringWriter trace = new StringWriter();
             t.printStackTrace(new PrintWriter(trace));
             captured.print(trace);
+        } finally {
+            CONVERTING.set(false);
         }
         captured.flush();
         byte[] log = capture.toByteArray();

@@ -49,7 +49,7 @@ public final class ParityEngine {
     static final String MAGIC = "PARITY-COLUMNS-1";
     static final byte DOUBLE = 0, STRING = 1, LONG = 2, BOOLEAN = 3;
     /** Loaded models kept per component (least recently used are dropped). */
-    static final int CACHE_SIZE = 8;
+    static final int CACHE_SIZE = 4;
 
     /** Loads a model file; the component's own type. */
     public interface Loader {
@@ -72,6 +72,8 @@ public final class ParityEngine {
     }
 
     static final Map<String, Component> COMPONENTS = new LinkedHashMap<>();
+    /** The process's standard error, kept before any component redirects System.err. */
+    static final PrintStream FATAL = new PrintStream(new FileOutputStream(FileDescriptor.err), true);
     static final Map<String, Object> MODELS = new LinkedHashMap<>(16, 0.75f, true);
     static final Map<String, Object> LOADING = new LinkedHashMap<>();
     static ForkJoinPool rowPool;
@@ -160,6 +162,13 @@ public final class ParityEngine {
             reply = "ok\t" + out;
         } catch (Throwable t) {
             Throwable cause = t instanceof InvocationTargetException && t.getCause() != null ? t.getCause() : t;
+            if (cause instanceof VirtualMachineError) {
+                // Out of memory (or worse): this JVM's state is unknown. Dying makes the client say so and
+                // start a fresh engine, rather than blame the model for the engine's heap.
+                cause.printStackTrace(FATAL);
+                FATAL.flush();
+                Runtime.getRuntime().halt(3);
+            }
             reply = "error\t" + oneLine(String.valueOf(cause));
         }
         synchronized (protocol) {
@@ -175,7 +184,8 @@ public final class ParityEngine {
     /** The model of {@code path} for {@code component}, loaded once per file state (path, size, mtime). */
     public static Object cached(String component, Path path, Loader loader) throws Exception {
         BasicFileAttributes stat = Files.readAttributes(path, BasicFileAttributes.class);
-        String key = component + "\0" + path.toAbsolutePath() + "\0" + stat.size() + "\0" + stat.lastModifiedTime().toMillis();
+        String key = component + "\0" + path.toAbsolutePath() + "\0" + stat.fileKey() + "\0" + stat.size() + "\0"
+                + stat.lastModifiedTime().to(java.util.concurrent.TimeUnit.NANOSECONDS);
         Object lock;
         synchronized (MODELS) {
             Object model = MODELS.get(key);
