@@ -478,7 +478,11 @@ def _engine_command() -> tuple[list[str], dict[str, str]]:
         _closed_port = socket.socket()
         _closed_port.bind(("127.0.0.1", 0))
     heap = os.environ.get("PARITY_ENGINE_HEAP") or ENGINE_HEAP
-    options = [f"-Xmx{heap}", *guard_options(_closed_port.getsockname()[1])]
+    # The parallel collector, not the lean options' serial one: evaluation allocates a boxed value per input
+    # and output cell, and with SerialGC a 100k-row logistic regression took 1.6x as long (1.9 s vs 3.0 s).
+    lean = {"-XX:+UseSerialGC": "-XX:+UseParallelGC", "-Xms32m": None}
+    options = [f"-Xmx{heap}"]
+    options += [lean.get(o, o) for o in guard_options(_closed_port.getsockname()[1]) if lean.get(o, o)]
     components = [name for name, component in COMPONENTS.items() if component.jars()]
     command = [str(java), *engine_arguments(components, options)]
     return command, {**os.environ, "SKLEARN2PMML_ENVIRONMENT": _sklearn2pmml_environment(version_line)}

@@ -4,9 +4,8 @@
 // Job (rows in and out as ParityEngine's binary column files):
 //   evaluate MODEL INPUT OUTPUT THREADS  -> "outputs"; PMML4S's output fields (model.outputNames(), the
 //                                           names pypmml returns) to OUTPUT, one value per row
-// Every input column goes to PMML4S by name, a missing value as null, as pypmml sends a JSON record.
+// Every input field gets its column's value (null when missing), as pypmml sends a JSON record.
 import java.nio.file.Paths;
-import java.util.HashMap;
 import java.util.LinkedHashMap;
 import java.util.Map;
 
@@ -26,14 +25,17 @@ public final class Pmml4sRunner {
         Map<String, Object[]> outputs = new LinkedHashMap<>();
         for (String name : names) outputs.put(name, new Object[rows]);
         Object[][] columns = outputs.values().toArray(new Object[0][]);
+        // The model's inputs in its own order (an absent column is missing), as PMML4S's array predict takes
+        // them: the same values pypmml's JSON records give, without building a map per row.
+        String[] fields = model.inputNames();
+        Object[][] given = new Object[fields.length][];
+        for (int f = 0; f < fields.length; f++) given[f] = inputs.get(fields[f]);
         ParityEngine.parallel(rows, Integer.parseInt(args[3]), (from, to) -> {
             for (int row = from; row < to; row++) {
-                Map<String, Object> record = new HashMap<>();
-                for (Map.Entry<String, Object[]> column : inputs.entrySet()) {
-                    record.put(column.getKey(), column.getValue()[row]);
-                }
-                Map<String, Object> result = model.predict(record);
-                for (int i = 0; i < names.length; i++) columns[i][row] = result.get(names[i]);
+                Object[] record = new Object[fields.length];
+                for (int f = 0; f < fields.length; f++) record[f] = given[f] == null ? null : given[f][row];
+                Object[] result = model.predict(record);
+                for (int i = 0; i < names.length; i++) columns[i][row] = result[i];
             }
         });
         ParityEngine.writeOutput(Paths.get(args[2]), "{}", outputs, rows);
