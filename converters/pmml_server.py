@@ -480,9 +480,9 @@ def _engine_command() -> tuple[list[str], dict[str, str]]:
     heap = os.environ.get("PARITY_ENGINE_HEAP") or ENGINE_HEAP
     # The parallel collector, not the lean options' serial one: evaluation allocates a boxed value per input
     # and output cell, and with SerialGC a 100k-row logistic regression took 1.6x as long (1.9 s vs 3.0 s).
-    lean = {"-XX:+UseSerialGC": "-XX:+UseParallelGC", "-Xms32m": None}
+    swap, drop = {"-XX:+UseSerialGC": "-XX:+UseParallelGC"}, {"-Xms32m"}
     options = [f"-Xmx{heap}"]
-    options += [lean.get(o, o) for o in guard_options(_closed_port.getsockname()[1]) if lean.get(o, o)]
+    options += [swap.get(o, o) for o in guard_options(_closed_port.getsockname()[1]) if o not in drop]
     components = [name for name, component in COMPONENTS.items() if component.jars()]
     command = [str(java), *engine_arguments(components, options)]
     return command, {**os.environ, "SKLEARN2PMML_ENVIRONMENT": _sklearn2pmml_environment(version_line)}
