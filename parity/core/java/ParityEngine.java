@@ -13,14 +13,12 @@
 //
 // Rows travel in files of a small binary column format (parity/core/columns.py writes and reads it), so
 // doubles cross the process boundary bit for bit, never as text.
-import java.io.BufferedInputStream;
 import java.io.BufferedOutputStream;
 import java.io.BufferedReader;
 import java.io.DataInputStream;
 import java.io.DataOutputStream;
 import java.io.File;
 import java.io.FileDescriptor;
-import java.io.FileInputStream;
 import java.io.FileOutputStream;
 import java.io.IOException;
 import java.io.InputStreamReader;
@@ -29,6 +27,7 @@ import java.lang.reflect.InvocationTargetException;
 import java.lang.reflect.Method;
 import java.net.URL;
 import java.net.URLClassLoader;
+import java.nio.ByteBuffer;
 import java.nio.charset.StandardCharsets;
 import java.nio.file.Files;
 import java.nio.file.Path;
@@ -236,26 +235,42 @@ public final class ParityEngine {
     }
 
     public static Map<String, Object[]> readColumns(Path path) throws IOException {
+        // The whole file at once and a buffer's getDouble: DataInputStream over a BufferedInputStream takes a
+        // lock per byte read, which cost more than evaluating a linear model.
+        ByteBuffer in = ByteBuffer.wrap(Files.readAllBytes(path));  // big-endian, as DataOutput writes
         Map<String, Object[]> columns = new LinkedHashMap<>();
-        try (DataInputStream in = new DataInputStream(new BufferedInputStream(new FileInputStream(path.toFile()), 1 << 16))) {
-            if (!MAGIC.equals(in.readUTF())) throw new IOException(path + ": not a Parity column file");
-            int count = in.readInt(), rows = in.readInt();
-            for (int c = 0; c < count; c++) {
-                String name = in.readUTF();
-                byte type = in.readByte();
-                Object[] values = new Object[rows];
-                for (int r = 0; r < rows; r++) {
-                    if (type == DOUBLE) {
-                        double value = in.readDouble();
-                        values[r] = Double.isNaN(value) ? null : value;  // NaN is how a missing number travels
-                    } else {
-                        values[r] = in.readBoolean() ? in.readUTF() : null;
-                    }
+        if (!MAGIC.equals(utf(in))) throw new IOException(path + ": not a Parity column file");
+        int count = in.getInt(), rows = in.getInt();
+        for (int c = 0; c < count; c++) {
+            String name = utf(in);
+            byte type = in.get();
+            Object[] values = new Object[rows];
+            for (int r = 0; r < rows; r++) {
+                if (type == DOUBLE) {
+                    double value = in.getDouble();
+                    values[r] = Double.isNaN(value) ? null : value;  // NaN is how a missing number travels
+                } else {
+                    values[r] = in.get() != 0 ? utf(in) : null;
                 }
-                columns.put(name, values);
             }
+            columns.put(name, values);
         }
         return columns;
+    }
+
+    /** A string as DataOutput.writeUTF wrote it (a 2-byte length, then modified UTF-8). */
+    static String utf(ByteBuffer in) throws IOException {
+        int length = in.getShort() & 0xFFFF;
+        byte[] bytes = new byte[length];
+        in.get(bytes);
+        boolean ascii = true;
+        for (byte b : bytes) ascii &= b > 0;
+        if (ascii) return new String(bytes, StandardCharsets.ISO_8859_1);
+        byte[] framed = new byte[length + 2];
+        framed[0] = (byte) (length >> 8);
+        framed[1] = (byte) length;
+        System.arraycopy(bytes, 0, framed, 2, length);
+        return new DataInputStream(new java.io.ByteArrayInputStream(framed)).readUTF();
     }
 
     public static int rowsOf(Map<String, Object[]> columns) {
@@ -274,12 +289,17 @@ public final class ParityEngine {
                 byte type = typeOf(values);
                 out.writeUTF(entry.getKey());
                 out.writeByte(type);
+                if (type == DOUBLE || type == LONG) {  // one write per column, not one locked write per byte
+                    ByteBuffer block = ByteBuffer.allocate(8 * values.length);
+                    for (Object value : values) {
+                        if (type == DOUBLE) block.putDouble(value == null ? Double.NaN : ((Number) value).doubleValue());
+                        else block.putLong(((Number) value).longValue());
+                    }
+                    out.write(block.array());
+                    continue;
+                }
                 for (Object value : values) {
-                    if (type == DOUBLE) {
-                        out.writeDouble(value == null ? Double.NaN : ((Number) value).doubleValue());
-                    } else if (type == LONG) {
-                        out.writeLong(((Number) value).longValue());
-                    } else if (type == BOOLEAN) {
+                    if (type == BOOLEAN) {
                         out.writeBoolean((Boolean) value);
                     } else {
                         out.writeBoolean(value != null);
