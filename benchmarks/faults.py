@@ -139,7 +139,12 @@ def start_run(scratch: Path, registry: Path, archive: Path, targets: Path | None
 
 
 def _artifacts(scratch: Path) -> set[str]:
-    return {p.suffix for p in (scratch / "tmp").glob("parity-*/*/model*.*")}
+    """Suffixes of the artifacts the run has written so far; empty when a temporary folder vanished while it
+    was listed (the run removes its scratch folders as it goes: the next poll looks again)."""
+    try:
+        return {p.suffix for p in (scratch / "tmp").glob("parity-*/*/model*.*")}
+    except FileNotFoundError:
+        return set()
 
 
 def wait_for(point: str, run, scratch: Path, archive: Path, rng: random.Random) -> bool:
