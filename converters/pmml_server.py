@@ -252,6 +252,14 @@ def guard_options(proxy_port: int) -> list[str]:
     return [*LEAN_JVM_OPTIONS, *crash_log_options(), "-Djava.security.manager=allow", *proxies]
 
 
+def main_arguments(
+    pkl_path: str | os.PathLike[str], pmml_path: str | os.PathLike[str], pmml_schema: str | None
+) -> list[str]:
+    """The arguments of sklearn2pmml's ``com.sklearn2pmml.Main`` for one conversion."""
+    args = ["--pkl-input", os.path.abspath(pkl_path), "--pmml-output", os.path.abspath(pmml_path)]
+    return args + (["--pmml-schema", pmml_schema] if pmml_schema else [])
+
+
 class _NoReply(Exception):
     """The JVM closed its output (it died) or did not answer in time."""
 
@@ -349,8 +357,7 @@ class WarmPmmlConverter:
         EnvironmentProblem
             When the JVM cannot be started.
         """
-        args = ["--pkl-input", os.path.abspath(pkl_path), "--pmml-output", os.path.abspath(pmml_path)]
-        args += ["--pmml-schema", pmml_schema] if pmml_schema else []
+        args = main_arguments(pkl_path, pmml_path, pmml_schema)
         if any(char in arg for arg in args for char in "\t\r\n"):
             raise InvalidInputError(f"convert: paths must not hold tabs or line breaks, got {args[1::2]!r}.")
         with self._lock:
@@ -531,8 +538,7 @@ class EngineConverter:
         pmml_schema: str | None = None,
     ) -> ServerReply:
         """Convert one pickle (see :func:`dump_for_java`) to a PMML file; as :meth:`WarmPmmlConverter.convert`."""
-        args = ["--pkl-input", os.path.abspath(pkl_path), "--pmml-output", os.path.abspath(pmml_path)]
-        args += ["--pmml-schema", pmml_schema] if pmml_schema else []
+        args = main_arguments(pkl_path, pmml_path, pmml_schema)
         for arg in args:
             check_field(arg)
         engine = host_engine()

@@ -26,13 +26,12 @@ from parity.core.warm import JobFailed
 
 from . import BaseRuntime, Runtime
 from .pmml import (
-    NOTHING_EMBEDDED,
     JpmmlRuntime,
     PypmmlRuntime,
     _check_frame,
     _existing_file,
     _stack,
-    verification_rows,
+    embedded_rows,
 )
 
 #: Threads one evaluation job uses in the engine (its rows split among them): the machine's cores.
@@ -137,13 +136,9 @@ class EngineJpmmlRuntime(_EngineRuntime):
         """Replay the PMML's embedded ``<ModelVerification>`` rows with JPMML; as
         :meth:`.pmml.JpmmlRuntime.verify`."""
         path = _existing_file(pmml_path)
-        rows = verification_rows(path)
-        if not rows:
-            table = "has an empty <ModelVerification> table" if rows == 0 else "has no <ModelVerification>"
-            return False, (
-                f"{NOTHING_EMBEDDED}: {path.name}: {table}, so there is nothing to replay. Call "
-                "PMMLPipeline.verify(X_sample) (with named columns) before sklearn2pmml()."
-            )
+        rows, nothing = embedded_rows(path)
+        if nothing:
+            return False, nothing
         try:
             (outcome,) = host_engine().call_again_if_lost("jpmml.verify", [str(path.resolve())])
         except JobFailed as err:

@@ -154,6 +154,24 @@ def _count_rows(path: Path, events: Iterator[tuple[str, Any]]) -> int | None:
     return None
 
 
+def embedded_rows(path: Path) -> tuple[int | None, str | None]:
+    """The PMML's embedded verification rows, and why there is nothing to replay when there are none.
+
+    Returns
+    -------
+    tuple of (int or None, str or None)
+        :func:`verification_rows`, and None, or (starting with :data:`NOTHING_EMBEDDED`) what to do.
+    """
+    rows = verification_rows(path)
+    if rows:
+        return rows, None
+    table = "has an empty <ModelVerification> table" if rows == 0 else "has no <ModelVerification>"
+    return rows, (
+        f"{NOTHING_EMBEDDED}: {path.name}: {table}, so there is nothing to replay. Call "
+        "PMMLPipeline.verify(X_sample) (with named columns) before sklearn2pmml()."
+    )
+
+
 class JpmmlRuntime(BaseRuntime):
     """JPMML through jpmml_evaluator's JPype backend, with the JVM inside this process.
 
@@ -291,13 +309,9 @@ class JpmmlRuntime(BaseRuntime):
             When the JVM cannot start.
         """
         path = _existing_file(pmml_path)
-        rows = verification_rows(path)
-        if not rows:
-            table = "has an empty <ModelVerification> table" if rows == 0 else "has no <ModelVerification>"
-            return False, (
-                f"{NOTHING_EMBEDDED}: {path.name}: {table}, so there is nothing to replay. Call "
-                "PMMLPipeline.verify(X_sample) (with named columns) before sklearn2pmml()."
-            )
+        rows, nothing = embedded_rows(path)
+        if nothing:
+            return False, nothing
         evaluator = self._models.get(path)
         try:
             evaluator.verify()
