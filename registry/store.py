@@ -181,6 +181,15 @@ class FileRegistry:
     def __repr__(self) -> str:
         return f"FileRegistry({str(self.root)!r})"
 
+    @property
+    def location(self) -> str:
+        """The registry as flows, events and deployments name it: its absolute folder."""
+        return str(self.root.resolve())
+
+    def record_result(self, ref: ModelRef, result: object) -> list[str]:
+        """Nothing to write back: a file registry's users read the archive, where the verdict already is."""
+        return []
+
     # -- reading ---------------------------------------------------------------------------------------
     def refs(self, name: str | None = None) -> list[ModelRef]:
         """Every registered version, sorted by name then version (optionally of one model)."""

@@ -8,8 +8,10 @@ from .conversions import DETAILS, Conversion, OnnxDetails, OnnxInput, PmmlDetail
 from .events import AuditPayload, OutcomePayload, RegisteredPayload
 from .registration import (
     Column,
+    Dataset,
     Environment,
     ModelFile,
+    Origin,
     OutputShape,
     PredictionsFile,
     Provenance,
@@ -40,6 +42,7 @@ __all__ = [
     "BundleAudit",
     "Check",
     "Column",
+    "Dataset",
     "Conversion",
     "ConversionStatus",
     "Document",
@@ -48,6 +51,7 @@ __all__ = [
     "Manifest",
     "Metadata",
     "ModelFile",
+    "Origin",
     "OnnxDetails",
     "OnnxInput",
     "Outcome",

@@ -88,6 +88,40 @@ class Environment(Record):
     distributions: dict[str, str]
 
 
+class Dataset(Record):
+    """A dataset the training run logged (``mlflow.log_input``): what it is, where it lives, its digest."""
+
+    name: str
+    digest: str
+    source_type: str
+    source: str
+    context: str | None = omitted_when_none()
+
+
+class Origin(Record):
+    """Where a version imported from an external registry (MLflow) came from, as the run recorded it."""
+
+    registry: str
+    model_uri: str
+    run_id: str | None = omitted_when_none()
+    experiment_id: str | None = omitted_when_none()
+    #: ``mlflow.source.name`` / ``.type`` / ``.git.commit`` / ``.git.repoURL`` of the run
+    source: dict[str, str] = Field(default_factory=dict)
+    datasets: list[Dataset] = Field(default_factory=list)
+    #: the sklearn flavor's serialization format: skops, pickle or cloudpickle
+    serialization_format: str
+    #: the training environment: scikit-learn (MLmodel's ``sklearn_version``), Python, the requirements
+    trained_scikit_learn: str | None = omitted_when_none()
+    trained_python: str | None = omitted_when_none()
+    requirements: list[str] = Field(default_factory=list)
+    #: where the reference rows came from (the ``parity/reference.parquet`` artifact, or the input example)
+    reference_from: str
+    #: where the reference predictions were computed, and why there
+    predictions_from: str
+    #: what a user of a validation of this version should know (shown with every verdict)
+    notes: list[str] = Field(default_factory=list)
+
+
 class Provenance(Record):
     """What scikit-learn's model-persistence guide asks to keep with a model."""
 
@@ -95,6 +129,8 @@ class Provenance(Record):
     source: Sources
     cv_scores: dict[str, float | list[float]] = Field(default_factory=dict)
     environment: Environment
+    #: set for versions imported from an external registry (MLflow)
+    origin: Origin | None = omitted_when_none()
 
 
 class RegistrationRecord(Document):

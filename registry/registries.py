@@ -1,0 +1,127 @@
+"""The registries Parity reads models from: one small interface, one table of kinds, one place that picks.
+
+``--registry`` (and every ``registry`` parameter of the flows and deployments) is a folder or a URI:
+
+=================================  =================================================================
+``parity-registry``, ``/abs/dir``  the file registry (:class:`~parity.registry.store.FileRegistry`)
+``mlflow+http://host:5000``        the MLflow Model Registry at that tracking server
+``mlflow+https://host``            (likewise, over https)
+``mlflow:``                        the MLflow server ``$MLFLOW_TRACKING_URI`` names
+=================================  =================================================================
+
+Stages and flows only use :class:`Registry`; which kind they have is decided here, once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+from parity.core.errors import InvalidInputError
+from parity.core.records import RegistrationRecord
+
+from .store import FileRegistry, ModelRef, RegisteredModel
+
+
+@dataclass(frozen=True)
+class Result:
+    """What a validation concluded about one version, as a registry records it where its users look."""
+
+    outcome: str
+    #: the bundle (passed) or the rejected attempt's folder
+    filed: str
+    #: the report file inside it
+    report: str
+    #: the cells that did not pass, ``format/runtime/target/output: verdict``
+    failing: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "passed"
+
+
+@runtime_checkable
+class Registry(Protocol):
+    """What the flows need of a registry."""
+
+    #: how a flow run, an event or a deployment names this registry (an absolute folder, or a URI)
+    location: str
+
+    def refs(self, name: str | None = None) -> list[ModelRef]:
+        """Every version, sorted by name then version (optionally of one model)."""
+        ...
+
+    def resolve(self, name: str, version: int | None = None) -> ModelRef:
+        """The given version, or the latest one."""
+        ...
+
+    def record(self, ref: ModelRef) -> RegistrationRecord:
+        """The version's registration record."""
+        ...
+
+    def path(self, ref: ModelRef) -> Path:
+        """The local folder holding the version's registration (model, reference rows, predictions)."""
+        ...
+
+    def open(self, ref: ModelRef) -> RegisteredModel:
+        """Load the version safely, with its reference rows and reference predictions."""
+        ...
+
+    def sweep_staging(self) -> list[Path]:
+        """Remove what killed registrations left staged."""
+        ...
+
+    def record_result(self, ref: ModelRef, result: Result) -> list[str]:
+        """Write a validation's verdict back where the registry's users look; returns what was written."""
+        ...
+
+
+def _mlflow(text: str) -> Registry:
+    from .mlflow import MlflowRegistry
+
+    return MlflowRegistry(text)
+
+
+#: Registry kinds by URI scheme; a text with none of these schemes is a folder of the file registry.
+REGISTRY_KINDS: Mapping[str, Callable[[str], Registry]] = {
+    "mlflow+http": _mlflow,
+    "mlflow+https": _mlflow,
+    "mlflow": _mlflow,
+}
+
+
+def scheme_of(text: str) -> str | None:
+    """The registry scheme ``text`` starts with (``mlflow+http``...), or None for a folder."""
+    head, sep, _ = text.partition(":")
+    return head.lower() if sep and head.lower() in REGISTRY_KINDS else None
+
+
+def is_uri(text: str) -> bool:
+    """Whether ``text`` names a registry by URI rather than a folder."""
+    return scheme_of(str(text)) is not None
+
+
+def open_registry(text: str | Registry) -> Registry:
+    """The registry ``text`` names (see the module's table); a :class:`Registry` is returned as it is.
+
+    Raises
+    ------
+    InvalidInputError
+        ``text`` looks like a URI of a kind Parity does not read.
+    """
+    if isinstance(text, Registry):
+        return text
+    text = str(text)
+    scheme = scheme_of(text)
+    if scheme is not None:
+        return REGISTRY_KINDS[scheme](text)
+    head, sep, rest = text.partition("://")
+    if sep and head.isalnum() and len(head) > 1:
+        kinds = ", ".join(f"{k}://" if "+" in k else f"{k}:" for k in REGISTRY_KINDS)
+        raise InvalidInputError(
+            f"registry {text!r}: Parity does not read {head}:// registries; give a folder, or one of "
+            f"{kinds} (e.g. mlflow+http://127.0.0.1:5000)."
+        )
+    return FileRegistry(text)
