@@ -34,7 +34,7 @@ from parity.core.records import (
     Role,
     Verdict,
 )
-from parity.registry import FileRegistry, ModelRef, RegisteredModel, load_model, sha256_of
+from parity.registry import ModelRef, RegisteredModel, Registry, load_model, sha256_of
 from parity.registry.predictions import predictions_from_frame
 from parity.registry.reference import read_stored_parquet
 from parity.registry.store import RECORD_FILE, is_model_name
@@ -81,7 +81,7 @@ class Trust:
 
 
 def trust_for(
-    folder: Path, name: str, version: int, registry: FileRegistry | None
+    folder: Path, name: str, version: int, registry: Registry | None
 ) -> tuple[Trust, list[str]]:
     """The trust for replaying a bundle, from the registry's record, and what binds (or fails to bind) the
     bundle to that record.
@@ -91,7 +91,7 @@ def trust_for(
     folder : Path
         The bundle, its files already checked against its manifest.
     name, version : the archived model version
-    registry : FileRegistry, optional
+    registry : Registry, optional
         Where the version was registered.
 
     Returns
@@ -112,7 +112,7 @@ def trust_for(
     ref = ModelRef(name, version)
     record_file = registry.path(ref) / RECORD_FILE
     if not record_file.is_file():
-        return Trust(expected_sha256=model_digest, source=f"{registry.root} has no record of {ref}"), []
+        return Trust(expected_sha256=model_digest, source=f"{registry.location} has no record of {ref}"), []
     record = registry.record(ref)
     problems = []
     copied, actual = manifest.files.get(REGISTRATION), sha256_of(record_file)
@@ -135,7 +135,7 @@ def trust_for(
         # a pickle registration's bundle holds a skops dump the record has no digest of: only the bundle
         # vouches for it, so it is tried in a child process first
         bound=skops,
-        source=f"the registration record in {registry.root}",
+        source=f"the registration record in {registry.location}",
         tolerances=record.tolerances,
         roles=record.roles or {},
     )
@@ -276,7 +276,7 @@ def audit_bundle(
     version: int,
     replay_outputs: bool = True,
     targets: dict[str, Target] | None = None,
-    registry: FileRegistry | None = None,
+    registry: Registry | None = None,
 ) -> BundleAudit:
     """Check one bundle's checksums, then replay it in today's runtimes and compare with its report.
 
@@ -288,7 +288,7 @@ def audit_bundle(
         False checks the checksums only.
     targets : dict of str to Target, optional
         Where to replay (see :func:`replay`); archived cells of other targets are not compared.
-    registry : FileRegistry, optional
+    registry : Registry, optional
         The registry the version was registered in: what loading its model may trust comes from there
         (:func:`trust_for`), and the bundle is checked to be bound to that registration.
 

@@ -18,7 +18,7 @@ from parity.archive.audit import archived_versions, audit_bundle
 from parity.core.defaults import DEFAULT_ARCHIVE, DEFAULT_REGISTRY
 from parity.core.errors import ArchiveAuditFailed
 from parity.core.records import AuditPayload, AuditStatus, BundleAudit
-from parity.registry import FileRegistry
+from parity.registry import open_registry
 from parity.registry.events import model_resource
 
 CORRUPT = "parity.archive.corrupt"
@@ -39,7 +39,7 @@ def audit_one(
 ) -> BundleAudit:
     """Check one bundle's checksums and its binding to the registration, then replay its reference rows in
     today's runtimes (trusting only what the registration trusted)."""
-    store = FileRegistry(registry) if registry else None
+    store = open_registry(registry) if registry else None
     return audit_bundle(Archive(archive), name, version, replay_outputs=replay, registry=store)
 
 

@@ -24,7 +24,8 @@ import parity.archive as archive_stage
 from parity.core.defaults import DEFAULT_ARCHIVE, DEFAULT_REGISTRY, PROGRESS_LOGGER
 from parity.core.errors import ModelNotValidated, SweepNotPassed
 from parity.core.records import Conversion, Outcome, Report
-from parity.registry import FileRegistry, RegisteredModel
+from parity.registry import RegisteredModel, open_registry
+from parity.registry.registries import Result
 from parity.validators.formats import FORMATS, format_of
 from parity.validators.report import Check
 from parity.validators.targets.table import load_roles, load_targets
@@ -44,7 +45,7 @@ progress = logging.getLogger(PROGRESS_LOGGER)
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
 def fetch(registry: str, name: str, version: int | None) -> RegisteredModel:
     """Read one registered model version, its reference data and predictions."""
-    store = FileRegistry(registry)
+    store = open_registry(registry)
     return store.open(store.resolve(name, version))
 
 
@@ -74,6 +75,41 @@ def file_result(
     filed = archive_stage.file_model(archive_stage.Archive(archive), model, conversions, checks)
     publish(filed)
     return filed
+
+
+@task(retries=2, retry_delay_seconds=[5, 30], cache_policy=NO_CACHE)
+def write_back(registry: str, name: str, version: int, result: Result) -> list[str]:
+    """Write the verdict back where the registry's users look (MLflow: tags, and the alias if it passed)."""
+    from parity.registry import ModelRef
+
+    return open_registry(registry).record_result(ModelRef(name, version), result)
+
+
+def result_of(filed: archive_stage.Filed) -> Result:
+    """What the registry is told of a filed result."""
+    path = Path(filed.path).resolve()
+    return Result(
+        str(filed.outcome), str(path), str(path / "report.json"), tuple(failing_cells(filed.report))
+    )
+
+
+def report_back(registry: str, filed: archive_stage.Filed) -> None:
+    """Run :func:`write_back`; its failure (after its retries) is a warning: the verdict is already kept in
+    the archive and in the run's artifacts, and the next poll of the registry writes it back again."""
+    if not open_registry(registry).writes_back:  # a file registry: its users read the archive itself
+        return
+    report = filed.report
+    state = write_back(registry, report.name, report.version, result_of(filed), return_state=True)
+    if state.is_failed():
+        get_run_logger().warning(
+            "%s:%s: the verdict (%s) is archived at %s, but writing it back to %s failed: %s",
+            report.name,
+            report.version,
+            report.outcome,
+            filed.path,
+            registry,
+            state.message,
+        )
 
 
 def _run_name() -> str:
@@ -110,6 +146,7 @@ def convert_and_validate(
             conversions.update(made)
             checks.extend(found)
         filed = file_result(archive, model, conversions, checks)
+    report_back(registry, filed)
     seconds = round(time.perf_counter() - start, 2)
     report = filed.report.filed(seconds, str(filed.path))
     line = one_line(report)
@@ -172,7 +209,7 @@ def _crashed(name: str, version: int, state, err: Exception | None = None) -> Re
 
 def pending_versions(registry: str, archive: str) -> list[tuple[str, int]]:
     """Registered versions without an archive bundle yet."""
-    store, shelf = FileRegistry(registry), archive_stage.Archive(archive)
+    store, shelf = open_registry(registry), archive_stage.Archive(archive)
     return [(r.name, r.version) for r in store.refs() if not shelf.is_archived(r.name, r.version)]
 
 
@@ -229,7 +266,7 @@ def validate_registry(
 
 def sweep_staging(registry: str, archive: str) -> None:
     """Remove what killed or crashed runs and registrations left staged (never a live writer's folder)."""
-    removed = FileRegistry(registry).sweep_staging() + archive_stage.Archive(archive).sweep_staging()
+    removed = open_registry(registry).sweep_staging() + archive_stage.Archive(archive).sweep_staging()
     if removed:
         progress.info("removed %d staging folder(s) left by runs that ended abruptly", len(removed))
 
@@ -240,7 +277,7 @@ def selected_versions(registry: str, archive: str, models: list[str] | None) -> 
         return pending_versions(registry, archive)
     from parity.registry import ModelRef
 
-    store = FileRegistry(registry)
+    store = open_registry(registry)
     chosen = []
     for text in models:
         name, version = ModelRef.parse(text)

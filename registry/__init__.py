@@ -1,6 +1,8 @@
-"""Where registered models come from: a file registry with safe loading and recorded provenance."""
+"""Where registered models come from: a file registry or the MLflow Model Registry (see registries.py),
+with safe loading and recorded provenance."""
 
 from .loading import ALLOWLIST, load_model, sha256_of
+from .registries import Registry, Result, open_registry
 from .store import FileRegistry, ModelRef, RegisteredModel, check_name
 
 __all__ = [
@@ -8,7 +10,10 @@ __all__ = [
     "FileRegistry",
     "ModelRef",
     "RegisteredModel",
+    "Registry",
+    "Result",
     "check_name",
     "load_model",
+    "open_registry",
     "sha256_of",
 ]

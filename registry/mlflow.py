@@ -31,6 +31,8 @@ import os
 import re
 import time
 from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -141,6 +143,8 @@ class MlflowRegistry:
         The local mirror; default ``$PARITY_MLFLOW_CACHE``, else ``~/.cache/parity/mlflow/<host>-<hash>``.
     """
 
+    writes_back = True
+
     def __init__(self, uri: str, cache: str | os.PathLike[str] | None = None) -> None:
         self.tracking_uri = tracking_uri_of(uri)
         self.location = f"mlflow+{self.tracking_uri}"
@@ -212,7 +216,9 @@ class MlflowRegistry:
 
     def version_tags(self, ref: ModelRef) -> dict[str, str]:
         """The tags of a model version."""
-        version = self.call(f"reading {ref}", lambda: self.client.get_model_version(ref.name, str(ref.version)))
+        version = self.call(
+            f"reading {ref}", lambda: self.client.get_model_version(ref.name, str(ref.version))
+        )
         return dict(version.tags or {})
 
     def set_tags(self, ref: ModelRef, tags: Mapping[str, str]) -> None:
@@ -223,7 +229,7 @@ class MlflowRegistry:
                 text = text[: TAG_VALUE_LIMIT - 20] + " … (cut; see report)"
             self.call(
                 f"tagging {ref} with {key}",
-                lambda k=key, v=text: self.client.set_model_version_tag(ref.name, str(ref.version), k, v),
+                partial(self.client.set_model_version_tag, ref.name, str(ref.version), key, text),
             )
 
     # -- reading ---------------------------------------------------------------------------------------
@@ -236,6 +242,16 @@ class MlflowRegistry:
         """The registration record Parity made of the version when it first imported it."""
         self.ensure(ref)
         return self.mirror.record(ref)
+
+    def listing(self, ref: ModelRef) -> dict[str, str]:
+        """The mirror's record when the version was imported; else what MLflow says, without importing."""
+        if ref in self.mirror.refs(ref.name):
+            return self.mirror.listing(ref)
+        version = self.call(
+            f"reading {ref}", lambda: self.client.get_model_version(ref.name, str(ref.version))
+        )
+        made = datetime.fromtimestamp(version.creation_timestamp / 1000, UTC)
+        return {"estimator": "(not imported yet)", "registered_at": made.isoformat(timespec="seconds")}
 
     def open(self, ref: ModelRef) -> RegisteredModel:
         """Load a version safely, with its reference rows and predictions (importing it first if needed)."""

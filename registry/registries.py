@@ -46,8 +46,15 @@ class Result:
 class Registry(Protocol):
     """What the flows need of a registry."""
 
-    #: how a flow run, an event or a deployment names this registry (an absolute folder, or a URI)
-    location: str
+    @property
+    def location(self) -> str:
+        """How a flow run, an event or a deployment names this registry (an absolute folder, or a URI)."""
+        ...
+
+    @property
+    def writes_back(self) -> bool:
+        """Whether :meth:`record_result` writes anything (a flow skips the write-back task when not)."""
+        ...
 
     def refs(self, name: str | None = None) -> list[ModelRef]:
         """Every version, sorted by name then version (optionally of one model)."""
@@ -63,6 +70,10 @@ class Registry(Protocol):
 
     def path(self, ref: ModelRef) -> Path:
         """The local folder holding the version's registration (model, reference rows, predictions)."""
+        ...
+
+    def listing(self, ref: ModelRef) -> dict[str, str]:
+        """What ``parity models`` shows of a version (``estimator``, ``registered_at``), cheaply."""
         ...
 
     def open(self, ref: ModelRef) -> RegisteredModel:
@@ -117,7 +128,7 @@ def open_registry(text: str | Registry) -> Registry:
     scheme = scheme_of(text)
     if scheme is not None:
         return REGISTRY_KINDS[scheme](text)
-    head, sep, rest = text.partition("://")
+    head, sep, _rest = text.partition("://")
     if sep and head.isalnum() and len(head) > 1:
         kinds = ", ".join(f"{k}://" if "+" in k else f"{k}:" for k in REGISTRY_KINDS)
         raise InvalidInputError(

@@ -8,7 +8,7 @@ import numbers
 import os
 import re
 import shutil
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -175,6 +175,9 @@ class FileRegistry:
         The registry folder; created on first registration.
     """
 
+    #: a file registry's users read the archive, where the verdict already is
+    writes_back = False
+
     def __init__(self, root: str | os.PathLike[str]) -> None:
         self.root = Path(root)
 
@@ -185,6 +188,11 @@ class FileRegistry:
     def location(self) -> str:
         """The registry as flows, events and deployments name it: its absolute folder."""
         return str(self.root.resolve())
+
+    def listing(self, ref: ModelRef) -> dict[str, str]:
+        """What ``parity models`` shows of a version: its estimator and when it was registered."""
+        record = self.record(ref)
+        return {"estimator": record.estimator_summary, "registered_at": record.registered_at}
 
     def record_result(self, ref: ModelRef, result: object) -> list[str]:
         """Nothing to write back: a file registry's users read the archive, where the verdict already is."""
@@ -289,6 +297,9 @@ class FileRegistry:
         trust_pickle: bool = False,
         sha256: str | None = None,
         roles: Mapping[str, str] | None = None,
+        predict_with: Callable[[object, pd.DataFrame], dict[str, np.ndarray]] | None = None,
+        origin: Mapping[str, Any] | None = None,
+        announce: bool = True,
     ) -> ModelRef:
         """Register a fitted estimator (or a saved model file) with its reference data and provenance.
 
@@ -325,6 +336,14 @@ class FileRegistry:
             Explicit trust for a pickle/joblib ``model_file``.
         sha256 : str, optional
             The expected SHA-256 of a pickle/joblib ``model_file``, checked before unpickling.
+        predict_with : callable, optional
+            ``(estimator, rows) -> outputs``: computes the reference predictions instead of this process
+            (an import from MLflow computes them in the training run's environment when it differs).
+        origin : mapping, optional
+            Where a version imported from an external registry came from (an
+            :class:`~parity.core.records.Origin`), kept in the provenance.
+        announce : bool
+            Emit ``parity.model.registered`` (False for a mirror of another registry, which announces itself).
 
         Returns
         -------
@@ -357,7 +376,11 @@ class FileRegistry:
                 staging, estimator, model_file, trusted, trust_pickle, sha256, reference
             )
             reference = _check_reference(reference, estimator, what)
-            outputs = _reference_outputs(estimator, reference, what)
+            outputs = (
+                predict_with(estimator, reference)
+                if predict_with
+                else _reference_outputs(estimator, reference, what)
+            )
             _store_reference(reference, staging / REFERENCE_FILE, what)
             predictions.predictions_to_frame(outputs).to_parquet(staging / PREDICTIONS_FILE, index=False)
             record = RegistrationRecord.model_validate(
@@ -384,13 +407,17 @@ class FileRegistry:
                     },
                     "tolerances": {k: dict(v) for k, v in (tolerances or {}).items()},
                     **({"roles": dict(roles)} if roles else {}),
-                    "provenance": _provenance(
-                        staging, training_data_uri, training_data_snapshot, source_files, cv_scores
-                    ),
+                    "provenance": {
+                        **_provenance(
+                            staging, training_data_uri, training_data_snapshot, source_files, cv_scores
+                        ).to_json(),
+                        **({"origin": dict(origin)} if origin else {}),
+                    },
                 }
             )
             ref = self._commit(staging, record, name, version)
-        events.emit_registered(ref.name, ref.version, self.root)  # never raises: logs a warning instead
+        if announce:
+            events.emit_registered(ref.name, ref.version, self.root)  # never raises: logs a warning instead
         return ref
 
     def sweep_staging(self) -> list[Path]:

@@ -21,19 +21,18 @@ def models(registry: RegistryOption = DEFAULT_REGISTRY, archive: ArchiveOption =
         ``EXIT_OK``, also for an empty registry (which is said in words).
     """
     from parity.archive import Archive, attempts
-    from parity.registry import FileRegistry
+    from parity.registry import open_registry
 
-    store, shelf = FileRegistry(registry), Archive(archive)
+    store, shelf = open_registry(registry), Archive(archive)
     rows = []
     for ref in store.refs():
-        record = store.record(ref)
+        listed = store.listing(ref)
         tried = attempts(shelf, ref.name, ref.version)
         rows.append(
             {
                 "name": ref.name,
                 "version": ref.version,
-                "estimator": record.estimator_summary,
-                "registered_at": record.registered_at,
+                **listed,
                 "outcome": tried[-1].outcome if tried else "not validated",
                 "archived": "yes" if any(a.archived for a in tried) else "no",
                 "attempts": len(tried),

@@ -181,8 +181,16 @@ def register(
     int
         ``EXIT_OK``; a refused model or bad option raises a ``ParityError`` instead.
     """
+    from parity.core.errors import InvalidInputError
     from parity.registry import FileRegistry
+    from parity.registry.registries import is_uri
 
+    if is_uri(registry):
+        raise InvalidInputError(
+            f"--registry {registry}: `parity register` writes to a file registry (a folder). Register a model "
+            "in MLflow from the training code (mlflow.sklearn.log_model(..., registered_model_name=NAME)); "
+            "Parity reads it from there: see README, 'Validating models from MLflow'."
+        )
     ref = FileRegistry(registry).register(
         None,
         Path(reference),  # read there, so that every error about the rows names this file
