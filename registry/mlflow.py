@@ -66,6 +66,14 @@ PAUSES_S = (1.0, 3.0, 9.0)
 #: or ``*`` for every one): the operator's decision, never the model's.
 TRUST_PICKLE_ENV = "PARITY_MLFLOW_TRUST_PICKLE"
 CACHE_ENV = "PARITY_MLFLOW_CACHE"
+#: The MLflow client's own HTTP retries, unless the environment sets them: by default it retries 7 times with
+#: exponential backoff (minutes against a server that is down); Parity retries whole calls itself
+#: (:func:`with_retries`), so the client's retries are kept short and a dead server is named quickly.
+CLIENT_HTTP = {
+    "MLFLOW_HTTP_REQUEST_MAX_RETRIES": "1",
+    "MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR": "1",
+    "MLFLOW_HTTP_REQUEST_TIMEOUT": "60",
+}
 
 T = TypeVar("T")
 
@@ -159,6 +167,9 @@ class MlflowRegistry:
         """An ``mlflow.MlflowClient`` for this server (tracking and registry)."""
         if self._client is None:
             from mlflow import MlflowClient
+
+            for key, value in CLIENT_HTTP.items():
+                os.environ.setdefault(key, value)
 
             self._client = MlflowClient(tracking_uri=self.tracking_uri, registry_uri=self.tracking_uri)
         return self._client

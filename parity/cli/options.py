@@ -15,7 +15,8 @@ RegistryOption = Annotated[
         "--registry",
         metavar="REGISTRY",
         show_default=False,
-        help=f"registry folder (default: {DEFAULT_REGISTRY})",
+        help=f"registry: a folder (default: {DEFAULT_REGISTRY}), or an MLflow Model Registry as "
+        "mlflow+http://HOST:PORT (mlflow+https://..., or mlflow: for $MLFLOW_TRACKING_URI)",
     ),
 ]
 ArchiveOption = Annotated[
