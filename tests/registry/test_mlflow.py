@@ -129,7 +129,7 @@ def test_input_example_is_a_warned_fallback(server, registry, cancer) -> None:
 def test_no_reference_rows_is_refused(server, registry, cancer) -> None:
     X, y = cancer
     _, version = log_sklearn_model(server, "bc-bare", _logreg(X, y), X)
-    with pytest.raises(InvalidInputError, match="no reference rows.*parity/reference.parquet"):
+    with pytest.raises(InvalidInputError, match=r"no reference rows.*parity/reference.parquet"):
         registry.open(ModelRef("bc-bare", version))
 
 
@@ -148,7 +148,7 @@ def test_a_non_sklearn_flavor_is_refused(server, registry) -> None:
 
         mlflow.pyfunc.log_model(name="model", python_model=Echo(), registered_model_name="echo")
     with pytest.raises(
-        RegistryError, match="not a scikit-learn model: its MLmodel has the flavor.*python_function"
+        RegistryError, match=r"not a scikit-learn model: its MLmodel has the flavor.*python_function"
     ):
         registry.open(registry.resolve("echo"))
 
@@ -159,7 +159,7 @@ def test_missing_artifacts_are_named(server, registry, cancer) -> None:
     model_id = server.client().get_model_version("bc-gone", str(version)).source.rsplit("/", 1)[-1]
     (stored,) = (p.parent for p in (server.root / "artifacts").rglob("MLmodel") if model_id in str(p))
     shutil.rmtree(stored)
-    with pytest.raises(RegistryError, match="bc-gone:.*(could not be downloaded|holds no MLmodel)"):
+    with pytest.raises(RegistryError, match=r"bc-gone:.*(could not be downloaded|holds no MLmodel)"):
         registry.open(ModelRef("bc-gone", version))
 
 
@@ -178,7 +178,7 @@ def test_an_untrusted_pickle_is_never_loaded(registry, pickled, tmp_path, monkey
     monkeypatch.setenv(CANARY_ENV, str(canary))
     monkeypatch.delenv(parity_mlflow.TRUST_PICKLE_ENV, raising=False)
     with pytest.raises(
-        UntrustedModelError, match="cloudpickle.*not marked as trusted.*PARITY_MLFLOW_TRUST_PICKLE"
+        UntrustedModelError, match=r"cloudpickle.*not marked as trusted.*PARITY_MLFLOW_TRUST_PICKLE"
     ):
         registry.open(ModelRef("bc-pickle", pickled))
     assert not canary.exists()
