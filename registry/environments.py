@@ -212,7 +212,12 @@ def _tail(text: str) -> str:
 def _run_build_step(command: list[str], what: str, installs: list[str]) -> str:
     try:
         done = subprocess.run(
-            command, capture_output=True, text=True, timeout=BUILD_DEADLINE_S, check=False, stdin=subprocess.DEVNULL
+            command,
+            capture_output=True,
+            text=True,
+            timeout=BUILD_DEADLINE_S,
+            check=False,
+            stdin=subprocess.DEVNULL,
         )
     except subprocess.TimeoutExpired as err:
         raise EnvironmentProblem(

@@ -166,13 +166,15 @@ def _text_arrays(values: np.ndarray, what: str) -> tuple[np.ndarray, np.ndarray]
     """Object values (strings and missing values) as a unicode array and its mask of missing codes."""
     flat = values.ravel()
     mask = np.array([_missing_code(v) for v in flat], dtype=np.int8)
-    bad = [v for v, m in zip(flat, mask) if m == 0 and not isinstance(v, str)]
+    bad = [v for v in flat[mask == 0] if not isinstance(v, str)]
     if bad:
         raise CarryError(
             f"{what} holds {type(bad[0]).__name__} values (e.g. {bad[0]!r}) among its text: only text, "
             "numbers and missing values cross to the run's environment. Give the column one type."
         )
-    text = np.array(["" if m else v for v, m in zip(flat, mask)], dtype=str)
+    present = flat.copy()
+    present[mask != 0] = ""
+    text = np.array(present.tolist(), dtype=str)
     return text.reshape(values.shape), mask.reshape(values.shape)
 
 
@@ -279,7 +281,7 @@ def outputs_from_arrays(arrays: Any, meta: dict[str, Any]) -> dict[str, np.ndarr
 
 def write_arrays(folder: Path, stem: str, arrays: dict[str, np.ndarray], meta: dict[str, Any]) -> None:
     """``stem.npz`` and ``stem.json`` in ``folder``."""
-    np.savez(folder / f"{stem}.npz", **arrays)
+    np.savez(folder / f"{stem}.npz", **arrays)  # type: ignore[arg-type]  # numpy's stubs: a key may be allow_pickle
     (folder / f"{stem}.json").write_text(json.dumps(meta))
 
 
