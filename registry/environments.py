@@ -61,7 +61,6 @@ SERVING_ONLY = frozenset(
 )
 #: What the child itself imports, added (unpinned) when the recorded requirements lack them.
 CHILD_NEEDS = ("numpy", "pandas", "scikit-learn")
-FORMAT_NEEDS = {"skops": ("skops",), "pickle": (), "joblib": ("joblib",)}
 #: Lines of pip's (or the child's) output quoted in an error.
 TAIL_LINES = 15
 
@@ -103,18 +102,29 @@ def child_requirements(requirements: Sequence[str], fmt: str) -> list[str]:
     requirements : sequence of str
         Lines of the run's ``requirements.txt``.
     fmt : str
-        The model file's format, a key of :data:`FORMAT_NEEDS`.
+        The model file's format, a key of :data:`~parity.registry.estimator_outputs.FORMATS`.
 
     Returns
     -------
     list of str
         The requirements to install, normalised (``scikit-learn==1.8.0``).
     """
+    _check_format(fmt)
     parsed = _parse(requirements)
-    names = {canonicalize_name(requirement.name) for requirement in parsed}
+    for requirement in parsed:  # one spelling per package, so that equal sets share one environment
+        requirement.name = canonicalize_name(requirement.name)
+    names = {requirement.name for requirement in parsed}
     texts = {str(requirement) for requirement in parsed}
-    texts.update(need for need in (*CHILD_NEEDS, *FORMAT_NEEDS[fmt]) if need not in names)
-    return sorted(texts, key=lambda text: (canonicalize_name(Requirement(text).name), text))
+    texts.update(need for need in (*CHILD_NEEDS, *estimator_outputs.FORMATS[fmt][1]) if need not in names)
+    return sorted(texts, key=lambda text: (Requirement(text).name, text))
+
+
+def _check_format(fmt: str) -> None:
+    if fmt not in estimator_outputs.FORMATS:
+        raise InvalidInputError(
+            f"model format {fmt!r} is not one the run's environment can load: expected one of "
+            f"{', '.join(estimator_outputs.FORMATS)}."
+        )
 
 
 def environment_differs(requirements: Sequence[str]) -> list[str]:
@@ -333,11 +343,7 @@ def predictions_in_interpreter(
 ) -> dict[str, np.ndarray]:
     """Load ``model_file`` in ``interpreter`` and return its reference outputs on ``rows`` (see
     :func:`predictions_in_environment`, which picks the interpreter)."""
-    if fmt not in estimator_outputs.LOADERS:
-        raise InvalidInputError(
-            f"model format {fmt!r} is not one the run's environment can load: expected one of "
-            f"{', '.join(estimator_outputs.LOADERS)}."
-        )
+    _check_format(fmt)
     try:
         arrays, meta = estimator_outputs.frame_to_arrays(rows)
     except estimator_outputs.CarryError as err:
@@ -434,7 +440,6 @@ def predictions_in_environment(
     InvalidInputError
         When the model fails to load or predict there (with the end of its error output), or hangs.
     """
-    if fmt not in FORMAT_NEEDS:
-        raise InvalidInputError(f"model format {fmt!r}: expected one of {', '.join(FORMAT_NEEDS)}.")
+    _check_format(fmt)
     interpreter = ensure_environment(requirements, fmt, python)
     return predictions_in_interpreter(interpreter, model_file, fmt, rows, trusted_types=trusted_types)

@@ -314,8 +314,13 @@ def _load_joblib(path: str, trusted: list[str]) -> object:
     return joblib.load(path)
 
 
-#: How the child loads each model format. The caller has checked trust and SHA-256 already.
-LOADERS = {"skops": _load_skops, "pickle": _load_pickle, "joblib": _load_joblib}
+#: Each model format: how the child loads it (the caller has checked trust and SHA-256 already), and the
+#: packages loading needs besides numpy, pandas and scikit-learn.
+FORMATS: dict[str, tuple[Any, tuple[str, ...]]] = {
+    "skops": (_load_skops, ("skops",)),
+    "pickle": (_load_pickle, ()),
+    "joblib": (_load_joblib, ("joblib",)),
+}
 
 
 def _limit_resources(memory_mb: int) -> None:
@@ -345,7 +350,8 @@ def run_request(folder: Path) -> None:
     arrays, meta = read_arrays(folder, "rows")
     rows = frame_from_arrays(arrays, meta)
     _limit_resources(int(request.get("memory_mb", 0)))
-    estimator = LOADERS[request["format"]](request["model"], list(request.get("trusted", [])))
+    load, _ = FORMATS[request["format"]]
+    estimator = load(request["model"], list(request.get("trusted", [])))
     outputs = reference_predictions(estimator, rows)
     out_arrays, out_meta = outputs_to_arrays(outputs)
     out_meta["versions"] = {

@@ -8,7 +8,10 @@ skops-dump a pipeline *inside it*, and compare what Parity computes there with w
 from __future__ import annotations
 
 import json
+import os
+import pickle
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -36,6 +39,7 @@ from parity.registry.environments import (
     predictions_in_interpreter,
 )
 from parity.registry.predictions import reference_predictions
+from tests.waiting import wait_for
 
 #: The run's recorded environment: an older scikit-learn than Parity's (skops 0.16 needs scikit-learn >= 1.2).
 RUN_REQUIREMENTS = ["scikit-learn==1.8.0", "numpy", "scipy", "pandas", "skops==0.16.0", "mlflow==3.17.2"]
@@ -70,6 +74,17 @@ np.savez(folder + "/direct.npz", **{m: v.astype(str) if v.dtype == object else v
 json.dump({"dtypes": {m: str(v.dtype) for m, v in direct.items()}, "sklearn": sklearn.__version__,
            "untrusted": sio.get_untrusted_types(file=folder + "/model.skops")}, open(folder + "/fit.json", "w"))
 """
+
+
+#: What one builder process runs: build (or find) the environment and print its interpreter.
+BUILD_SCRIPT = """
+import json, sys
+from parity.registry.environments import ensure_environment
+print(ensure_environment(json.loads(sys.argv[1]), "skops", python=sys.argv[2]))
+"""
+#: How long a build may take to create its staging folder's interpreter: ``python -m venv`` starts with it
+#: (well under a second here); the bound only catches a builder that never starts.
+STAGING_START_S = 120.0
 
 
 def _data(n_rows: int, seed: int = 0) -> dict[str, list]:
@@ -191,6 +206,32 @@ def test_a_requirement_pip_cannot_find_is_named(env_cache, tmp_path):
     assert not any(p.name.startswith(".staging-") for p in env_cache.iterdir())
 
 
+@pytest.mark.slow
+def test_a_killed_build_is_never_reused_and_concurrent_builders_end_with_one_env(tmp_path):
+    root = tmp_path / "envs"
+    env = {**os.environ, environments.CACHE_ENV: str(root)}
+    command = [sys.executable, "-c", BUILD_SCRIPT, json.dumps(RUN_REQUIREMENTS), OWN_PYTHON]
+    killed = subprocess.Popen(command, env=env, start_new_session=True, stdout=subprocess.DEVNULL)
+    try:
+        wait_for(
+            lambda: list(root.glob(".staging-*/bin/python")), STAGING_START_S, "the build's staging venv", 0.1
+        )
+    finally:
+        os.killpg(killed.pid, signal.SIGKILL)
+        killed.wait()
+    half = sorted(p.name for p in root.iterdir())
+    assert len(half) == 1 and half[0].startswith(".staging-")  # nothing at the final place
+
+    builders = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, text=True) for _ in range(2)]
+    answers = [builder.communicate(timeout=environments.BUILD_DEADLINE_S)[0].strip() for builder in builders]
+    assert [builder.returncode for builder in builders] == [0, 0]
+    assert answers[0] == answers[1]
+    finals = [p for p in root.iterdir() if not p.name.startswith(".")]
+    assert [str(p / "bin" / "python") for p in finals] == [answers[0]]
+    assert (finals[0] / MARKER).is_file()
+    assert sorted(p.name for p in root.iterdir() if p.name.startswith(".")) == half  # the killed one's only
+
+
 def test_environment_differs_names_the_pins_that_differ():
     requirements = [
         "scikit-learn==1.8.0",
@@ -217,6 +258,9 @@ def test_child_requirements_drop_mlflow_and_add_what_the_child_imports():
         "scikit-learn==1.8.0",
         "skops",
     ]
+    assert child_requirements(["Scikit_Learn==1.8.0", "joblib"], "joblib") == child_requirements(
+        ["joblib", "scikit-learn==1.8.0"], "joblib"
+    )
     with pytest.raises(InvalidInputError, match="pip option"):
         child_requirements(["--extra-index-url https://example.invalid"], "skops")
     with pytest.raises(InvalidInputError, match="not a requirement"):
@@ -230,17 +274,37 @@ def test_a_python_that_is_not_here_falls_back_to_parity_own_with_a_note():
     assert base_interpreter(f"{OWN_PYTHON}.99") == (sys.executable, OWN_PYTHON, "")
 
 
-def test_the_shared_code_gives_parity_own_outputs_across_the_boundary(tmp_path):
-    """The child code run by its path in Parity's own interpreter returns what reference_predictions returns
-    in this process, in several row pieces."""
+@pytest.fixture(scope="module")
+def own_model() -> tuple[object, pd.DataFrame]:
+    """The pipeline fitted in Parity's own process, and rows enough for two row pieces."""
     data = _data(estimator_outputs.PREDICT_ROWS + 300, seed=1)
     rows = _frame(data)
-    model = _pipeline().fit(rows, np.array(data["y"], dtype=object))
     assert len(estimator_outputs.row_chunks(len(rows))) == 2
-    sio.dump(model, tmp_path / "model.skops")
-    trusted = sio.get_untrusted_types(file=tmp_path / "model.skops")
+    return _pipeline().fit(rows, np.array(data["y"], dtype=object)), rows
+
+
+def _dump(model: object, fmt: str, path: Path) -> list[str]:
+    """Write ``model`` as ``fmt``; the types a skops load must trust."""
+    if fmt == "skops":
+        sio.dump(model, path)
+        return sio.get_untrusted_types(file=path)
+    if fmt == "joblib":
+        import joblib
+
+        joblib.dump(model, path)
+    else:
+        path.write_bytes(pickle.dumps(model))
+    return []
+
+
+@pytest.mark.parametrize("fmt", sorted(estimator_outputs.FORMATS))
+def test_the_shared_code_gives_parity_own_outputs_across_the_boundary(fmt, own_model, tmp_path):
+    """The child code run by its path in Parity's own interpreter returns what reference_predictions returns
+    in this process, in several row pieces."""
+    model, rows = own_model
+    trusted = _dump(model, fmt, tmp_path / f"model.{fmt}")
     got = predictions_in_interpreter(
-        sys.executable, tmp_path / "model.skops", "skops", rows, trusted_types=trusted
+        sys.executable, tmp_path / f"model.{fmt}", fmt, rows, trusted_types=trusted
     )
     _assert_identical(got, reference_predictions(model, rows))
 
