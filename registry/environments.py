@@ -231,17 +231,27 @@ def _run_build_step(command: list[str], what: str, installs: list[str]) -> str:
         )
     except subprocess.TimeoutExpired as err:
         raise EnvironmentProblem(
-            f"{what} for {', '.join(installs)} did not finish within {BUILD_DEADLINE_S:g} s. "
+            f"Building an environment with {', '.join(installs)}: {what} did not finish within "
+            f"{BUILD_DEADLINE_S:g} s. "
             "Check that PyPI (or the configured index) is reachable, then try again."
         ) from err
     if done.returncode != 0:
-        output = _tail(done.stdout + "\n" + done.stderr)
+        output = _tail(done.stderr if done.stderr.strip() else done.stdout)
         culprit = _culprit(output)
-        named = f"requirement {culprit!r} could not be installed" if culprit else "pip failed"
+        wheels = "exist on PyPI (or the configured index) as a binary wheel for this Python"
+        if culprit:
+            named, fix = (
+                f"requirement {culprit!r} could not be installed",
+                f"Fix or remove it (it must {wheels})",
+            )
+        else:
+            named, fix = (
+                "it exited with an error",
+                f"Check that every requirement can be installed (each must {wheels})",
+            )
         raise EnvironmentProblem(
-            f"{what} for {', '.join(installs)} failed: {named}. pip said:\n{output}\n"
-            "Fix or remove that requirement (its name and version must exist on PyPI as a binary wheel for "
-            "this Python), or compute the reference predictions in Parity's own environment."
+            f"Building an environment with {', '.join(installs)}: {what} failed: {named}. It said:\n{output}\n"
+            f"{fix}, or compute the reference predictions in Parity's own environment."
         )
     return done.stdout
 
@@ -318,11 +328,12 @@ def _set_aside_incomplete(final: Path) -> None:
 
 
 def _build(staging: Path, interpreter: str, installs: list[str], record: dict[str, str]) -> None:
-    _run_build_step([interpreter, "-m", "venv", str(staging)], "Creating a virtual environment", installs)
+    _run_build_step([interpreter, "-m", "venv", str(staging)], "creating the virtual environment", installs)
     python = str(staging / "bin" / "python")
     pip = [python, "-m", "pip", "--disable-pip-version-check", "--no-input"]
-    _run_build_step([*pip, "install", "--only-binary", ":all:", *installs], "Installing", installs)
-    frozen = _run_build_step([*pip, "freeze", "--all"], "Listing what was installed", installs)
+    install = [*pip, "install", "--progress-bar", "off", "--only-binary", ":all:", *installs]
+    _run_build_step(install, "installing the requirements", installs)
+    frozen = _run_build_step([*pip, "freeze", "--all"], "listing what was installed", installs)
     marker = {
         "schema": SCHEMA,
         **record,

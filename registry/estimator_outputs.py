@@ -18,7 +18,7 @@ import os
 import sys
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import pandas as pd
@@ -343,6 +343,19 @@ def _limit_resources(memory_mb: int) -> None:
         pass
 
 
+def _fail(what: str, err: BaseException) -> NoReturn:
+    """Exit with the traceback, then one line saying what failed (the line the parent quotes last)."""
+    import traceback
+
+    traceback.print_exception(type(err), err, err.__traceback__)
+    why = (
+        "it needed more memory than allowed"
+        if isinstance(err, MemoryError)
+        else f"{type(err).__name__}: {err}"
+    )
+    sys.exit(f"{what} failed in Python {sys.version.split()[0]}: {why}")
+
+
 def run_request(folder: Path) -> None:
     """In the child: answer the request in ``folder`` (``request.json``, ``rows.npz``/``rows.json``) with
     ``outputs.npz``/``outputs.json``."""
@@ -351,8 +364,14 @@ def run_request(folder: Path) -> None:
     rows = frame_from_arrays(arrays, meta)
     _limit_resources(int(request.get("memory_mb", 0)))
     load, _ = FORMATS[request["format"]]
-    estimator = load(request["model"], list(request.get("trusted", [])))
-    outputs = reference_predictions(estimator, rows)
+    try:
+        estimator = load(request["model"], list(request.get("trusted", [])))
+    except BaseException as err:
+        _fail(f"loading the {request['format']} model", err)
+    try:
+        outputs = reference_predictions(estimator, rows)
+    except BaseException as err:
+        _fail("predicting on the reference rows", err)
     out_arrays, out_meta = outputs_to_arrays(outputs)
     out_meta["versions"] = {
         "python": ".".join(str(part) for part in sys.version_info[:3]),

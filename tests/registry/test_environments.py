@@ -348,6 +348,15 @@ def test_a_model_that_fails_in_the_child_raises_with_its_error(tmp_path):
         predictions_in_environment(garbage, "onnx", rows, [])
 
 
+def test_a_model_that_fails_to_predict_in_the_child_says_so(own_model, tmp_path):
+    model, rows = own_model
+    _dump(model, "pickle", tmp_path / "model.pickle")
+    with pytest.raises(InvalidInputError, match=r"(?s)predicting on the reference rows failed.*columns"):
+        predictions_in_interpreter(
+            sys.executable, tmp_path / "model.pickle", "pickle", rows.drop(columns="b")
+        )
+
+
 def test_a_child_past_its_deadline_is_stopped(tmp_path, monkeypatch):
     monkeypatch.setenv(environments.DEADLINE_ENV, "0.001")  # far below an interpreter's start-up
     with pytest.raises(InvalidInputError, match=re.escape("did not finish within 0.001 s")):
