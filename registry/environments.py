@@ -13,6 +13,7 @@ environment that is reused, and of concurrent builders one wins and the others u
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -394,7 +395,8 @@ def _run_child(command: list[str], model_file: Path) -> None:
     try:
         out, err = child.communicate(timeout=deadline)
     except subprocess.TimeoutExpired:
-        os.killpg(child.pid, signal.SIGKILL)
+        with contextlib.suppress(ProcessLookupError):  # it ended on its own just now
+            os.killpg(child.pid, signal.SIGKILL)
         child.communicate()
         raise InvalidInputError(
             f"{model_file}: computing the reference predictions in the run's environment did not finish "
