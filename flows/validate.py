@@ -24,8 +24,7 @@ import parity.archive as archive_stage
 from parity.core.defaults import DEFAULT_ARCHIVE, DEFAULT_REGISTRY, PROGRESS_LOGGER
 from parity.core.errors import ModelNotValidated, SweepNotPassed
 from parity.core.records import Conversion, Outcome, Report
-from parity.registry import RegisteredModel, open_registry
-from parity.registry.registries import Result
+from parity.registry import RegisteredModel, Result, open_registry
 from parity.validators.formats import FORMATS, format_of
 from parity.validators.report import Check
 from parity.validators.targets.table import load_roles, load_targets

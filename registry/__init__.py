@@ -2,8 +2,8 @@
 with safe loading and recorded provenance."""
 
 from .loading import ALLOWLIST, load_model, sha256_of
-from .registries import Registry, Result, open_registry
-from .store import FileRegistry, ModelRef, RegisteredModel, check_name
+from .registries import Registry, open_registry
+from .store import FileRegistry, ModelRef, RegisteredModel, Result, check_name
 
 __all__ = [
     "ALLOWLIST",

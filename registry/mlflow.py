@@ -39,17 +39,13 @@ from typing import Any, TypeVar
 from parity.core.errors import InvalidInputError, RegistryError
 from parity.core.records import RegistrationRecord
 
-from .registries import Result
-from .store import FileRegistry, ModelRef, RegisteredModel, is_model_name
+from .mlflow_import import (
+    import_version,
+)
+from .store import FileRegistry, ModelRef, RegisteredModel, Result, is_model_name
 
 logger = logging.getLogger("parity.registry.mlflow")
 
-#: The run artifact training code logs its reference rows as (``mlflow.log_artifact(path, "parity")``).
-REFERENCE_ARTIFACT = "parity/reference.parquet"
-#: Metrics whose names say they are cross-validation scores (``cv_roc_auc``, ``accuracy.cv``, ``cross_val_f1``).
-CV_METRIC = re.compile(r"(^|[._\-/])cv([._\-/]|$)|cross[._\-]?val", re.IGNORECASE)
-#: The tags Parity writes on a model version (and reads back: ``parity.model_sha256`` above all).
-TAG_SHA256 = "parity.model_sha256"
 TAG_VERDICT = "parity.verdict"
 TAG_BUNDLE = "parity.bundle"
 TAG_REPORT = "parity.report"
@@ -62,9 +58,6 @@ TAG_VALUE_LIMIT = 5000
 #: Attempts of one call to the MLflow server, and the pauses between them (a restart, a timeout).
 ATTEMPTS = 4
 PAUSES_S = (1.0, 3.0, 9.0)
-#: The variable that marks MLflow registries whose pickles Parity may load (tracking URIs, comma-separated,
-#: or ``*`` for every one): the operator's decision, never the model's.
-TRUST_PICKLE_ENV = "PARITY_MLFLOW_TRUST_PICKLE"
 CACHE_ENV = "PARITY_MLFLOW_CACHE"
 #: The MLflow client's own HTTP retries, unless the environment sets them: by default it retries 7 times with
 #: exponential backoff (minutes against a server that is down); Parity retries whole calls itself
@@ -99,12 +92,6 @@ def tracking_uri_of(text: str) -> str:
     if not re.match(r"^https?://[^/\s]+", uri):
         raise InvalidInputError(f"registry {text!r}: expected mlflow+http://HOST:PORT (or mlflow+https://…).")
     return uri
-
-
-def trusts_pickle(tracking_uri: str) -> bool:
-    """Whether the operator marked this MLflow server as one whose pickles Parity may load."""
-    marked = [u.strip().rstrip("/") for u in os.environ.get(TRUST_PICKLE_ENV, "").split(",") if u.strip()]
-    return "*" in marked or tracking_uri in marked or f"mlflow+{tracking_uri}" in marked
 
 
 def with_retries(call: Callable[[], T], what: str, uri: str, attempts: int = ATTEMPTS) -> T:
@@ -277,8 +264,6 @@ class MlflowRegistry:
         """Import the version into the mirror unless it is there (see :mod:`parity.registry.mlflow_import`)."""
         if ref in self.mirror.refs(ref.name):
             return
-        from .mlflow_import import import_version
-
         import_version(self, ref)
 
     def sweep_staging(self) -> list[Path]:

@@ -6,13 +6,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import re
 import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -24,10 +25,17 @@ from .loading import refuse_never_trusted
 from .reference import read_reference
 from .store import ModelRef
 
-if TYPE_CHECKING:
-    from .mlflow import MlflowRegistry
-
 logger = logging.getLogger("parity.registry.mlflow")
+
+#: The run artifact training code logs its reference rows as (``mlflow.log_artifact(path, "parity")``).
+REFERENCE_ARTIFACT = "parity/reference.parquet"
+#: Metrics whose names say they are cross-validation scores (``cv_roc_auc``, ``accuracy.cv``, ``cross_val_f1``).
+CV_METRIC = re.compile(r"(^|[._\-/])cv([._\-/]|$)|cross[._\-]?val", re.IGNORECASE)
+#: The tags Parity writes on a model version (and reads back: ``parity.model_sha256`` above all).
+TAG_SHA256 = "parity.model_sha256"
+#: The variable that marks MLflow registries whose pickles Parity may load (tracking URIs, comma-separated,
+#: or ``*`` for every one): the operator's decision, never the model's.
+TRUST_PICKLE_ENV = "PARITY_MLFLOW_TRUST_PICKLE"
 
 #: The environment files of an MLflow model, kept with the registration (as its training source).
 ENVIRONMENT_FILES = ("MLmodel", "requirements.txt", "python_env.yaml", "conda.yaml")
@@ -36,6 +44,12 @@ FEW_ROWS = 20
 #: sklearn flavor serialization formats, as Parity's registry names their files' formats.
 FORMATS: Mapping[str, str] = {"skops": "skops", "pickle": "pickle", "cloudpickle": "pickle"}
 _PIN = re.compile(r"^\s*([A-Za-z0-9_.\-\[\]]+)\s*==\s*([^\s;#]+)")
+
+
+def trusts_pickle(tracking_uri: str) -> bool:
+    """Whether the operator marked this MLflow server as one whose pickles Parity may load."""
+    marked = [u.strip().rstrip("/") for u in os.environ.get(TRUST_PICKLE_ENV, "").split(",") if u.strip()]
+    return "*" in marked or tracking_uri in marked or f"mlflow+{tracking_uri}" in marked
 
 
 @dataclass
@@ -48,7 +62,7 @@ class Fetched:
     notes: list[str] = field(default_factory=list)
 
 
-def import_version(registry: MlflowRegistry, ref: ModelRef) -> None:
+def import_version(registry: Any, ref: ModelRef) -> None:
     """Download, check and register one MLflow model version in ``registry.mirror``.
 
     Raises
@@ -107,7 +121,7 @@ def import_version(registry: MlflowRegistry, ref: ModelRef) -> None:
                 raise
 
 
-def _download(registry: MlflowRegistry, ref: ModelRef, into: Path) -> Fetched:
+def _download(registry: Any, ref: ModelRef, into: Path) -> Fetched:
     """The version's model folder, and its MLmodel's sklearn flavor."""
     import mlflow.artifacts
     import yaml
@@ -147,11 +161,9 @@ def _download(registry: MlflowRegistry, ref: ModelRef, into: Path) -> Fetched:
 
 
 def _model_file(
-    registry: MlflowRegistry, ref: ModelRef, fetched: Fetched, tags: dict[str, str]
+    registry: Any, ref: ModelRef, fetched: Fetched, tags: dict[str, str]
 ) -> tuple[Path, str, list[str], str]:
     """The model file, its registry format, the types trusted in it, and its SHA-256 as first seen."""
-    from .mlflow import TAG_SHA256, TRUST_PICKLE_ENV, trusts_pickle
-
     serialization = str(fetched.flavor.get("serialization_format") or "pickle")
     fmt = FORMATS.get(serialization)
     name = fetched.flavor.get("pickled_model")
@@ -189,12 +201,10 @@ def _model_file(
 
 
 def _reference(
-    registry: MlflowRegistry, ref: ModelRef, version: Any, fetched: Fetched, scratch: Path
+    registry: Any, ref: ModelRef, version: Any, fetched: Fetched, scratch: Path
 ) -> tuple[pd.DataFrame, str]:
     """The reference rows: the run's ``parity/reference.parquet``, else the model's input example."""
     import mlflow.artifacts
-
-    from .mlflow import REFERENCE_ARTIFACT
 
     if version.run_id:
         try:
@@ -298,7 +308,7 @@ def _python(folder: Path) -> str | None:
 
 
 def _origin(
-    registry: MlflowRegistry,
+    registry: Any,
     version: Any,
     run: Any,
     fetched: Fetched,
@@ -352,10 +362,8 @@ def _training_uri(datasets: list[dict[str, Any]]) -> str | None:
     return str(chosen["source"])
 
 
-def _cv_scores(registry: MlflowRegistry, run: Any) -> dict[str, float | list[float]]:
+def _cv_scores(registry: Any, run: Any) -> dict[str, float | list[float]]:
     """The run's metrics named like CV scores; a metric logged once per fold gives the folds' list."""
-    from .mlflow import CV_METRIC
-
     if run is None:
         return {}
     scores: dict[str, float | list[float]] = {}

@@ -15,31 +15,13 @@ Stages and flows only use :class:`Registry`; which kind they have is decided her
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, runtime_checkable
 
 from parity.core.errors import InvalidInputError
 from parity.core.records import RegistrationRecord
 
-from .store import FileRegistry, ModelRef, RegisteredModel
-
-
-@dataclass(frozen=True)
-class Result:
-    """What a validation concluded about one version, as a registry records it where its users look."""
-
-    outcome: str
-    #: the bundle (passed) or the rejected attempt's folder
-    filed: str
-    #: the report file inside it
-    report: str
-    #: the cells that did not pass, ``format/runtime/target/output: verdict``
-    failing: tuple[str, ...] = ()
-
-    @property
-    def passed(self) -> bool:
-        return self.outcome == "passed"
+from .store import FileRegistry, ModelRef, RegisteredModel, Result
 
 
 @runtime_checkable

@@ -77,6 +77,23 @@ class RegisteredModel:
         return self.path / self.record.model.file
 
 
+@dataclass(frozen=True)
+class Result:
+    """What a validation concluded about one version, as a registry records it where its users look."""
+
+    outcome: str
+    #: the bundle (passed) or the rejected attempt's folder
+    filed: str
+    #: the report file inside it
+    report: str
+    #: the cells that did not pass, ``format/runtime/target/output: verdict``
+    failing: tuple[str, ...] = ()
+
+    @property
+    def passed(self) -> bool:
+        return self.outcome == "passed"
+
+
 def is_model_name(name: object) -> bool:
     """Whether ``name`` can be a model's name (see :func:`check_name`)."""
     return isinstance(name, str) and _NAME.fullmatch(name) is not None
