@@ -39,9 +39,14 @@ from typing import Any, TypeVar
 from parity.core.errors import InvalidInputError, RegistryError
 from parity.core.records import RegistrationRecord
 
-from .mlflow_import import (
-    import_version,
-)
+# what training code and operators read about the format lives with the import; named here too, as the
+# registry's public vocabulary (parity.registry.mlflow.TAG_SHA256, ...)
+from .mlflow_import import CV_METRIC as CV_METRIC
+from .mlflow_import import REFERENCE_ARTIFACT as REFERENCE_ARTIFACT
+from .mlflow_import import TAG_SHA256 as TAG_SHA256
+from .mlflow_import import TRUST_PICKLE_ENV as TRUST_PICKLE_ENV
+from .mlflow_import import import_version
+from .mlflow_import import trusts_pickle as trusts_pickle
 from .store import FileRegistry, ModelRef, RegisteredModel, Result, is_model_name
 
 logger = logging.getLogger("parity.registry.mlflow")
