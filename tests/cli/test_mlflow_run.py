@@ -44,7 +44,9 @@ def test_run_validates_mlflow_versions_and_writes_the_verdicts_back(tmp_path: Pa
         client = server.client()
         tags = client.get_model_version("iris-lr", str(version)).tags
         assert tags[TAG_VERDICT] == "passed" and tags["parity.bundle"] == str(bundle.resolve())
-        assert tags["parity.failing"] == "none"
+        assert (
+            "mismatch" not in tags["parity.failing"]
+        )  # a pass may list outputs not covered, never a mismatch
         assert client.get_registered_model("iris-lr").aliases[VALIDATED_ALIAS] == str(version)
         assert TAG_VERDICT not in client.get_model_version("iris-pickled", str(unsafe)).tags
 
