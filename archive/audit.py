@@ -80,7 +80,9 @@ class Trust:
     roles: dict[str, Role] | None = None
 
 
-def trust_for(folder: Path, name: str, version: int, registry: Registry | None) -> tuple[Trust, list[str]]:
+def trust_for(
+    folder: Path, name: str, version: int, registry: Registry | None
+) -> tuple[Trust, list[str]]:
     """The trust for replaying a bundle, from the registry's record, and what binds (or fails to bind) the
     bundle to that record.
 
