@@ -18,6 +18,7 @@ Prefect did not take the event (so MLflow retries), else 200 after announcing th
 from __future__ import annotations
 
 import base64
+import contextvars
 import hashlib
 import hmac
 import json
@@ -108,8 +109,9 @@ def verify(
         raise SignatureError(f"{TIMESTAMP_HEADER} is {stamp!r}: expected Unix seconds.") from None
     if abs(age) > tolerance_s:
         raise SignatureError(
-            f"the delivery's timestamp is {age:.0f} s away from this machine's clock (at most {tolerance_s:.0f} "
-            "s accepted): a replay, or a clock out of sync (check NTP on both machines)."
+            f"the delivery's timestamp is {abs(age):.0f} s {'old' if age > 0 else 'in the future'} by this "
+            f"machine's clock (at most {tolerance_s:.0f} s accepted): a replay, or a clock out of sync (check "
+            "NTP on both machines)."
         )
     expected = signature(secret, found[DELIVERY_ID_HEADER.lower()], stamp, body)
     if not hmac.compare_digest(expected.encode(), found[SIGNATURE_HEADER.lower()].strip().encode()):
@@ -264,6 +266,12 @@ class WebhookServer(ThreadingHTTPServer):
     def __init__(self, address: tuple[str, int], receiver: WebhookReceiver) -> None:
         super().__init__(address, _Handler)
         self.receiver = receiver
+        # Each request's thread runs in a copy of the creator's context: Prefect's settings (the API to send
+        # to) may live in a context variable there, and a bare thread would see the defaults instead.
+        self._context = contextvars.copy_context()
+
+    def process_request_thread(self, request: Any, client_address: Any) -> None:
+        self._context.copy().run(super().process_request_thread, request, client_address)
 
     @property
     def url(self) -> str:
