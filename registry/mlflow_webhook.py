@@ -10,9 +10,11 @@ secret, ``X-MLflow-Signature = "v1," + base64(HMAC-SHA256(secret, "<delivery id>
 It retries a delivery answered 429, 500, 502, 503 or 504 (``MLFLOW_WEBHOOK_REQUEST_MAX_RETRIES``, 3).
 
 The receiver (:func:`make_server`, ``parity webhook serve``) answers ``POST /mlflow``: 401 for a missing or
-wrong signature or a stale timestamp, 400 for a body that is not a model version's creation, 503 when
-Prefect did not take the event (so MLflow retries), else 200 after announcing the version
-(:func:`~parity.registry.mlflow_announce.announce`). ``GET /health`` answers 200.
+wrong signature or a stale timestamp, 400 for a body that is not a model version's creation, 200 without
+announcing anything for a version the MLflow server does not have (its "test webhook" delivery names
+``example_model`` version 1), 503 when the MLflow server cannot say or Prefect did not take the event (so
+MLflow retries), else 200 after announcing the version (:func:`~parity.registry.mlflow_announce.announce`).
+``GET /health`` answers 200.
 """
 
 from __future__ import annotations
@@ -199,6 +201,9 @@ class WebhookReceiver:
             logger.warning("refused a delivery: %s", err)
             return HTTPStatus.BAD_REQUEST, {"error": str(err)}
         ref = ModelRef(name, version)
+        missing = self._missing(ref)
+        if missing is not None:
+            return missing
         if prefect_api_url() is None:
             return HTTPStatus.SERVICE_UNAVAILABLE, {
                 "error": "no Prefect API is configured (PREFECT_API_URL)."
@@ -213,6 +218,26 @@ class WebhookReceiver:
             return HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"Prefect did not take the event: {err}"}
         logger.info("announced %s as event %s", ref, event_id)
         return HTTPStatus.OK, {"model": str(ref), "announced": True, "tagged": True, "event": event_id}
+
+    def _missing(self, ref: ModelRef) -> tuple[int, dict[str, Any]] | None:
+        """200 with nothing announced for a version the server does not have (MLflow's "test webhook"
+        sends ``example_model`` version 1); 503 when the server cannot say; None when it exists."""
+        from mlflow.exceptions import RestException
+
+        try:
+            self.registry.client.get_model_version(ref.name, str(ref.version))
+        except RestException as err:
+            if err.get_http_status_code() == HTTPStatus.NOT_FOUND:
+                logger.info(
+                    "%s is not in %s (a test delivery?): nothing announced", ref, self.registry.location
+                )
+                return HTTPStatus.OK, {"model": str(ref), "announced": False, "reason": "no such version"}
+            return HTTPStatus.SERVICE_UNAVAILABLE, {"error": f"{self.registry.location} said: {err.message}"}
+        except Exception as err:
+            return HTTPStatus.SERVICE_UNAVAILABLE, {
+                "error": f"{self.registry.location} did not answer: {err}"
+            }
+        return None
 
 
 class _Handler(BaseHTTPRequestHandler):
