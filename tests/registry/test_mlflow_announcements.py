@@ -231,11 +231,9 @@ def test_the_poller_announces_what_nobody_announced_once(prefect_api, polled, mo
     from parity.flows.poll import poll_mlflow
 
     estimator, X = model
-    run_id, _ = log_sklearn_model(polled, "polled", estimator, X)
+    for _ in range(5):  # versions 1-5
+        log_sklearn_model(polled, "polled", estimator, X)
     client = polled.client()
-    source = client.get_model_version("polled", "1").source
-    for _ in range(4):  # versions 2-5 of the same model files
-        client.create_model_version("polled", source, run_id=run_id)
     now = datetime.now(UTC)
     client.set_model_version_tag("polled", "2", TAG_VERDICT, "passed")  # validated: skipped
     client.set_model_version_tag("polled", "3", TAG_ANNOUNCED, announced_tag("e-3", now))  # recent: skipped
