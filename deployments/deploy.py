@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from parity.core.errors import EnvironmentProblem, InvalidInputError
+from parity.registry.registries import scheme_of
 
 #: This package's folder: where `prefect deploy` runs (the runs themselves start in ``PARITY_WORKDIR``,
 #: see prefect.yaml; the entrypoints are module paths, ``parity.flows...``, found wherever Parity is installed).
@@ -49,17 +50,35 @@ HEARTBEAT_TAG = "parity-heartbeat"
 #: started). One indexed query a second is cheap.
 RUNNER_POLL_S = 1
 #: Deployments of prefect.yaml that ``parity serve`` serves (target runs need their architecture's pool).
-SERVED = ("on-registration", "nightly-sweep", "weekly-audit")
+SERVED = ("on-registration", "nightly-sweep", "weekly-audit", "mlflow-poll")
+#: Deployments that only make sense for an MLflow registry: ``deploy`` and ``serve`` leave them out when the
+#: registry is a folder (prefect.yaml says why).
+MLFLOW_ONLY = ("mlflow-poll",)
 #: Seconds ``prefect deploy`` may take (it imports each flow's module).
 DEPLOY_TIMEOUT_SECONDS = 600
 _ENV_PLACEHOLDER = re.compile(r"{{\s*\$(\w+)\s*}}")
 
 
+def is_mlflow(registry: str | os.PathLike[str]) -> bool:
+    """Whether ``registry`` names an MLflow registry (``mlflow+http://…``, ``mlflow:``) rather than a folder."""
+    return (scheme_of(str(registry)) or "").startswith("mlflow")
+
+
+def deployment_names(
+    registry: str | os.PathLike[str], names: tuple[str, ...] | None = None, prefect_file: Path = PREFECT_FILE
+) -> tuple[str, ...]:
+    """The deployments of ``prefect_file`` (or ``names``) that apply to ``registry``: all but
+    :data:`MLFLOW_ONLY` for a folder."""
+    names = names or tuple(d["name"] for d in load_spec(prefect_file)["deployments"])
+    return names if is_mlflow(registry) else tuple(n for n in names if n not in MLFLOW_ONLY)
+
+
 def deployment_env(registry: str | os.PathLike[str], archive: str | os.PathLike[str]) -> dict[str, str]:
-    """``PARITY_REGISTRY`` / ``PARITY_ARCHIVE`` as absolute paths, as prefect.yaml reads them, and
-    ``PARITY_WORKDIR``, where deployed runs start (the user's, else the system's temporary folder)."""
+    """``PARITY_REGISTRY`` / ``PARITY_ARCHIVE`` as prefect.yaml reads them (a folder as an absolute path, a
+    registry URI as it is), and ``PARITY_WORKDIR``, where deployed runs start (the user's, else the system's
+    temporary folder)."""
     return {
-        "PARITY_REGISTRY": str(Path(registry).resolve()),
+        "PARITY_REGISTRY": str(registry) if scheme_of(str(registry)) else str(Path(registry).resolve()),
         "PARITY_ARCHIVE": str(Path(archive).resolve()),
         "PARITY_WORKDIR": os.environ.get("PARITY_WORKDIR") or tempfile.gettempdir(),
     }
@@ -233,10 +252,12 @@ def deploy(
         )
     ensure_work_pools()
     ensure_limits()
-    command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--all", "--prefect-file"]
+    command = [sys.executable, "-m", "prefect", "--no-prompt", "deploy", "--prefect-file", str(prefect_file)]
+    for name in deployment_names(registry, prefect_file=prefect_file):
+        command += ["--name", name]
     try:
         done = subprocess.run(
-            [*command, str(prefect_file)],
+            command,
             cwd=PACKAGE_DIR,
             env={**os.environ, "PREFECT_API_URL": api_url, **deployment_env(registry, archive)},
             capture_output=True,
@@ -270,11 +291,11 @@ def runner_deployments(
     Returns
     -------
     list of prefect.deployments.runner.RunnerDeployment
-        With the file's parameters, cron schedules (with their parameters) and event triggers.
+        With the file's parameters, cron and interval schedules (with their parameters) and event triggers.
     """
     from prefect.events import DeploymentEventTrigger, DeploymentTriggerTypes, TriggerTypes
     from prefect.flows import Flow, load_flow_from_entrypoint
-    from prefect.schedules import Cron
+    from prefect.schedules import Cron, Interval
     from prefect.types.entrypoint import EntrypointType
 
     env = deployment_env(registry, archive)
@@ -295,6 +316,8 @@ def runner_deployments(
                 parameters=s.get("parameters", {}),
                 active=s.get("active", True),
             )
+            if "cron" in s
+            else Interval(s["interval"], parameters=s.get("parameters", {}), active=s.get("active", True))
             for s in spec.get("schedules", [])
         ]
         triggers: list[DeploymentTriggerTypes | TriggerTypes] = [
@@ -332,7 +355,7 @@ def serve(
 
     # served runs are subprocesses of this one: the heartbeat the crash automation expects of tagged runs
     os.environ.setdefault("PREFECT_FLOWS_HEARTBEAT_FREQUENCY", str(HEARTBEAT_S))
-    served = runner_deployments(registry, archive)
+    served = runner_deployments(registry, archive, deployment_names(registry, SERVED))
     bound = asyncio.run(_bound_to_work_pools([f"{d.flow_name}/{d.name}" for d in served]))
     if bound:
         raise EnvironmentProblem(

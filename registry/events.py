@@ -6,12 +6,15 @@ The event a registration emits, and that the event-triggered deployment listens 
     resource = {"prefect.resource.id": "parity.model.<name>.<version>",
                 "prefect.resource.name": "<name>:<version>",
                 "parity.model.name": "<name>", "parity.model.version": "<version>"}
-    payload  = {"schema": 1, "name": "<name>", "version": <int>, "registry": "<absolute registry path>"}
+    payload  = {"schema": 1, "name": "<name>", "version": <int>,
+                "registry": "<absolute registry path, or the registry's URI (mlflow+http://host:port)>"}
 
 (the payload is :class:`parity.core.records.RegisteredPayload`, sent as its JSON).
 
 Training code that registers models by other means can emit the same event with :func:`emit_registered`
-(or ``prefect.events.emit_event`` with the fields above). Nothing is sent unless a Prefect API is
+(or ``prefect.events.emit_event`` with the fields above). An announcement that may be repeated (an MLflow
+webhook that is retried, a webhook and the poller both seeing one version) carries
+:func:`registered_event_id`, so that Prefect's trigger service acts on it once. Nothing is sent unless a Prefect API is
 configured (``PREFECT_API_URL``): a registration never starts a temporary server just to announce itself.
 """
 
@@ -22,11 +25,14 @@ import contextvars
 import logging
 import os
 import threading
+import uuid
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 from parity.core.records import RegisteredPayload
+
+from .schemes import is_uri
 
 REGISTERED = "parity.model.registered"
 #: How long a registration waits for the Prefect server to take its event before giving up with a warning.
@@ -52,9 +58,38 @@ def model_resource(name: str, version: int) -> dict[str, str]:
     }
 
 
+#: The namespace of :func:`registered_event_id` (a uuid5 of its own: ids no other event can have).
+REGISTERED_NAMESPACE = uuid.uuid5(uuid.NAMESPACE_URL, "parity:" + REGISTERED)
+
+
 def registered_payload(name: str, version: int, registry: str | os.PathLike[str]) -> RegisteredPayload:
-    """The payload of ``parity.model.registered``: what the triggered flow needs to find the model."""
-    return RegisteredPayload(name=name, version=int(version), registry=str(Path(registry).resolve()))
+    """The payload of ``parity.model.registered``: what the triggered flow needs to find the model.
+
+    A folder is sent as an absolute path; a registry URI (``mlflow+http://...``) as it is.
+    """
+    where = str(registry) if is_uri(str(registry)) else str(Path(registry).resolve())
+    return RegisteredPayload(name=name, version=int(version), registry=where)
+
+
+def registered_event_id(registry_location: str, name: str, version: int) -> uuid.UUID:
+    """The one event id of the announcement of a version: the same for every repeat of it.
+
+    Prefect's trigger service skips an event id it has seen (``event_has_been_seen``, remembered for about 30
+    minutes), so a webhook that MLflow retries, or a version both the webhook and the poller announce,
+    starts one validation.
+
+    Parameters
+    ----------
+    registry_location : str
+        The registry's :attr:`~parity.registry.registries.Registry.location` (``mlflow+http://host:port``).
+    name, version : the model version
+
+    Returns
+    -------
+    uuid.UUID
+        A uuid5, deterministic in its three arguments.
+    """
+    return uuid.uuid5(REGISTERED_NAMESPACE, f"{registry_location}\n{name}\n{int(version)}")
 
 
 def prefect_api_url() -> str | None:
@@ -69,6 +104,7 @@ def send_event(
     resource: Mapping[str, str],
     payload: Mapping[str, Any],
     timeout: float = EMIT_TIMEOUT_SECONDS,
+    event_id: uuid.UUID | None = None,
 ) -> str:
     """Send one event to the configured Prefect API and wait until it is sent.
 
@@ -86,6 +122,9 @@ def send_event(
         JSON-serialisable event data.
     timeout : float
         Seconds to wait for the server.
+    event_id : uuid.UUID, optional
+        The event's id (default: a new one); repeats of one announcement share it (see
+        :func:`registered_event_id`).
 
     Returns
     -------
@@ -103,6 +142,8 @@ def send_event(
     from prefect.events.clients import get_events_client
 
     message = Event(event=event, resource=Resource(dict(resource)), payload=dict(payload))
+    if event_id is not None:
+        message = message.model_copy(update={"id": event_id})
 
     async def _send() -> None:
         async with get_events_client(reconnection_attempts=EMIT_CONNECT_ATTEMPTS - 1) as client:
@@ -130,7 +171,9 @@ def send_event(
     return str(message.id)
 
 
-def emit_registered(name: str, version: int, registry: str | os.PathLike[str]) -> str | None:
+def emit_registered(
+    name: str, version: int, registry: str | os.PathLike[str], event_id: uuid.UUID | None = None
+) -> str | None:
     """Announce a registered model version as ``parity.model.registered``, when a Prefect API is configured.
 
     Never raises: a registration is complete whether or not anyone heard about it, so a failure to send is
@@ -139,8 +182,11 @@ def emit_registered(name: str, version: int, registry: str | os.PathLike[str]) -
     Parameters
     ----------
     name, version : the registered model version
-    registry : path-like
-        The registry holding it (sent as an absolute path: the triggered flow reads it from there).
+    registry : path-like or str
+        The registry holding it (a folder is sent as an absolute path, a URI as it is: the triggered flow
+        reads the version from there).
+    event_id : uuid.UUID, optional
+        The event's id (default: a new one; see :func:`registered_event_id`).
 
     Returns
     -------
@@ -151,7 +197,10 @@ def emit_registered(name: str, version: int, registry: str | os.PathLike[str]) -
         if prefect_api_url() is None:
             return None
         return send_event(
-            REGISTERED, model_resource(name, version), registered_payload(name, version, registry).to_json()
+            REGISTERED,
+            model_resource(name, version),
+            registered_payload(name, version, registry).to_json(),
+            event_id=event_id,
         )
     except Exception as err:
         logger.warning(

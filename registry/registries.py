@@ -21,7 +21,10 @@ from typing import Protocol, runtime_checkable
 from parity.core.errors import InvalidInputError
 from parity.core.records import RegistrationRecord
 
+from .schemes import REGISTRY_SCHEMES, is_uri, scheme_of
 from .store import FileRegistry, ModelRef, RegisteredModel, Result
+
+__all__ = ["REGISTRY_KINDS", "Registry", "Result", "is_uri", "open_registry", "scheme_of"]
 
 
 @runtime_checkable
@@ -83,17 +86,8 @@ REGISTRY_KINDS: Mapping[str, Callable[[str], Registry]] = {
     "mlflow+https": _mlflow,
     "mlflow": _mlflow,
 }
-
-
-def scheme_of(text: str) -> str | None:
-    """The registry scheme ``text`` starts with (``mlflow+http``...), or None for a folder."""
-    head, sep, _ = text.partition(":")
-    return head.lower() if sep and head.lower() in REGISTRY_KINDS else None
-
-
-def is_uri(text: str) -> bool:
-    """Whether ``text`` names a registry by URI rather than a folder."""
-    return scheme_of(str(text)) is not None
+if set(REGISTRY_KINDS) != set(REGISTRY_SCHEMES):  # a kind added here must be known to schemes.py too
+    raise AssertionError(f"REGISTRY_KINDS {sorted(REGISTRY_KINDS)} != schemes.py {sorted(REGISTRY_SCHEMES)}")
 
 
 def open_registry(text: str | Registry) -> Registry:

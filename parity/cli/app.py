@@ -21,6 +21,7 @@ from .register import register
 from .run import demo, run
 from .serve import serve
 from .targets import list_targets, setup
+from .webhook import CREATE_HELP, GROUP_HELP, SERVE_HELP, create_webhook, serve_webhook
 
 DESCRIPTION = "Prove that scikit-learn models converted to ONNX and PMML predict what the originals predict."
 
@@ -62,6 +63,10 @@ def build_app() -> typer.Typer:
     targets.callback(invoke_without_command=True, help=TARGETS_HELP)(list_targets)
     targets.command("setup", help=SETUP_HELP, short_help=SETUP_HELP)(setup)
     app.add_typer(targets, name="targets", help=TARGETS_HELP, short_help=TARGETS_HELP)
+    webhook = typer.Typer(no_args_is_help=True, **_TYPER)  # type: ignore[arg-type]
+    webhook.command("serve", help=SERVE_HELP, short_help=SERVE_HELP)(serve_webhook)
+    webhook.command("create", help=CREATE_HELP, short_help=CREATE_HELP)(create_webhook)
+    app.add_typer(webhook, name="webhook", help=GROUP_HELP, short_help=GROUP_HELP)
     return app
 
 

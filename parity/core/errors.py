@@ -69,3 +69,7 @@ class RecordError(ParityError, ValueError):
 
 class RecordSchemaError(RecordError):
     """A stored record names a schema this version of Parity cannot read."""
+
+
+class SignatureError(ParityError, PermissionError):
+    """A delivery (an MLflow webhook) lacks the signature or fresh timestamp that proves who sent it."""

@@ -17,7 +17,7 @@ class RegisteredPayload(Document):
 
     name: str
     version: int
-    #: the registry, as an absolute path
+    #: the registry: an absolute path, or a registry URI (``mlflow+http://host:port``)
     registry: str
 
 
