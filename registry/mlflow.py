@@ -47,7 +47,7 @@ from .mlflow_import import TAG_SHA256 as TAG_SHA256
 from .mlflow_import import TRUST_PICKLE_ENV as TRUST_PICKLE_ENV
 from .mlflow_import import import_version
 from .mlflow_import import trusts_pickle as trusts_pickle
-from .store import FileRegistry, ModelRef, RegisteredModel, Result, is_model_name
+from .store import FileRegistry, ModelRef, RegisteredModel, Result, is_model_name, resolve_in
 
 logger = logging.getLogger("parity.registry.mlflow")
 
@@ -205,17 +205,7 @@ class MlflowRegistry:
         RegistryError
             No such model or version in this registry.
         """
-        versions = self.refs(name)
-        if not versions:
-            known = ", ".join(sorted({ref.name for ref in self.refs()})) or "none"
-            raise RegistryError(f"no model {name!r} in {self.location} (registered: {known}).")
-        if version is None:
-            return versions[-1]
-        ref = ModelRef(name, version)
-        if ref not in versions:
-            have = ", ".join(str(r.version) for r in versions)
-            raise RegistryError(f"{name} has no version {version} in {self.location}; it has {have}.")
-        return ref
+        return resolve_in(self, name, version)
 
     def version_tags(self, ref: ModelRef) -> dict[str, str]:
         """The tags of a model version."""

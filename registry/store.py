@@ -94,6 +94,27 @@ class Result:
         return self.outcome == "passed"
 
 
+def resolve_in(registry: Any, name: str, version: int | None) -> ModelRef:
+    """``version`` of ``name`` among ``registry.refs()``, or its latest when None (any registry kind).
+
+    Raises
+    ------
+    RegistryError
+        No such model or version, naming what the registry has.
+    """
+    versions = registry.refs(check_name(name))
+    if not versions:
+        known = ", ".join(sorted({ref.name for ref in registry.refs()})) or "none"
+        raise RegistryError(f"no model {name!r} in {registry.location} (registered: {known}).")
+    if version is None:
+        return versions[-1]
+    ref = ModelRef(name, version)
+    if ref not in versions:
+        have = ", ".join(str(r.version) for r in versions)
+        raise RegistryError(f"{name} has no version {version} in {registry.location}; it has {have}.")
+    return ref
+
+
 def is_model_name(name: object) -> bool:
     """Whether ``name`` can be a model's name (see :func:`check_name`)."""
     return isinstance(name, str) and _NAME.fullmatch(name) is not None
@@ -235,17 +256,7 @@ class FileRegistry:
 
     def resolve(self, name: str, version: int | None = None) -> ModelRef:
         """The given version, or the latest one when ``version`` is None."""
-        versions = self.refs(check_name(name))
-        if not versions:
-            known = ", ".join(sorted({ref.name for ref in self.refs()})) or "none"
-            raise RegistryError(f"no model {name!r} in {self.root} (registered: {known}).")
-        if version is None:
-            return versions[-1]
-        ref = ModelRef(name, version)
-        if ref not in versions:
-            have = ", ".join(str(r.version) for r in versions)
-            raise RegistryError(f"{name} has no version {version} in {self.root}; it has {have}.")
-        return ref
+        return resolve_in(self, name, version)
 
     def path(self, ref: ModelRef) -> Path:
         return self.root / ref.name / str(ref.version)
