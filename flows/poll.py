@@ -13,8 +13,12 @@ from prefect.cache_policies import NO_CACHE
 
 import parity.archive as archive_stage
 from parity.core.defaults import DEFAULT_ARCHIVE
-from parity.registry import ModelRef
+from parity.core.records import Report
+from parity.registry import ModelRef, Result
+from parity.registry.mlflow import TAG_VERDICT
 from parity.registry.mlflow_announce import announce, needs_announcing, require_mlflow
+
+from .summary import failing_cells
 
 
 @task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
@@ -35,6 +39,30 @@ def announce_version(registry: str, ref: ModelRef) -> str:
     return announce(require_mlflow(registry), ref)
 
 
+@task(retries=2, retry_delay_seconds=[2, 10], cache_policy=NO_CACHE)
+def written_back(registry: str, archive: str) -> list[str]:
+    """Write the verdict on every archived version whose tags lack it (a write-back that failed after its
+    retries): the archive is the record, the tags are where users look."""
+    store = require_mlflow(registry)
+    bundles = archive_stage.Archive(archive)
+    done = []
+    for ref in store.refs():
+        if bundles.is_archived(ref.name, ref.version) and TAG_VERDICT not in store.version_tags(ref):
+            bundle = bundles.bundle_path(ref.name, ref.version).resolve()
+            report = Report.read(bundle / "report.json")
+            store.record_result(
+                ref,
+                Result(
+                    str(report.outcome),
+                    str(bundle),
+                    str(bundle / "report.json"),
+                    tuple(failing_cells(report)),
+                ),
+            )
+            done.append(str(ref))
+    return done
+
+
 @flow(name="poll-mlflow")
 def poll_mlflow(registry: str = "mlflow:", archive: str = DEFAULT_ARCHIVE) -> list[dict[str, str]]:
     """Announce every version of an MLflow registry that is neither validated, announced nor archived.
@@ -43,6 +71,9 @@ def poll_mlflow(registry: str = "mlflow:", archive: str = DEFAULT_ARCHIVE) -> li
     when there was nothing to do). A registry that is not MLflow's fails the run, saying why.
     """
     require_mlflow(registry)  # refuse a folder before any task runs
+    repaired = written_back(registry, archive)
+    if repaired:
+        get_run_logger().info("wrote the archived verdicts back on %s", ", ".join(repaired))
     announced = [
         {"model": str(ref), "event": announce_version(registry, ref)}
         for ref in unannounced(registry, archive)

@@ -111,6 +111,20 @@ def report_back(registry: str, filed: archive_stage.Filed) -> None:
         )
 
 
+def report_unreadable(registry: str, name: str, version: int | None, message: str) -> None:
+    """Write ``parity.verdict=error`` with the reason on a version that could not be read (refused, missing
+    artifacts, no reference rows), so that a poller does not announce it again and again; never raises."""
+    if version is None or not open_registry(registry).writes_back:
+        return
+    state = write_back(
+        registry, name, version, Result("error", "none", "none", (message,)), return_state=True
+    )
+    if state.is_failed():
+        get_run_logger().warning(
+            "%s:%s: could not record the error on %s: %s", name, version, registry, state.message
+        )
+
+
 def _run_name() -> str:
     parameters = flow_run.parameters
     version = parameters.get("version")
@@ -135,7 +149,11 @@ def convert_and_validate(
     """
     logger = get_run_logger()
     start = time.perf_counter()
-    model = fetch(registry, name, version)
+    fetched = fetch(registry, name, version, return_state=True)
+    if fetched.is_failed():  # the version could not be read safely: said where the registry's users look
+        report_unreadable(registry, name, version, fetched.message or "the version could not be read")
+        return fetched
+    model = fetched.result()
     context = ModelContext(model)
     with tempfile.TemporaryDirectory(prefix=f"parity-{model.ref.name}-") as workdir:
         conversions: dict[str, Conversion] = {}

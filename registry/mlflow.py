@@ -36,7 +36,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
-from parity.core.errors import InvalidInputError, RegistryError
+from parity.core.errors import InvalidInputError, RegistryError, UntrustedModelError
 from parity.core.records import RegistrationRecord
 
 # what training code and operators read about the format lives with the import; named here too, as the
@@ -44,14 +44,15 @@ from parity.core.records import RegistrationRecord
 from .mlflow_import import CV_METRIC as CV_METRIC
 from .mlflow_import import REFERENCE_ARTIFACT as REFERENCE_ARTIFACT
 from .mlflow_import import TAG_SHA256 as TAG_SHA256
+from .mlflow_import import TAG_VERDICT as TAG_VERDICT
 from .mlflow_import import TRUST_PICKLE_ENV as TRUST_PICKLE_ENV
+from .mlflow_import import TRUSTED_TYPES_ENV as TRUSTED_TYPES_ENV
 from .mlflow_import import import_version
 from .mlflow_import import trusts_pickle as trusts_pickle
 from .store import FileRegistry, ModelRef, RegisteredModel, Result, is_model_name, resolve_in
 
 logger = logging.getLogger("parity.registry.mlflow")
 
-TAG_VERDICT = "parity.verdict"
 TAG_BUNDLE = "parity.bundle"
 TAG_REPORT = "parity.report"
 TAG_FAILING = "parity.failing"
@@ -114,7 +115,7 @@ def with_retries(call: Callable[[], T], what: str, uri: str, attempts: int = ATT
         try:
             return call()
         except RestException as err:  # the server answered: a missing model, a bad request
-            if err.get_http_status_code() < 500:
+            if err.get_http_status_code() < 500 and err.get_http_status_code() != 429:
                 raise RegistryError(f"{what}: the MLflow server at {uri} refused it: {err.message}") from None
             last: Exception = err
         except (MlflowException, OSError) as err:
@@ -247,8 +248,22 @@ class MlflowRegistry:
         return {"estimator": "(not imported yet)", "registered_at": made.isoformat(timespec="seconds")}
 
     def open(self, ref: ModelRef) -> RegisteredModel:
-        """Load a version safely, with its reference rows and predictions (importing it first if needed)."""
+        """Load a version safely, with its reference rows and predictions (importing it first if needed).
+
+        Raises
+        ------
+        UntrustedModelError
+            A pickle, and the operator no longer marks this registry as trusted (trust is checked at every
+            open, never taken from the mirror's record alone).
+        """
         self.ensure(ref)
+        record = self.mirror.record(ref)
+        if record.model.format != "skops" and not trusts_pickle(self.tracking_uri):
+            raise UntrustedModelError(
+                f"{ref} in {self.location} is a {record.model.format} file and this registry is not marked as "
+                f"trusted now ({TRUST_PICKLE_ENV}); it was not loaded. Mark it trusted, or log the model with "
+                "serialization_format='skops'."
+            )
         model = self.mirror.open(ref)
         origin = model.record.provenance.origin
         if origin is not None:
@@ -256,18 +271,32 @@ class MlflowRegistry:
         return model
 
     def ensure(self, ref: ModelRef) -> None:
-        """Import the version into the mirror unless it is there (see :mod:`parity.registry.mlflow_import`)."""
-        if ref in self.mirror.refs(ref.name):
+        """Import the version into the mirror unless it is there; a mirrored copy of a version that MLflow
+        has since recreated under the same number is refused, naming the folder to remove."""
+        if ref not in self.mirror.refs(ref.name):
+            import_version(self, ref)
             return
-        import_version(self, ref)
+        origin = self.mirror.record(ref).provenance.origin
+        version = self.call(
+            f"reading {ref}", lambda: self.client.get_model_version(ref.name, str(ref.version))
+        )
+        if origin is None or (origin.version_source, origin.version_created) != (
+            str(version.source),
+            int(version.creation_timestamp or 0),
+        ):
+            raise RegistryError(
+                f"{ref} in {self.location} is not the version Parity imported into {self.mirror.path(ref)} "
+                f"(its source or creation time changed: the model was deleted and registered again?). Move that "
+                "folder away to import the new version, after checking the archive's bundle of the old one."
+            )
 
     def sweep_staging(self) -> list[Path]:
         return self.mirror.sweep_staging()
 
     # -- writing back ----------------------------------------------------------------------------------
     def record_result(self, ref: ModelRef, result: Result) -> list[str]:
-        """Tag the version with the verdict, and point :data:`VALIDATED_ALIAS` at it when it passed and is
-        newer than the version the alias points at.
+        """Tag the version with the verdict, then point :data:`VALIDATED_ALIAS` at the newest version that
+        passed (see :meth:`_align_alias`).
 
         Returns
         -------
@@ -283,13 +312,38 @@ class MlflowRegistry:
         tags[TAG_FAILING] = "; ".join(result.failing) if result.failing else "none"
         self.set_tags(ref, tags)
         written = [f"tag {k}={v if k == TAG_VERDICT else '…'}" for k, v in tags.items()]
-        if result.passed and self._alias_target(ref.name) < ref.version:
-            self.call(
-                f"setting alias {VALIDATED_ALIAS} on {ref}",
-                lambda: self.client.set_registered_model_alias(ref.name, VALIDATED_ALIAS, str(ref.version)),
-            )
-            written.append(f"alias {VALIDATED_ALIAS}")
+        written += self._align_alias(ref.name)
         return written
+
+    def _align_alias(self, name: str) -> list[str]:
+        """Point :data:`VALIDATED_ALIAS` at the newest version whose verdict is ``passed`` (none: remove it).
+
+        Computed from every version's tags after this one's were written, so two validations finishing at
+        once both arrive at the same version, and a re-validation that failed takes the alias away.
+        """
+        query = f"name = '{_quoted(name)}'"
+        versions = self.call(
+            f"listing the versions of {name}",
+            lambda: list(
+                _all_pages(lambda token: self.client.search_model_versions(query, page_token=token))
+            ),
+        )
+        passed = [int(v.version) for v in versions if (v.tags or {}).get(TAG_VERDICT) == "passed"]
+        current = self._alias_target(name)
+        newest = max(passed, default=0)
+        if newest == current:
+            return []
+        if newest == 0:
+            self.call(
+                f"removing alias {VALIDATED_ALIAS} of {name}",
+                lambda: self.client.delete_registered_model_alias(name, VALIDATED_ALIAS),
+            )
+            return [f"alias {VALIDATED_ALIAS} removed"]
+        self.call(
+            f"setting alias {VALIDATED_ALIAS} on {name}:{newest}",
+            lambda: self.client.set_registered_model_alias(name, VALIDATED_ALIAS, str(newest)),
+        )
+        return [f"alias {VALIDATED_ALIAS} -> {newest}"]
 
     def _alias_target(self, name: str) -> int:
         model = self.call(f"reading {name}", lambda: self.client.get_registered_model(name))

@@ -33,9 +33,15 @@ REFERENCE_ARTIFACT = "parity/reference.parquet"
 CV_METRIC = re.compile(r"(^|[._\-/])cv([._\-/]|$)|cross[._\-]?val", re.IGNORECASE)
 #: The tags Parity writes on a model version (and reads back: ``parity.model_sha256`` above all).
 TAG_SHA256 = "parity.model_sha256"
+TAG_VERDICT = "parity.verdict"
 #: The variable that marks MLflow registries whose pickles Parity may load (tracking URIs, comma-separated,
 #: or ``*`` for every one): the operator's decision, never the model's.
 TRUST_PICKLE_ENV = "PARITY_MLFLOW_TRUST_PICKLE"
+
+#: Types inside skops files the operator trusts for this machine's MLflow registries (comma-separated), beyond
+#: Parity's allowlist. The ``skops_trusted_types`` an MLmodel lists are the model author's word, so they are
+#: taken only from registries the operator marked trusted (:func:`trusts_pickle`).
+TRUSTED_TYPES_ENV = "PARITY_MLFLOW_TRUSTED_TYPES"
 
 #: The environment files of an MLflow model, kept with the registration (as its training source).
 ENVIRONMENT_FILES = ("MLmodel", "requirements.txt", "python_env.yaml", "conda.yaml")
@@ -87,7 +93,9 @@ def import_version(registry: Any, ref: ModelRef) -> None:
         reference, reference_from = _reference(registry, ref, version, fetched, Path(scratch))
         requirements = _requirements(fetched.folder)
         trained = fetched.flavor.get("sklearn_version") or _pinned(requirements).get("scikit-learn")
-        predict_with, predictions_from = _predictor(model_file, fmt, trusted, requirements, trained, fetched)
+        predict_with, predictions_from = _predictor(
+            model_file, fmt, trusted, requirements, trained, fetched, trusts_pickle(registry.tracking_uri)
+        )
         notes = fetched.notes
         if trained and trained != provenance.environment_sklearn():
             notes.append(
@@ -149,8 +157,17 @@ def _download(registry: Any, ref: ModelRef, into: Path) -> Fetched:
             f"{', '.join(sorted(p.name for p in folder.iterdir())) or 'nothing'}). Log the model with "
             "mlflow.sklearn.log_model and register that."
         )
-    mlmodel = yaml.safe_load(mlmodel_file.read_text()) or {}
-    flavors = mlmodel.get("flavors") or {}
+    try:
+        mlmodel = yaml.safe_load(mlmodel_file.read_text())
+        flavors = mlmodel.get("flavors") or {}
+        flavors["sklearn"] = dict(flavors["sklearn"]) if "sklearn" in flavors else None
+    except (yaml.YAMLError, UnicodeDecodeError, AttributeError, TypeError, ValueError) as err:
+        raise RegistryError(
+            f"{ref} in {registry.location}: its MLmodel is not a readable MLmodel file ({_line(err)}). Log the "
+            "model again with mlflow.sklearn.log_model."
+        ) from None
+    if flavors.get("sklearn") is None:
+        flavors.pop("sklearn", None)
     if "sklearn" not in flavors:
         raise RegistryError(
             f"{ref} in {registry.location} is not a scikit-learn model: its MLmodel has the flavor(s) "
@@ -160,6 +177,22 @@ def _download(registry: Any, ref: ModelRef, into: Path) -> Fetched:
     return Fetched(folder, dict(flavors["sklearn"]), mlmodel)
 
 
+def _inside(folder: Path, name: object, ref: ModelRef, what: str) -> Path:
+    """``folder / name``, refused unless it is a plain file inside ``folder`` (no ``..``, no absolute path,
+    no symbolic link): the MLmodel is the model author's text."""
+    path = folder / str(name)
+    try:
+        inside = path.resolve().is_relative_to(folder.resolve()) and not path.is_symlink()
+    except (OSError, ValueError):
+        inside = False
+    if not inside:
+        raise RegistryError(
+            f"{ref}: its MLmodel names {what} {name!r}, which is not a file inside the model's folder; refused. "
+            "Log the model again with mlflow.sklearn.log_model."
+        )
+    return path
+
+
 def _model_file(
     registry: Any, ref: ModelRef, fetched: Fetched, tags: dict[str, str]
 ) -> tuple[Path, str, list[str], str]:
@@ -167,7 +200,7 @@ def _model_file(
     serialization = str(fetched.flavor.get("serialization_format") or "pickle")
     fmt = FORMATS.get(serialization)
     name = fetched.flavor.get("pickled_model")
-    path = fetched.folder / str(name)
+    path = _inside(fetched.folder, name, ref, "the model file") if name else fetched.folder / "?"
     if fmt is None or not name or not path.is_file():
         raise RegistryError(
             f"{ref} in {registry.location}: its sklearn flavor names model file {name!r} in format "
@@ -190,14 +223,27 @@ def _model_file(
             f"the registry trusted: {TRUST_PICKLE_ENV}={registry.tracking_uri} (its pickles are then loaded "
             "only while their SHA-256 matches the one recorded at first sight)."
         )
-    trusted = sorted(set(fetched.flavor.get("skops_trusted_types") or []))
-    refuse_never_trusted(trusted, f"{ref}: MLmodel skops_trusted_types")
+    if not first_seen and TAG_VERDICT in tags:
+        raise IntegrityError(
+            f"{ref} in {registry.location} carries a Parity verdict but no {TAG_SHA256} tag: the record of the "
+            "bytes Parity validated was removed. It was not loaded; register the model again (a new version)."
+        )
+    trusted = _trusted_types(registry, fetched)
     if not first_seen:
         registry.set_tags(ref, {TAG_SHA256: digest})  # first sight: later reads must match these bytes
     suffix = ".skops" if fmt == "skops" else ".pkl"
-    if path.suffix != suffix:
-        path = path.rename(path.with_suffix(suffix))
-    return path, fmt, trusted, digest
+    copy = fetched.folder.parent / f"model-file{suffix}"
+    copy.write_bytes(payload)  # the bytes hashed are the bytes registered
+    return copy, fmt, trusted, digest
+
+
+def _trusted_types(registry: Any, fetched: Fetched) -> list[str]:
+    """The operator's trusted types, and the MLmodel's ``skops_trusted_types`` only from a trusted registry."""
+    own = [t.strip() for t in os.environ.get(TRUSTED_TYPES_ENV, "").split(",") if t.strip()]
+    listed = [str(t) for t in fetched.flavor.get("skops_trusted_types") or []]
+    trusted = sorted(set(own) | (set(listed) if trusts_pickle(registry.tracking_uri) else set()))
+    refuse_never_trusted(trusted, f"trusted types for {registry.location}")
+    return trusted
 
 
 def _reference(
@@ -206,15 +252,27 @@ def _reference(
     """The reference rows: the run's ``parity/reference.parquet``, else the model's input example."""
     import mlflow.artifacts
 
-    if version.run_id:
+    folder = REFERENCE_ARTIFACT.rsplit("/", 1)[0]
+    listed = (
+        registry.call(
+            f"listing the artifacts of run {version.run_id}",
+            partial(registry.client.list_artifacts, version.run_id, folder),
+        )
+        if version.run_id
+        else []
+    )
+    if any(item.path == REFERENCE_ARTIFACT for item in listed):
         try:
             path = mlflow.artifacts.download_artifacts(
                 artifact_uri=f"runs:/{version.run_id}/{REFERENCE_ARTIFACT}",
                 dst_path=str(scratch / "reference"),
                 tracking_uri=registry.tracking_uri,
             )
-        except Exception as err:  # absent: the input example is the fallback
-            logger.debug("%s: no %s (%s)", ref, REFERENCE_ARTIFACT, _line(err))
+        except Exception as err:  # listed but unreadable: never silently replaced by fewer rows
+            raise RegistryError(
+                f"{ref}: the run's {REFERENCE_ARTIFACT} could not be downloaded from {registry.location} "
+                f"({_line(err)}). Check the artifact store, then run again."
+            ) from None
         else:
             return read_reference(path), f"run artifact {REFERENCE_ARTIFACT} (run {version.run_id})"
     example = _input_example(fetched)
@@ -236,9 +294,12 @@ def _reference(
 def _input_example(fetched: Fetched) -> pd.DataFrame | None:
     info = fetched.mlmodel.get("saved_input_example_info") or {}
     path = fetched.folder / str(info.get("artifact_path") or "input_example.json")
-    if not path.is_file():
+    if not path.is_file() or not path.resolve().is_relative_to(fetched.folder.resolve()):
         return None
-    data = json.loads(path.read_text())
+    try:
+        data = json.loads(path.read_text())
+    except (ValueError, UnicodeDecodeError):
+        return None
     if info.get("pandas_orient", "split") == "split" and isinstance(data, dict) and "columns" in data:
         return pd.DataFrame(data["data"], columns=data["columns"])
     if isinstance(data, list) and data and isinstance(data[0], dict):
@@ -270,6 +331,7 @@ def _predictor(
     requirements: list[str],
     trained: str | None,
     fetched: Fetched,
+    may_run_code: bool,
 ):
     """How the reference predictions are computed: here when the run's environment is Parity's, else in a
     virtual environment built from the run's requirements (:mod:`parity.registry.environments`)."""
@@ -280,15 +342,25 @@ def _predictor(
             None,
             where if trained else f"here (the run recorded no scikit-learn version; Parity has {here})",
         )
+    if not may_run_code:  # installing the run's requirements runs their code (setup hooks, .pth files)
+        return None, (
+            f"computed here under scikit-learn {here}, not in the run's environment (scikit-learn {trained}): "
+            f"Parity builds a run's environment only for registries marked trusted ({TRUST_PICKLE_ENV}), "
+            "because installing its requirements runs their code"
+        )
+    import skops.io as sio
+
     from . import environments
 
     python = _python(fetched.folder)
     copy = model_file.parent / f"run-env{model_file.suffix}"
     copy.write_bytes(model_file.read_bytes())
+    # the types the parent checked (its allowlist included) before this runs: register() loads first
+    types = sorted(set(sio.get_untrusted_types(data=copy.read_bytes()))) if fmt == "skops" else trusted
 
     def in_run_environment(estimator: object, rows: pd.DataFrame) -> dict[str, np.ndarray]:
         return environments.predictions_in_environment(
-            copy, fmt, rows, requirements, trusted_types=trusted, python=python
+            copy, fmt, rows, requirements, trusted_types=types, python=python
         )
 
     return (
@@ -303,7 +375,10 @@ def _python(folder: Path) -> str | None:
     path = folder / "python_env.yaml"
     if not path.is_file():
         return None
-    value = (yaml.safe_load(path.read_text()) or {}).get("python")
+    try:
+        value = (yaml.safe_load(path.read_text()) or {}).get("python")
+    except (yaml.YAMLError, UnicodeDecodeError, AttributeError):
+        return None
     return str(value) if value else None
 
 
@@ -334,6 +409,8 @@ def _origin(
     return {
         "registry": registry.location,
         "model_uri": f"models:/{version.name}/{version.version}",
+        "version_source": str(version.source),
+        "version_created": int(version.creation_timestamp or 0),
         **({"run_id": version.run_id} if version.run_id else {}),
         **({"experiment_id": run.info.experiment_id} if run is not None else {}),
         "source": source,

@@ -219,7 +219,7 @@ def test_results_are_written_back_and_the_alias_only_moves_forward(server, regis
     written = registry.record_result(
         ModelRef("bc-logreg", newer), Result("passed", "/a/b", "/a/b/report.json")
     )
-    assert f"alias {VALIDATED_ALIAS}" in written
+    assert f"alias {VALIDATED_ALIAS} -> {newer}" in written
     registry.record_result(
         ModelRef("bc-logreg", version), Result("passed", "/a/c", "/a/c/report.json")
     )  # older: the alias stays on the newer version
@@ -230,6 +230,9 @@ def test_results_are_written_back_and_the_alias_only_moves_forward(server, regis
     assert tags["parity.verdict"] == "failed" and tags["parity.bundle"] == "/r/1"
     assert tags["parity.failing"] == "onnx/onnxruntime/local/probability: mismatch"
     assert tags["parity.report"] == "/r/1/report.json"
+    # the newer one fails a re-validation: no version has passed any more, so none carries the alias
+    assert f"alias {VALIDATED_ALIAS} removed" in registry.record_result(ModelRef("bc-logreg", newer), failed)
+    assert VALIDATED_ALIAS not in client.get_registered_model("bc-logreg").aliases
 
 
 def test_trusted_types_from_the_mlmodel_are_read(server, registry, cancer) -> None:
@@ -245,4 +248,37 @@ def test_trusted_types_from_the_mlmodel_are_read(server, registry, cancer) -> No
     )
     opened = registry.open(ModelRef("bc-forest", version))
     np.testing.assert_array_equal(opened.predictions["predict_proba"], forest.predict_proba(opened.reference))
-    assert opened.record.trusted_types == ["sklearn.tree._tree.Tree"]
+    # Tree is trusted by Parity's own allowlist (with its structural check); the MLmodel's list is the model
+    # author's word and is not taken from a registry the operator did not mark trusted
+    assert opened.record.trusted_types == []
+
+
+def test_a_model_file_outside_its_folder_is_refused(server, registry, tmp_path) -> None:
+    import mlflow
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "MLmodel").write_text(
+        "flavors:\n  sklearn:\n    pickled_model: ../../../../../../etc/hostname\n    serialization_format: skops\n"
+    )
+    mlflow.set_tracking_uri(server.url)
+    mlflow.set_registry_uri(server.url)
+    with warnings.catch_warnings(), mlflow.start_run() as run:
+        warnings.simplefilter("ignore")  # the training side's (see tests/mlflow_server.py)
+        mlflow.log_artifacts(str(folder), "model")
+        mlflow.register_model(f"runs:/{run.info.run_id}/model", "escape")
+    with pytest.raises(RegistryError, match="not a file inside the model's folder; refused"):
+        registry.open(registry.resolve("escape"))
+
+
+def test_pickle_trust_is_checked_at_every_open(server, registry, pickled, tmp_path, monkeypatch) -> None:
+    canary = tmp_path / "canary"
+    monkeypatch.setenv(CANARY_ENV, str(canary))
+    ref = ModelRef("bc-pickle", pickled)
+    monkeypatch.setenv(parity_mlflow.TRUST_PICKLE_ENV, server.url)
+    registry.open(ref)  # imported into the mirror while trusted (the canary's payload ran: trust)
+    canary.unlink()
+    monkeypatch.delenv(parity_mlflow.TRUST_PICKLE_ENV)
+    with pytest.raises(UntrustedModelError, match="not marked as trusted now"):
+        registry.open(ref)
+    assert not canary.exists()

@@ -89,8 +89,18 @@ def test_reference_predictions_come_from_the_run_environment(tmp_path, monkeypat
             mlflow.log_artifacts(str(model), "model")
             mlflow.log_artifact(str(tmp_path / "reference.parquet"), "parity")
             mlflow.register_model(f"runs:/{run.info.run_id}/model", "iris-old")
+        # an untrusted registry: its requirements are never installed (that runs their code)
+        untrusted = MlflowRegistry(server.registry, cache=tmp_path / "mirror-untrusted").open(
+            ModelRef("iris-old", 1)
+        )
+        monkeypatch.setenv("PARITY_MLFLOW_TRUST_PICKLE", server.url)
         registry = MlflowRegistry(server.registry, cache=tmp_path / "mirror")
         opened = registry.open(ModelRef("iris-old", 1))
+    here = untrusted.record.provenance.origin
+    assert here is not None and here.predictions_from.startswith(
+        "computed here under scikit-learn 1.9.0, not in the run's"
+    )
+    assert not any((tmp_path / "envs").iterdir()) or len(list((tmp_path / "envs").iterdir())) == 1
     origin = opened.record.provenance.origin
     assert origin is not None and origin.trained_scikit_learn == TRAINED_WITH
     assert (

@@ -103,6 +103,10 @@ class Origin(Record):
 
     registry: str
     model_uri: str
+    #: the version's own source (``models:/m-…``) and creation time (ms): a version recreated under the same
+    #: number (a model deleted and registered again) differs in them, and the mirror refuses its old copy
+    version_source: str
+    version_created: int
     run_id: str | None = omitted_when_none()
     experiment_id: str | None = omitted_when_none()
     #: ``mlflow.source.name`` / ``.type`` / ``.git.commit`` / ``.git.repoURL`` of the run
