@@ -243,6 +243,8 @@ class WebhookReceiver:
 class _Handler(BaseHTTPRequestHandler):
     server: WebhookServer
     protocol_version = "HTTP/1.1"
+    #: seconds a connection may stay silent: a sender that stalls never holds a thread for long
+    timeout = 30
 
     def do_GET(self) -> None:
         if self.path == HEALTH_PATH:
