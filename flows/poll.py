@@ -13,6 +13,7 @@ from prefect.cache_policies import NO_CACHE
 
 import parity.archive as archive_stage
 from parity.core.defaults import DEFAULT_ARCHIVE
+from parity.core.errors import RecordError
 from parity.core.records import Report
 from parity.registry import ModelRef, Result
 from parity.registry.mlflow import TAG_VERDICT
@@ -49,7 +50,11 @@ def written_back(registry: str, archive: str) -> list[str]:
     for ref in store.refs():
         if bundles.is_archived(ref.name, ref.version) and TAG_VERDICT not in store.version_tags(ref):
             bundle = bundles.bundle_path(ref.name, ref.version).resolve()
-            report = Report.read(bundle / "report.json")
+            try:
+                report = Report.read(bundle / "report.json")
+            except (OSError, RecordError) as err:  # the audit's business; the poll goes on
+                get_run_logger().warning("%s: archived, but its report is unreadable (%s)", ref, err)
+                continue
             store.record_result(
                 ref,
                 Result(

@@ -109,6 +109,33 @@ def mlflow_server(root: Path | None = None) -> Iterator[MlflowServer]:
         stop(process)
 
 
+@contextmanager
+def training_side(server: MlflowServer) -> Iterator[None]:
+    """Talk to ``server`` as training code does, then leave this process as it was.
+
+    ``mlflow.set_tracking_uri``/``set_registry_uri`` also set ``MLFLOW_TRACKING_URI``/``MLFLOW_REGISTRY_URI``
+    in ``os.environ`` (for MLflow's own subprocesses), which every later subprocess of the test session
+    would inherit: a training script of a later test registered its model on an earlier test's (stopped)
+    server. The training side's warnings (MLflow's advice on type hints, pandas' deprecations inside MLflow)
+    are the training script's business, not Parity's: pytest's warnings-as-errors would fail on them here.
+    """
+    import mlflow
+
+    saved = {k: os.environ.get(k) for k in ("MLFLOW_TRACKING_URI", "MLFLOW_REGISTRY_URI")}
+    mlflow.set_tracking_uri(server.url)
+    mlflow.set_registry_uri(server.url)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            yield
+    finally:
+        for key, value in saved.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
 def log_sklearn_model(
     server: MlflowServer,
     name: str,
@@ -131,12 +158,7 @@ def log_sklearn_model(
     import mlflow
     import mlflow.sklearn
 
-    mlflow.set_tracking_uri(server.url)
-    mlflow.set_registry_uri(server.url)
-    # the training side's warnings (MLflow's advice on type hints, pandas' deprecations inside MLflow) are
-    # the training script's business, not Parity's: pytest's warnings-as-errors would fail on them here
-    with warnings.catch_warnings(), mlflow.start_run() as run:
-        warnings.simplefilter("ignore")
+    with training_side(server), mlflow.start_run() as run:
         if dataset_source:
             dataset = mlflow.data.from_pandas(X, source=dataset_source, name="training")
             mlflow.log_input(dataset, context="training")

@@ -48,7 +48,9 @@ def test_run_validates_mlflow_versions_and_writes_the_verdicts_back(tmp_path: Pa
             "mismatch" not in tags["parity.failing"]
         )  # a pass may list outputs not covered, never a mismatch
         assert client.get_registered_model("iris-lr").aliases[VALIDATED_ALIAS] == str(version)
-        assert TAG_VERDICT not in client.get_model_version("iris-pickled", str(unsafe)).tags
+        # refused before anything ran, and said on the version, so that a poller does not announce it again
+        refused = client.get_model_version("iris-pickled", str(unsafe)).tags
+        assert refused[TAG_VERDICT] == "error" and "not marked as trusted" in refused["parity.failing"]
 
         listed = _parity(
             ["models", "--registry", server.registry, "--archive", str(archive)], tmp_path, env=env

@@ -5,6 +5,7 @@ tags and the alias. Real processes throughout: ``mlflow server``, ``prefect serv
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 import textwrap
@@ -116,6 +117,7 @@ def test_a_version_registered_by_training_code_is_validated_archived_and_tagged(
         trained = subprocess.run(
             [sys.executable, str(script), mlflow.url],
             cwd=tmp_path,
+            env={k: v for k, v in os.environ.items() if not k.startswith("MLFLOW_")},
             capture_output=True,
             text=True,
             timeout=COMMAND_TIMEOUT,

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -22,7 +21,7 @@ from parity.registry import ModelRef, Result, open_registry
 from parity.registry import mlflow as parity_mlflow
 from parity.registry.mlflow import TAG_SHA256, VALIDATED_ALIAS, MlflowRegistry
 from tests.deployments.prefect_processes import free_port
-from tests.mlflow_server import MlflowServer, log_sklearn_model, mlflow_server
+from tests.mlflow_server import MlflowServer, log_sklearn_model, mlflow_server, training_side
 
 pytestmark = pytest.mark.slow
 
@@ -137,10 +136,7 @@ def test_a_non_sklearn_flavor_is_refused(server, registry) -> None:
     import mlflow
     import mlflow.pyfunc
 
-    mlflow.set_tracking_uri(server.url)
-    mlflow.set_registry_uri(server.url)
-    with warnings.catch_warnings(), mlflow.start_run():
-        warnings.simplefilter("ignore")  # the training side's (see tests/mlflow_server.py)
+    with training_side(server), mlflow.start_run():
 
         class Echo(mlflow.pyfunc.PythonModel):
             def predict(self, context, model_input, params=None):
@@ -261,10 +257,7 @@ def test_a_model_file_outside_its_folder_is_refused(server, registry, tmp_path) 
     (folder / "MLmodel").write_text(
         "flavors:\n  sklearn:\n    pickled_model: ../../../../../../etc/hostname\n    serialization_format: skops\n"
     )
-    mlflow.set_tracking_uri(server.url)
-    mlflow.set_registry_uri(server.url)
-    with warnings.catch_warnings(), mlflow.start_run() as run:
-        warnings.simplefilter("ignore")  # the training side's (see tests/mlflow_server.py)
+    with training_side(server), mlflow.start_run() as run:
         mlflow.log_artifacts(str(folder), "model")
         mlflow.register_model(f"runs:/{run.info.run_id}/model", "escape")
     with pytest.raises(RegistryError, match="not a file inside the model's folder; refused"):

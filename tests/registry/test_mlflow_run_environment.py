@@ -9,7 +9,6 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
-import warnings
 
 import numpy as np
 import pandas as pd
@@ -19,7 +18,7 @@ import yaml
 from parity.registry import ModelRef, environments
 from parity.registry.environments import ensure_environment
 from parity.registry.mlflow import MlflowRegistry
-from tests.mlflow_server import mlflow_server
+from tests.mlflow_server import mlflow_server, training_side
 
 pytestmark = pytest.mark.slow
 
@@ -82,10 +81,7 @@ def test_reference_predictions_come_from_the_run_environment(tmp_path, monkeypat
     with mlflow_server(tmp_path / "mlflow") as server:
         import mlflow
 
-        mlflow.set_tracking_uri(server.url)
-        mlflow.set_registry_uri(server.url)
-        with warnings.catch_warnings(), mlflow.start_run() as run:  # the training side's own noise
-            warnings.simplefilter("ignore")
+        with training_side(server), mlflow.start_run() as run:
             mlflow.log_artifacts(str(model), "model")
             mlflow.log_artifact(str(tmp_path / "reference.parquet"), "parity")
             mlflow.register_model(f"runs:/{run.info.run_id}/model", "iris-old")
