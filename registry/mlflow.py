@@ -47,7 +47,7 @@ from .mlflow_import import TAG_SHA256 as TAG_SHA256
 from .mlflow_import import TAG_VERDICT as TAG_VERDICT
 from .mlflow_import import TRUST_PICKLE_ENV as TRUST_PICKLE_ENV
 from .mlflow_import import TRUSTED_TYPES_ENV as TRUSTED_TYPES_ENV
-from .mlflow_import import import_version
+from .mlflow_import import first_line, import_version
 from .mlflow_import import trusts_pickle as trusts_pickle
 from .store import FileRegistry, ModelRef, RegisteredModel, Result, is_model_name, resolve_in
 
@@ -123,14 +123,9 @@ def with_retries(call: Callable[[], T], what: str, uri: str, attempts: int = ATT
         if attempt < attempts - 1:
             time.sleep(PAUSES_S[min(attempt, len(PAUSES_S) - 1)])
     raise RegistryError(
-        f"{what}: the MLflow server at {uri} did not answer after {attempts} tries ({_first_line(last)}). "
+        f"{what}: the MLflow server at {uri} did not answer after {attempts} tries ({first_line(last)}). "
         "Check that it is running and reachable from here (`curl URI/health`), or fix --registry."
     ) from None
-
-
-def _first_line(err: Exception) -> str:
-    text = str(err).strip().splitlines()
-    return f"{type(err).__name__}: {text[0][:300]}" if text else type(err).__name__
 
 
 class MlflowRegistry:

@@ -147,7 +147,7 @@ def _download(registry: Any, ref: ModelRef, into: Path) -> Fetched:
         )
     except Exception as err:
         raise RegistryError(
-            f"{ref} in {registry.location}: its artifacts at {uri} could not be downloaded ({_line(err)}). "
+            f"{ref} in {registry.location}: its artifacts at {uri} could not be downloaded ({first_line(err)}). "
             "They may have been deleted: log and register the model again (a new version)."
         ) from None
     mlmodel_file = folder / "MLmodel"
@@ -163,7 +163,7 @@ def _download(registry: Any, ref: ModelRef, into: Path) -> Fetched:
         flavors["sklearn"] = dict(flavors["sklearn"]) if "sklearn" in flavors else None
     except (yaml.YAMLError, UnicodeDecodeError, AttributeError, TypeError, ValueError) as err:
         raise RegistryError(
-            f"{ref} in {registry.location}: its MLmodel is not a readable MLmodel file ({_line(err)}). Log the "
+            f"{ref} in {registry.location}: its MLmodel is not a readable MLmodel file ({first_line(err)}). Log the "
             "model again with mlflow.sklearn.log_model."
         ) from None
     if flavors.get("sklearn") is None:
@@ -271,7 +271,7 @@ def _reference(
         except Exception as err:  # listed but unreadable: never silently replaced by fewer rows
             raise RegistryError(
                 f"{ref}: the run's {REFERENCE_ARTIFACT} could not be downloaded from {registry.location} "
-                f"({_line(err)}). Check the artifact store, then run again."
+                f"({first_line(err)}). Check the artifact store, then run again."
             ) from None
         else:
             return read_reference(path), f"run artifact {REFERENCE_ARTIFACT} (run {version.run_id})"
@@ -455,6 +455,7 @@ def _cv_scores(registry: Any, run: Any) -> dict[str, float | list[float]]:
     return scores
 
 
-def _line(err: Exception) -> str:
+def first_line(err: Exception) -> str:
+    """``Type: first line of the message`` (at most 300 characters), for an error quoted in another."""
     text = str(err).strip().splitlines()
     return f"{type(err).__name__}: {text[0][:300]}" if text else type(err).__name__

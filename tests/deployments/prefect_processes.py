@@ -110,7 +110,8 @@ class PrefectServer:
         return path.read_text() if path.is_file() else ""
 
 
-def _healthy(url: str) -> bool:
+def healthy(url: str) -> bool:
+    """Whether ``url``/health answers 200 (a Prefect server, a webhook receiver)."""
     try:
         with urllib.request.urlopen(f"{url}/health", timeout=2) as response:
             return response.status == 200
@@ -154,7 +155,7 @@ def prefect_api(tmp_path_factory) -> Iterator[PrefectServer]:
     process = server.spawn("server", sys.executable, "-m", "prefect", "server", "start")
     try:
         deadline = time.monotonic() + SERVER_START_TIMEOUT
-        while not _healthy(url):
+        while not healthy(url):
             if process.poll() is not None or time.monotonic() > deadline:
                 pytest.fail(f"the Prefect server did not start:\n{server.log('server')[-4000:]}")
             time.sleep(1)

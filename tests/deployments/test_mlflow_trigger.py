@@ -17,6 +17,7 @@ from prefect_processes import (
     announce_until_triggered,
     deployment_runs,
     free_port,
+    healthy,
     wait_for,
 )
 
@@ -93,7 +94,9 @@ def test_a_version_registered_by_training_code_is_validated_archived_and_tagged(
             lambda: f"`parity serve`:\n{prefect_api.log('serve')}",
         )
         wait_for(
-            lambda: _receiver_up(port), UP_DEADLINE_S, lambda: f"receiver:\n{prefect_api.log('webhook')}"
+            lambda: healthy(f"http://127.0.0.1:{port}"),
+            UP_DEADLINE_S,
+            lambda: f"receiver:\n{prefect_api.log('webhook')}",
         )
         created = subprocess.run(
             [
@@ -147,13 +150,3 @@ def test_a_version_registered_by_training_code_is_validated_archived_and_tagged(
         assert tags[TAG_VERDICT] == "passed", tags
         assert tags["parity.bundle"] == str(shelf.bundle_path("iris-trained", 1).resolve())
         assert client.get_registered_model("iris-trained").aliases[VALIDATED_ALIAS] == "1"
-
-
-def _receiver_up(port: int) -> bool:
-    import urllib.request
-
-    try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/health", timeout=2) as reply:
-            return reply.status == 200
-    except OSError:
-        return False
