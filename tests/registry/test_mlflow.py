@@ -275,3 +275,25 @@ def test_pickle_trust_is_checked_at_every_open(server, registry, pickled, tmp_pa
     with pytest.raises(UntrustedModelError, match="not marked as trusted now"):
         registry.open(ref)
     assert not canary.exists()
+
+
+def test_a_validated_version_whose_sha_tag_was_removed_is_refused(server, registry, cancer) -> None:
+    X, y = cancer
+    _, version = log_sklearn_model(server, "bc-untagged", _logreg(X, y), X, reference=X.iloc[:20])
+    client = server.client()
+    client.set_model_version_tag("bc-untagged", str(version), "parity.verdict", "passed")
+    with pytest.raises(IntegrityError, match=r"carries a Parity verdict but no parity\.model_sha256 tag"):
+        registry.open(ModelRef("bc-untagged", version))
+
+
+def test_a_version_recreated_under_the_same_number_is_not_served_from_the_mirror(server, registry, cancer):
+    X, y = cancer
+    _, version = log_sklearn_model(server, "bc-again", _logreg(X, y), X, reference=X.iloc[:20])
+    registry.open(ModelRef("bc-again", version))
+    server.client().delete_registered_model("bc-again")
+    _, again = log_sklearn_model(server, "bc-again", _logreg(X, y), X, reference=X.iloc[:20])
+    assert again == version
+    with pytest.raises(
+        RegistryError, match=r"is not the version Parity imported into .*deleted and registered"
+    ):
+        registry.open(ModelRef("bc-again", again))
