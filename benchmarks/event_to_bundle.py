@@ -35,7 +35,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import _common  # noqa: E402
-from tests.deployments.prefect_processes import PrefectServer, _healthy, server_env, stop  # noqa: E402
+from tests.deployments.prefect_processes import PrefectServer, healthy, server_env, stop  # noqa: E402
 
 GOAL = 1.5
 #: Seconds the server may take to answer /health, `parity serve` to register its trigger, and one
@@ -94,7 +94,7 @@ class Served:
         began, stack = time.perf_counter(), self.stack
         stack.spawn("server", sys.executable, "-m", "prefect", "server", "start")
         wait_until(
-            lambda: _healthy(self.url), START_DEADLINE_S, f"the server's /health\n{stack.log('server')}"
+            lambda: healthy(self.url), START_DEADLINE_S, f"the server's /health\n{stack.log('server')}"
         )
         serve = (sys.executable, "-m", "parity", "serve", "--registry", str(self.registry))
         stack.spawn("serve", *serve, "--archive", str(self.archive))

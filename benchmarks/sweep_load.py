@@ -47,8 +47,8 @@ if str(ROOT) not in sys.path:
 from benchmarks._common import TreeSampler, machine, scratch_dir, targets_file  # noqa: E402
 from tests.deployments.prefect_processes import (  # noqa: E402
     PrefectServer,
-    _healthy,
     free_port,
+    healthy,
     server_env,
     stop,
 )
@@ -142,7 +142,7 @@ def start_server(root: Path, database_url: str, say: Callable[[str], None]) -> P
     stack = PrefectServer(url, env, root)
     server = stack.spawn("server", sys.executable, "-m", "prefect", "server", "start")
     wait_until(
-        lambda: server.poll() is not None or _healthy(url),
+        lambda: server.poll() is not None or healthy(url),
         SERVER_START_S,
         "the Prefect server to answer on PostgreSQL",
     )
