@@ -13,6 +13,8 @@ $(STAMP): requirements.lock pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -c requirements.lock -e '.[dev]'
+	# Pairtree (needed by ocfl-py) installs a top-level package named `tests`, which shadows this project's
+	rm -rf "$$($(BIN)/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/tests"
 	touch $(STAMP)
 
 # sklearn2pmml, pypmml and jpmml_evaluator need Java 17 (the warm converter refuses 24+).

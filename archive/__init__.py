@@ -2,18 +2,24 @@
 
 from .assemble import Filed, build_report, file_model
 from .attempts import Attempt, attempts, filed_since, newest_attempt
-from .bundle import MANIFEST, REJECTED, Archive, BundleResult
+from .bundle import CONTENT, MANIFEST, REJECTED, Archive, BundleResult
+from .storage import STORES, as_link, open_store, read_url
 
 __all__ = [
+    "CONTENT",
     "MANIFEST",
     "REJECTED",
+    "STORES",
     "Archive",
     "Attempt",
     "BundleResult",
     "Filed",
+    "as_link",
     "attempts",
     "build_report",
     "file_model",
     "filed_since",
     "newest_attempt",
+    "open_store",
+    "read_url",
 ]

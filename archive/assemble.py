@@ -25,7 +25,7 @@ from parity.core.toolchain import tool_versions
 from parity.registry import RegisteredModel
 from parity.registry.store import RECORD_FILE
 
-from .bundle import REGISTRATION, Archive
+from .bundle import CONTENT, REGISTRATION, Archive
 
 
 @dataclass(frozen=True)
@@ -33,9 +33,12 @@ class Filed:
     """Where a model version's result went."""
 
     outcome: Outcome
-    path: Path
+    #: where its OCFL object is (a folder's path or a URL)
+    path: str
     written: bool
     report: Report
+    #: where its files are (``<path>/v1/content``)
+    content: str
 
 
 def build_report(
@@ -127,9 +130,9 @@ def file_model(
         files["model.skops"] = _as_skops(model, Path(scratch))
         if report.outcome is Outcome.PASSED:
             result = archive.write_bundle(model.ref.name, model.ref.version, files, identity)
-            return Filed(Outcome.PASSED, result.path, result.written, report)
+            return Filed(Outcome.PASSED, result.path, result.written, report, result.content)
         path = archive.write_rejected(model.ref.name, model.ref.version, files, identity)
-        return Filed(report.outcome, path, True, report)
+        return Filed(report.outcome, path, True, report, f"{path}/{CONTENT}")
 
 
 def _as_skops(model: RegisteredModel, scratch: Path) -> Path:

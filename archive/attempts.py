@@ -6,12 +6,11 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import datetime
-from pathlib import Path
 
 from parity.core.errors import RecordError
 from parity.core.records import Outcome, Report
 
-from .bundle import Archive
+from .bundle import REPORT, Archive
 
 #: A rejected attempt's folder starts with the UTC time it was filed (``20261202T015610593334Z-…``).
 _FILED_AT = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})")
@@ -21,7 +20,8 @@ _FILED_AT = re.compile(r"^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})")
 class Attempt:
     """One validation of a model version, as its files say."""
 
-    path: Path
+    #: where its object is (a folder's path or a URL)
+    path: str
     #: True for the archived bundle, False for an attempt in the rejected area
     archived: bool
     #: ``error`` when its report cannot be read (then ``problem`` says why)
@@ -31,20 +31,21 @@ class Attempt:
     problem: str = ""
 
 
-def _filed_at(folder: Path) -> str:
-    found = _FILED_AT.match(folder.name)
+def _filed_at(key: str) -> str:
+    found = _FILED_AT.match(key.rsplit("/", 1)[-1])
     if not found:
         return ""
     y, mo, d, h, mi, s = found.groups()
     return f"{y}-{mo}-{d}T{h}:{mi}:{s}+00:00"
 
 
-def _attempt(folder: Path, archived: bool) -> Attempt:
+def _attempt(archive: Archive, key: str, archived: bool) -> Attempt:
+    where = archive.store.url(key)
     try:
-        report = Report.read(folder / "report.json")
+        report = archive.record_at(key, REPORT, Report)
     except (OSError, RecordError) as err:
-        return Attempt(folder, archived, Outcome.ERROR, _filed_at(folder), f"report unreadable: {err}")
-    return Attempt(folder, archived, report.outcome, report.validated_at)
+        return Attempt(where, archived, Outcome.ERROR, _filed_at(key), f"report unreadable: {err}")
+    return Attempt(where, archived, report.outcome, report.validated_at)
 
 
 def attempts(archive: Archive, name: str, version: int) -> list[Attempt]:
@@ -62,9 +63,9 @@ def attempts(archive: Archive, name: str, version: int) -> list[Attempt]:
         folder's name; an archived bundle validated in the same second as a rejected attempt counts as the
         newer (a version is archived once, after the attempts that failed).
     """
-    found = [_attempt(folder, False) for folder in archive.rejected(name, version)]
+    found = [_attempt(archive, key, False) for key in archive.rejected(name, version)]
     if archive.is_archived(name, version):
-        found.append(_attempt(archive.bundle_path(name, version), True))
+        found.append(_attempt(archive, archive.key(name, version), True))
     # sorted() is stable: rejected attempts keep their folder order, the bundle stays after its equals
     return sorted(found, key=lambda a: a.validated_at)
 
@@ -94,6 +95,13 @@ def filed_since(archive: Archive, name: str, version: int, since: datetime) -> R
     if newest is None or not newest.validated_at or datetime.fromisoformat(newest.validated_at) < since:
         return None
     try:
-        return Report.read(newest.path / "report.json").model_copy(update={"bundle": str(newest.path)})
+        return archive.record_at(_key_of(archive, newest), REPORT, Report).model_copy(
+            update={"bundle": newest.path}
+        )
     except (OSError, RecordError):
         return None
+
+
+def _key_of(archive: Archive, attempt: Attempt) -> str:
+    """An attempt's key relative to the archive root."""
+    return attempt.path.removeprefix(archive.store.url()).lstrip("/")

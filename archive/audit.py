@@ -19,11 +19,11 @@ record the model is loaded with the allowlist alone, tried in a child process fi
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from parity.core.errors import IntegrityError, RecordError, RecordSchemaError, UntrustedModelError
-from parity.core.numbers import decimal_int
 from parity.core.records import (
     BundleAudit,
     Check,
@@ -37,13 +37,13 @@ from parity.core.records import (
 from parity.registry import ModelRef, RegisteredModel, Registry, load_model, sha256_of
 from parity.registry.predictions import predictions_from_frame
 from parity.registry.reference import read_stored_parquet
-from parity.registry.store import RECORD_FILE, is_model_name
+from parity.registry.store import RECORD_FILE
 from parity.validators.formats import FORMATS
 from parity.validators.targets.reaches import unavailable
 from parity.validators.targets.table import Target, load_targets
 from parity.validators.validate import ModelContext, validate_conversion
 
-from .bundle import MANIFEST, REGISTRATION, REJECTED, Archive
+from .bundle import MANIFEST, REGISTRATION, Archive
 
 #: The next step when a bundle's own file does not read back.
 _RESTORE = "The bundle is damaged: restore it from a backup; never re-validate over it."
@@ -142,17 +142,7 @@ def trust_for(folder: Path, name: str, version: int, registry: Registry | None) 
 
 def archived_versions(archive: Archive) -> list[tuple[str, int]]:
     """Every ``(name, version)`` with a bundle in the archive, sorted (the rejected area excluded)."""
-    if not archive.root.is_dir():
-        return []
-    found: list[tuple[str, int]] = []
-    for model in archive.root.iterdir():
-        if not model.is_dir() or model.name == REJECTED or not is_model_name(model.name):
-            continue
-        for folder in model.iterdir():
-            number = decimal_int(folder.name)
-            if number is not None and (folder / MANIFEST).is_file():
-                found.append((model.name, number))
-    return sorted(found)
+    return archive.versions()
 
 
 def replay(folder: Path, targets: dict[str, Target] | None = None, trust: Trust | None = None) -> list[Check]:
@@ -275,6 +265,7 @@ def audit_bundle(
     replay_outputs: bool = True,
     targets: dict[str, Target] | None = None,
     registry: Registry | None = None,
+    record: bool = True,
 ) -> BundleAudit:
     """Check one bundle's checksums, then replay it in today's runtimes and compare with its report.
 
@@ -289,36 +280,59 @@ def audit_bundle(
     registry : Registry, optional
         The registry the version was registered in: what loading its model may trust comes from there
         (:func:`trust_for`), and the bundle is checked to be bound to that registration.
+    record : bool
+        Keep the findings in the bundle's OCFL object as a new version (``audits/<when>.json``); never for a
+        corrupt bundle, whose object is not written to, nor for a legacy one (migrate it first).
 
     Returns
     -------
     BundleAudit
         Never raises for a damaged or unreadable bundle: that is what the audit reports.
     """
-    folder = archive.bundle_path(name, version)
+    where = archive.content_url(name, version)
+    with archive.local_copy(name, version) as folder:
+        audit = _audit_folder(folder, where, name, version, replay_outputs, targets, registry)
+    if record and not audit.corrupt:
+        kept = archive.append_audit(
+            name, version, json.dumps(audit.to_json(), indent=2, sort_keys=True).encode()
+        )
+        audit = audit.model_copy(update={"recorded_as": kept})
+    return audit
+
+
+def _audit_folder(
+    folder: Path,
+    where: str,
+    name: str,
+    version: int,
+    replay_outputs: bool,
+    targets: dict[str, Target] | None,
+    registry: Registry | None,
+) -> BundleAudit:
+    """:func:`audit_bundle` on a local copy of the bundle's files (``where`` names them in the findings)."""
     try:
-        corrupt = archive.check(folder)
+        corrupt = Archive.check(folder)
     except RecordSchemaError as err:  # written by another Parity version: unread, which is not damage
-        return BundleAudit(name=name, version=version, path=str(folder), error=str(err))
+        return BundleAudit(name=name, version=version, path=where, error=str(err))
     except (OSError, RecordError) as err:
         return BundleAudit(
-            name=name, version=version, path=str(folder), corrupt=[f"{MANIFEST}: unreadable ({err})"]
+            name=name, version=version, path=where, corrupt=[f"{MANIFEST}: unreadable ({err})"]
         )
     if not corrupt:
         try:
             trust, unbound = trust_for(folder, name, version, registry)
         except RecordSchemaError as err:
-            return BundleAudit(name=name, version=version, path=str(folder), error=str(err))
+            return BundleAudit(name=name, version=version, path=where, error=str(err))
         except (OSError, RecordError) as err:
             return BundleAudit(
                 name=name,
                 version=version,
-                path=str(folder),
+                path=where,
                 error=f"the registration record is unreadable ({err}); the bundle was not replayed",
             )
         corrupt = unbound
     if corrupt or not replay_outputs:
-        return BundleAudit(name=name, version=version, path=str(folder), corrupt=corrupt)
+        return BundleAudit(name=name, version=version, path=where, corrupt=corrupt)
     try:
         today = replay(folder, targets, trust)
         report = Report.read(folder / "report.json")
@@ -331,11 +345,11 @@ def audit_bundle(
                 f" (trust: {trust.source}; what a model may trust comes only from its registration, never from "
                 "the bundle: audit with --registry set to the registry it was registered in)"
             )
-        return BundleAudit(name=name, version=version, path=str(folder), error=message)
+        return BundleAudit(name=name, version=version, path=where, error=message)
     return BundleAudit(
         name=name,
         version=version,
-        path=str(folder),
+        path=where,
         drift=compare_reports(archived, today),
         replayed=len(today),
     )

@@ -49,9 +49,9 @@ def written_back(registry: str, archive: str) -> list[str]:
     done = []
     for ref in store.refs():
         if bundles.is_archived(ref.name, ref.version) and TAG_VERDICT not in store.version_tags(ref):
-            bundle = bundles.bundle_path(ref.name, ref.version).resolve()
+            bundle = bundles.content_url(ref.name, ref.version)
             try:
-                report = Report.read(bundle / "report.json")
+                report = bundles.record_at(bundles.key(ref.name, ref.version), "report.json", Report)
             except (OSError, RecordError) as err:  # the audit's business; the poll goes on
                 get_run_logger().warning("%s: archived, but its report is unreadable (%s)", ref, err)
                 continue
@@ -59,8 +59,8 @@ def written_back(registry: str, archive: str) -> list[str]:
                 ref,
                 Result(
                     str(report.outcome),
-                    str(bundle),
-                    str(bundle / "report.json"),
+                    bundles.object_url(ref.name, ref.version),
+                    f"{bundle}/report.json",
                     tuple(failing_cells(report)),
                 ),
             )

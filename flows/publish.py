@@ -15,7 +15,6 @@ and one event, no task of their own. A sweep shows a progress artifact (:class:`
 from __future__ import annotations
 
 import json
-from pathlib import Path
 from typing import cast
 from uuid import UUID
 
@@ -29,6 +28,7 @@ from prefect.artifacts import (
 from prefect.events import emit_event
 
 import parity.archive as archive_stage
+from parity.archive import as_link, read_url
 from parity.core.records import Check, Metadata, Outcome, OutcomePayload, Report, Verdict
 from parity.registry.events import model_resource
 from parity.validators.report import fmt_float
@@ -58,18 +58,24 @@ def worst_checks(report: Report, limit: int = WORST_ROWS) -> list[Check]:
     return sorted(report.checks, key=badness, reverse=True)[:limit]
 
 
-def provenance_lines(folder: Path) -> list[str]:
+def provenance_lines(content: str) -> list[str]:
     """Markdown lines from a bundle's ``metadata.json`` (training data, source, scores, tools).
+
+    Parameters
+    ----------
+    content : str
+        Where the bundle's files are: a folder, or a URL of the archive's storage.
 
     Raises
     ------
     RecordError, RecordSchemaError
         The bundle's ``metadata.json`` is damaged or of a schema this version of Parity does not read.
     """
-    path = folder / "metadata.json"
-    if not path.is_file():
-        return [f"- no metadata.json in `{folder}`"]
-    metadata = Metadata.read(path)
+    path = f"{content}/metadata.json"
+    raw = read_url(path)
+    if raw is None:
+        return [f"- no metadata.json in `{content}`"]
+    metadata = Metadata.from_bytes(raw, path)
     provenance = metadata.provenance
     data = provenance.training_data
     sources = [entry.origin for entry in provenance.source.files]
@@ -105,7 +111,7 @@ def report_markdown(filed: archive_stage.Filed) -> str:
     for c in worst_checks(report):
         figures = f"{fmt_float(c.max_abs)} | {fmt_float(c.max_rel)} | {c.n_outside}"
         lines.append(f"| {c.cell} | {compared_with(c)} | {c.verdict} | {figures} |")
-    lines += ["", "## Provenance", "", *provenance_lines(Path(filed.path))]
+    lines += ["", "## Provenance", "", *provenance_lines(filed.content)]
     lines += ["", "## Where it is", "", f"- {where}: `{filed.path}`"]
     if passed:
         lines.append("- written by this run" if filed.written else "- already archived: left untouched")
@@ -152,7 +158,7 @@ def publish(filed: archive_stage.Filed) -> None:
     )
     create_link_artifact(
         key=artifact_key(name, "bundle"),
-        link=Path(filed.path).resolve().as_uri(),
+        link=as_link(filed.path),
         link_text=f"{name} v{version}: {'archive bundle' if passed else 'rejected attempt'}",
         description=f"{name} v{version}: {filed.path}",
     )

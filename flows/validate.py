@@ -86,9 +86,8 @@ def write_back(registry: str, name: str, version: int, result: Result) -> list[s
 
 def result_of(filed: archive_stage.Filed) -> Result:
     """What the registry is told of a filed result."""
-    path = Path(filed.path).resolve()
     return Result(
-        str(filed.outcome), str(path), str(path / "report.json"), tuple(failing_cells(filed.report))
+        str(filed.outcome), filed.path, f"{filed.content}/report.json", tuple(failing_cells(filed.report))
     )
 
 

@@ -25,7 +25,7 @@ ArchiveOption = Annotated[
         "--archive",
         metavar="ARCHIVE",
         show_default=False,
-        help=f"archive folder (default: {DEFAULT_ARCHIVE})",
+        help=f"archive: a folder or an fsspec URL such as s3://bucket/prefix (default: {DEFAULT_ARCHIVE})",
     ),
 ]
 TargetsOption = Annotated[

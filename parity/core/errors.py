@@ -31,6 +31,10 @@ class ArchiveConflictError(ParityError, FileExistsError):
     """An archive bundle already exists for this version with different content."""
 
 
+class ArchiveError(ParityError, OSError):
+    """The archive's location cannot be opened or written (unknown URL, unreachable store, a lock held)."""
+
+
 class EnvironmentProblem(ParityError, RuntimeError):
     """The toolchain cannot run the pipeline (Java missing, versions refused, expired converter)."""
 

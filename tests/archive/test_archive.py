@@ -14,7 +14,7 @@ import pytest
 import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
-from parity.archive import MANIFEST, REJECTED, Archive, BundleResult, Filed, build_report, file_model
+from parity.archive import CONTENT, MANIFEST, REJECTED, Archive, BundleResult, Filed, build_report, file_model
 from parity.archive.bundle import _STAGING
 from parity.core.defaults import host_platform
 from parity.core.errors import ArchiveConflictError, IntegrityError
@@ -69,48 +69,50 @@ def files(tmp_path: Path) -> dict[str, Path | bytes]:
 # -- bundles ---------------------------------------------------------------------------------------------
 def test_write_bundle_writes_files_and_manifest(shelf, files):
     result = shelf.write_bundle("iris-lr", 1, files, IDENTITY)
-    assert result == BundleResult(shelf.root / "iris-lr" / "1", True)
-    assert sorted(p.name for p in result.path.iterdir()) == sorted([*files, MANIFEST])
-    assert (result.path / "model.pmml").read_text() == "<PMML/>\n"
-    assert (result.path / "notes.txt").read_bytes() == b"hello\n"
+    obj = shelf.root / "iris-lr" / "1"
+    assert result == BundleResult(str(obj), True, str(obj / CONTENT))
+    content = Path(result.content)
+    assert sorted(p.name for p in content.iterdir()) == sorted([*files, MANIFEST])
+    assert (content / "model.pmml").read_text() == "<PMML/>\n"
+    assert (content / "notes.txt").read_bytes() == b"hello\n"
     manifest = shelf.manifest("iris-lr", 1)
     assert isinstance(manifest, Manifest) and manifest.schema_version == 1
     assert manifest.identity.to_json() == IDENTITY
-    assert manifest.files == {name: _sha(result.path / name) for name in files}
+    assert manifest.files == {name: _sha(content / name) for name in files}
     assert manifest.files["notes.txt"] == hashlib.sha256(b"hello\n").hexdigest()
-    assert json.loads((result.path / MANIFEST).read_text())["schema"] == 1
+    assert json.loads((content / MANIFEST).read_text())["schema"] == 1
     assert shelf.is_archived("iris-lr", 1) and not shelf.is_archived("iris-lr", 2)
-    assert shelf.check(result.path) == []
+    assert shelf.check(content) == [] and shelf.check(obj) == []
     assert list((shelf.root / _STAGING).iterdir()) == []
 
 
 def test_second_write_with_same_identity_leaves_bundle_alone(shelf, files):
     first = shelf.write_bundle("iris-lr", 1, files, IDENTITY)
-    before = _snapshot(first.path)
+    before = _snapshot(Path(first.path))
     second = shelf.write_bundle("iris-lr", 1, {"other.txt": b"new"}, IDENTITY)
-    assert second == BundleResult(first.path, False)
-    assert _snapshot(first.path) == before
+    assert second == BundleResult(first.path, False, first.content)
+    assert _snapshot(Path(first.path)) == before
 
 
 def test_write_with_different_identity_is_refused(shelf, files):
     first = shelf.write_bundle("iris-lr", 1, files, IDENTITY)
-    before = _snapshot(first.path)
+    before = _snapshot(Path(first.path))
     with pytest.raises(
         ArchiveConflictError, match=r"already holds a bundle for a different model.*new version"
     ):
         shelf.write_bundle("iris-lr", 1, files, OTHER_IDENTITY)
-    assert _snapshot(first.path) == before
+    assert _snapshot(Path(first.path)) == before
 
 
 def test_rewrite_over_a_damaged_bundle_is_refused(shelf, files):
-    path = shelf.write_bundle("iris-lr", 1, files, IDENTITY).path
+    path = Path(shelf.write_bundle("iris-lr", 1, files, IDENTITY).content)
     (path / "notes.txt").write_bytes(b"tampered\n")
     with pytest.raises(IntegrityError, match=r"archived bundle is damaged: notes\.txt: SHA-256 differs"):
         shelf.write_bundle("iris-lr", 1, files, IDENTITY)
 
 
 def test_check_lists_missing_changed_and_extra_files(shelf, files):
-    path = shelf.write_bundle("iris-lr", 1, files, IDENTITY).path
+    path = Path(shelf.write_bundle("iris-lr", 1, files, IDENTITY).content)
     (path / "model.pmml").unlink()
     (path / "report.json").write_bytes(b"{}")
     (path / "zzz.txt").write_bytes(b"stowaway")
@@ -126,20 +128,20 @@ def test_failed_staging_leaves_nothing_half_written(shelf, files, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"does-not-exist\.bin"):
         shelf.write_bundle("iris-lr", 1, broken, IDENTITY)
     assert not (shelf.root / "iris-lr").exists()
-    assert list((shelf.root / _STAGING).iterdir()) == []
+    assert not (shelf.root / _STAGING).exists() or list((shelf.root / _STAGING).iterdir()) == []
     assert not shelf.is_archived("iris-lr", 1)
     # the version is still free for a good write
     assert shelf.write_bundle("iris-lr", 1, files, IDENTITY).written
 
 
 def test_rejected_attempts_each_get_a_folder(shelf, files):
-    first = shelf.write_rejected("iris-lr", 1, files, IDENTITY)
-    second = shelf.write_rejected("iris-lr", 1, {"report.json": b"{}"}, IDENTITY)
+    first = Path(shelf.write_rejected("iris-lr", 1, files, IDENTITY))
+    second = Path(shelf.write_rejected("iris-lr", 1, {"report.json": b"{}"}, IDENTITY))
     assert first != second
     assert first.parent == second.parent == shelf.root / REJECTED / "iris-lr" / "1"
-    assert shelf.rejected("iris-lr", 1) == [first, second]
-    assert (first / "notes.txt").read_bytes() == b"hello\n"
-    assert sorted(p.name for p in second.iterdir()) == [MANIFEST, "report.json"]
+    assert shelf.rejected("iris-lr", 1) == [str(p.relative_to(shelf.root)) for p in (first, second)]
+    assert (first / CONTENT / "notes.txt").read_bytes() == b"hello\n"
+    assert sorted(p.name for p in (second / CONTENT).iterdir()) == [MANIFEST, "report.json"]
     assert shelf.check(first) == [] and shelf.check(second) == []
     assert not shelf.is_archived("iris-lr", 1)
     assert shelf.rejected("iris-lr", 2) == []
@@ -165,10 +167,11 @@ def _check(verdict: Verdict) -> Check:
 
 def test_file_model_archives_a_pass_without_artifacts(shelf, registered):
     filed = file_model(shelf, registered, {}, [_check(Verdict.PASS)])
-    assert filed == Filed(Outcome.PASSED, shelf.bundle_path("iris-lr", 1), True, filed.report)
-    names = {p.name for p in filed.path.iterdir()}
+    content = shelf.bundle_path("iris-lr", 1)
+    assert filed == Filed(Outcome.PASSED, str(content.parents[1]), True, filed.report, str(content))
+    names = {p.name for p in content.iterdir()}
     assert names == BUNDLE_FILES - {"model.onnx", "model.pmml"}
-    assert (filed.path / "model.skops").read_bytes() == registered.model_file.read_bytes()
+    assert (content / "model.skops").read_bytes() == registered.model_file.read_bytes()
     assert shelf.manifest("iris-lr", 1).identity.to_json() == {
         "model_sha256": registered.record.model.sha256,
         "reference_sha256": registered.record.reference.sha256,
@@ -192,9 +195,9 @@ def test_file_model_dumps_a_trusted_pickle_as_skops(shelf, logreg, iris, tmp_pat
     registry = FileRegistry(tmp_path / "registry")
     ref = registry.register(None, iris[0], "pickled", model_file=path, trust_pickle=True, sha256=_sha(path))
     filed = file_model(shelf, registry.open(ref), {}, [_check(Verdict.PASS)])
-    restored = sio.load(filed.path / "model.skops")
+    restored = sio.load(Path(filed.content) / "model.skops")
     np.testing.assert_array_equal(restored.predict_proba(iris[0]), logreg.predict_proba(iris[0]))
-    assert not (filed.path / "model.pkl").exists()
+    assert not (Path(filed.content) / "model.pkl").exists()
 
 
 @pytest.mark.parametrize(
@@ -210,9 +213,9 @@ def test_file_model_dumps_a_trusted_pickle_as_skops(shelf, logreg, iris, tmp_pat
 def test_file_model_rejects_what_did_not_pass(shelf, registered, checks, outcome):
     filed = file_model(shelf, registered, {}, checks)
     assert filed.outcome == outcome
-    assert filed.path.parent == shelf.root / REJECTED / "iris-lr" / "1"
-    assert Report.read(filed.path / "report.json").outcome is Outcome(outcome)
-    assert json.loads((filed.path / "report.json").read_text())["outcome"] == outcome
+    assert Path(filed.path).parent == shelf.root / REJECTED / "iris-lr" / "1"
+    assert Report.read(Path(filed.content) / "report.json").outcome is Outcome(outcome)
+    assert json.loads((Path(filed.content) / "report.json").read_text())["outcome"] == outcome
     assert not shelf.bundle_path("iris-lr", 1).exists()
 
 
@@ -263,12 +266,13 @@ def test_file_model_end_to_end_passes_and_archives(validated, tmp_path):
     shelf = Archive(tmp_path / "archive")
     filed = file_model(shelf, model, conversions, checks)
     assert (filed.outcome, filed.written) == ("passed", True)
-    assert {p.name for p in filed.path.iterdir()} == BUNDLE_FILES
-    assert shelf.check(filed.path) == []
-    assert (filed.path / "model.pmml").read_bytes() == conversions["pmml"].path.read_bytes()
-    assert (filed.path / "model.onnx").read_bytes() == conversions["onnx"].path.read_bytes()
+    content = Path(filed.content)
+    assert {p.name for p in content.iterdir()} == BUNDLE_FILES
+    assert shelf.check(content) == []
+    assert (content / "model.pmml").read_bytes() == conversions["pmml"].path.read_bytes()
+    assert (content / "model.onnx").read_bytes() == conversions["onnx"].path.read_bytes()
 
-    metadata = Metadata.read(filed.path / "metadata.json")
+    metadata = Metadata.read(content / "metadata.json")
     assert metadata.provenance == model.record.provenance
     assert metadata.provenance.cv_scores == {"cv5": [0.95, 0.97]}
     tools = metadata.tools
@@ -278,9 +282,9 @@ def test_file_model_end_to_end_passes_and_archives(validated, tmp_path):
     assert metadata.registered_at == model.record.registered_at
     assert metadata.validated_at
     assert metadata.classes == [0, 1, 2]
-    assert Report.read(filed.path / "report.json") == filed.report
+    assert Report.read(content / "report.json") == filed.report
 
-    report = json.loads((filed.path / "report.json").read_text())
+    report = json.loads((content / "report.json").read_text())
     assert (report["schema"], report["outcome"]) == (2, "passed")
     assert {(c["format"], c["runtime"]) for c in report["checks"]} >= {
         ("pmml", "jpmml_evaluator"),
@@ -304,8 +308,8 @@ def test_file_model_end_to_end_failure_goes_to_rejected(validated, tmp_path):
     shelf = Archive(tmp_path / "archive")
     filed = file_model(shelf, model, conversions, [*checks, failing])
     assert filed.outcome == "failed"
-    assert shelf.rejected("iris-lr", 1) == [filed.path]
-    report = json.loads((filed.path / "report.json").read_text())
+    assert [shelf.store.url(key) for key in shelf.rejected("iris-lr", 1)] == [filed.path]
+    report = json.loads((Path(filed.content) / "report.json").read_text())
     assert report["outcome"] == "failed"
     assert report["checks"][-1]["explanation"] == "3 rows outside the band"
     assert not shelf.bundle_path("iris-lr", 1).exists()

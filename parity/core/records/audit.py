@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import Field, computed_field, model_validator
 
-from .base import Record
+from .base import Record, omitted_when_none
 from .verdicts import AuditStatus
 
 
@@ -23,6 +23,8 @@ class BundleAudit(Record):
     drift: list[str] = Field(default_factory=list)
     replayed: int = 0
     error: str | None = None
+    #: the OCFL version of the bundle's object that keeps these findings (None: not kept there)
+    recorded_as: int | None = omitted_when_none()
 
     @computed_field  # type: ignore[prop-decorator]
     @property

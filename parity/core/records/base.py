@@ -110,11 +110,21 @@ class Document(Record):
             When there is no such file.
         """
         path = Path(path)
+        return cls.from_bytes(path.read_bytes(), path)
+
+    @classmethod
+    def from_bytes(cls, raw: bytes, source: str | os.PathLike[str]) -> Self:
+        """Parse and validate a document's bytes (read from ``source``, which messages name).
+
+        Raises
+        ------
+        RecordError, RecordSchemaError
+        """
         try:
-            data = json.loads(path.read_text())
-        except json.JSONDecodeError as err:
-            raise RecordError(f"{path}: not JSON ({err}); expected a {cls.__name__} record.") from err
-        return cls.from_data(data, path)
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise RecordError(f"{source}: not JSON ({err}); expected a {cls.__name__} record.") from err
+        return cls.from_data(data, source)
 
     def to_bytes(self) -> bytes:
         """The document as the JSON Parity writes: indented, keys sorted."""
