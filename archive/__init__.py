@@ -2,13 +2,14 @@
 
 from .assemble import Filed, build_report, file_model
 from .attempts import Attempt, attempts, filed_since, newest_attempt
-from .bundle import CONTENT, MANIFEST, REJECTED, Archive, BundleResult
+from .bundle import CONTENT, MANIFEST, REJECTED, STAGING, Archive, BundleResult
 from .storage import STORES, as_link, open_store, read_url
 
 __all__ = [
     "CONTENT",
     "MANIFEST",
     "REJECTED",
+    "STAGING",
     "STORES",
     "Archive",
     "Attempt",

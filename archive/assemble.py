@@ -37,8 +37,11 @@ class Filed:
     path: str
     written: bool
     report: Report
-    #: where its files are (``<path>/v1/content``)
-    content: str
+
+    @property
+    def content(self) -> str:
+        """Where its files are (``<path>/v1/content``)."""
+        return f"{self.path}/{CONTENT}"
 
 
 def build_report(
@@ -130,9 +133,9 @@ def file_model(
         files["model.skops"] = _as_skops(model, Path(scratch))
         if report.outcome is Outcome.PASSED:
             result = archive.write_bundle(model.ref.name, model.ref.version, files, identity)
-            return Filed(Outcome.PASSED, result.path, result.written, report, result.content)
+            return Filed(Outcome.PASSED, result.path, result.written, report)
         path = archive.write_rejected(model.ref.name, model.ref.version, files, identity)
-        return Filed(report.outcome, path, True, report, f"{path}/{CONTENT}")
+        return Filed(report.outcome, path, True, report)
 
 
 def _as_skops(model: RegisteredModel, scratch: Path) -> Path:

@@ -46,7 +46,7 @@ REGISTRATION = "registration.json"
 REJECTED = "_rejected"
 #: Where a folder archive stages objects before renaming them into place (inside the OCFL extensions folder,
 #: which validators do not take for objects).
-_STAGING = "extensions/parity-staging"
+STAGING = "extensions/parity-staging"
 #: The folder of a bundle's validated files inside its object.
 CONTENT = "v1/content"
 #: Where an audit's findings go inside an object's logical state.
@@ -60,8 +60,11 @@ class BundleResult:
     #: the object's location (a folder's path, or a URL)
     path: str
     written: bool  # False: an identical bundle was already there
-    #: where its validated files are (``<path>/v1/content``)
-    content: str
+
+    @property
+    def content(self) -> str:
+        """Where its validated files are (``<path>/v1/content``)."""
+        return f"{self.path}/{CONTENT}"
 
 
 def _as_bytes(source: Path | bytes) -> bytes:
@@ -239,7 +242,7 @@ class Archive:
             written = self._write_locked(key, _object_id(name, version), payload)
         if not written:
             return self._existing(name, version, identity)
-        return BundleResult(self.store.url(key), True, self.store.url(f"{key}/{CONTENT}"))
+        return BundleResult(self.store.url(key), True)
 
     def write_rejected(
         self, name: str, version: int, files: Mapping[str, Path | bytes], identity: Identity | dict[str, str]
@@ -304,7 +307,7 @@ class Archive:
         """
         if not self.local:
             return []
-        return sweep_stale(self.root / _STAGING)
+        return sweep_stale(self.root / STAGING)
 
     # -- checking --------------------------------------------------------------------------------------
 
@@ -379,7 +382,7 @@ class Archive:
             problems = self.check(content)
         if problems:
             raise IntegrityError(f"{where}: the archived bundle is damaged: {'; '.join(problems)}.")
-        return BundleResult(where, False, self.content_url(name, version))
+        return BundleResult(where, False)
 
     @staticmethod
     def _payload(files: Mapping[str, Path | bytes], identity: Identity) -> dict[str, bytes]:
@@ -398,7 +401,7 @@ class Archive:
         self._declare_root()
         final = self.root / key
         _, out = ocfl.new_version(payload, object_id, "validated bundle")
-        with staging_folder(self.root / _STAGING, "") as staged:
+        with staging_folder(self.root / STAGING, "") as staged:
             for rel, data in out.items():
                 target = staged / rel
                 target.parent.mkdir(parents=True, exist_ok=True)
@@ -446,7 +449,7 @@ class Archive:
                 raise ArchiveError(f"{root}: not an OCFL object")
             inventory, out = ocfl.new_version(files, previous.id, "audit", previous)
             version = f"v{inventory.head}"
-            with staging_folder(self.root / _STAGING, "") as staged:
+            with staging_folder(self.root / STAGING, "") as staged:
                 for rel, data in out.items():
                     if rel.startswith(f"{version}/"):
                         target = staged / rel.removeprefix(f"{version}/")

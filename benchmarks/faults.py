@@ -40,6 +40,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 import psutil
 
 from benchmarks._common import PARITY, isolated_prefect_home, targets_file
+from parity.archive.bundle import STAGING
 from parity.core.reaper import marked
 
 POINTS = ("load", "convert", "validate", "archive", "random")
@@ -100,10 +101,18 @@ def bad_bundles(archive: Path) -> list[str]:
 
     shelf, bad = Archive(archive), []
     for bundle in sorted(archive.glob("*/*")):
-        if bundle.parent.name.startswith(("_", ".")) or not bundle.is_dir():
+        if (
+            bundle.parent.name.startswith(("_", "."))
+            or bundle.parent.name == "extensions"
+            or not bundle.is_dir()
+        ):
             continue
         try:
-            problems = shelf.check(bundle)
+            problems = (
+                shelf.check(bundle)
+                if (bundle / "inventory.json.sha512").is_file()
+                else ["no sidecar: incomplete"]
+            )
         except Exception as err:  # no manifest: a partial bundle, the worst case
             problems = [f"{type(err).__name__}: {err}"]
         if problems:
@@ -166,9 +175,7 @@ def wait_for(point: str, run, scratch: Path, archive: Path, rng: random.Random) 
         if point == "validate" and {".pmml", ".onnx"} <= _artifacts(scratch):
             time.sleep(rng.uniform(0, 2))
             return run.poll() is None
-        if point == "archive" and (
-            any((archive / ".staging").glob("*")) or set(archive.glob("*/*")) - before
-        ):
+        if point == "archive" and (any((archive / STAGING).glob("*")) or set(archive.glob("*/*")) - before):
             return True
         time.sleep(0.02)
     return point == "random" and run.poll() is None
@@ -201,7 +208,7 @@ def one_kill(point: str, whole_group: bool, paths: dict[str, Path], targets, rng
 
 def staging(registry: Path, archive: Path) -> list[str]:
     """The staging folders (not their lock files) in the registry and the archive."""
-    found = [*registry.glob(".staging-*"), *(archive / ".staging").glob("*")]
+    found = [*registry.glob(".staging-*"), *(archive / STAGING).glob("*")]
     return [p.name for p in found if p.is_dir()]
 
 
@@ -217,7 +224,7 @@ def final_run(paths: dict[str, Path], targets) -> dict[str, object]:
     finally:
         log.close()
     shelf, refs = Archive(archive), FileRegistry(registry).refs()
-    left = [*registry.glob(".staging-*"), *(archive / ".staging").glob("*")]  # lock files count too
+    left = [*registry.glob(".staging-*"), *(archive / STAGING).glob("*")]  # lock files count too
     return {
         "exit": code,
         "versions": len(refs),

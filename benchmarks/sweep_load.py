@@ -259,7 +259,7 @@ class LoadResult:
 
 def check_archive(archive: Path, expected: list[tuple[str, int]], reports: list) -> dict:
     """Archived or rejected, none twice, none lost: what the archive and the sweep's reports say."""
-    from parity.archive import REJECTED, Archive
+    from parity.archive import REJECTED, STAGING, Archive
 
     shelf = Archive(archive)
     archived = [(n, v) for n, v in expected if shelf.is_archived(n, v)]
@@ -269,9 +269,7 @@ def check_archive(archive: Path, expected: list[tuple[str, int]], reports: list)
     reported = [(n, v) for n, v, *_ in reports]
     twice = sorted({f"{n}:{v}" for n, v in reported if reported.count((n, v)) > 1})
     unreported = [f"{n}:{v}" for n, v in expected if (n, v) not in reported]
-    staging = (
-        sorted(str(p) for p in (archive / ".staging").glob("*")) if (archive / ".staging").exists() else []
-    )
+    staging = sorted(str(p) for p in (archive / STAGING).glob("*")) if (archive / STAGING).exists() else []
     unsupported_archived = [f"{n}:{v}" for n, v in archived if n.endswith("spreading")]
     return {
         "archived": len(archived),

@@ -8,6 +8,7 @@ import os
 import re
 import sys
 import tempfile
+import uuid
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from datetime import date
@@ -186,10 +187,14 @@ def check_archive(archive: str | os.PathLike[str]) -> Finding:
 
     Parameters
     ----------
-    archive : path-like
-        The archive folder; it need not exist yet.
+    archive : path-like or str
+        The archive folder (it need not exist yet), or an fsspec URL (``s3://bucket/prefix``), which is tried
+        with a real write too.
     """
-    path = Path(archive)
+    text = os.fspath(archive)
+    if "://" in text and not text.startswith("file://"):
+        return _check_archive_url(text)
+    path = Path(text.removeprefix("file://"))
     existing = next(p for p in (path, *path.parents) if p.exists())  # '.' or '/' exists at the latest
     if not existing.is_dir():
         return Finding(
@@ -211,6 +216,32 @@ def check_archive(archive: str | os.PathLike[str]) -> Finding:
             "writable folder.",
         )
     return Finding("archive", True, f"{path} is writable" + ("" if existing == path else " (to be created)"))
+
+
+def _check_archive_url(url: str) -> Finding:
+    """An archive on object storage takes files: a small object is written and removed."""
+    from parity.archive import open_store
+    from parity.core.errors import ArchiveError
+
+    probe = f"extensions/parity-write-check-{uuid.uuid4().hex}"
+    try:
+        store = open_store(url)
+        store.write(probe, b"parity")
+        store.remove(probe)
+    except ArchiveError as err:
+        return Finding(
+            "archive", False, str(err), "Pass --archive a folder or a URL such as s3://bucket/prefix."
+        )
+    except Exception as err:  # the filesystem's own errors: no credentials, no bucket, no network
+        return Finding(
+            "archive",
+            False,
+            f"{url} is not writable: {type(err).__name__}: {str(err).strip()[:300]}",
+            "Check that the bucket exists and that the credentials (read the standard way: for S3, "
+            "AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws/credentials, and AWS_ENDPOINT_URL for a "
+            "non-AWS server) may write there.",
+        )
+    return Finding("archive", True, f"{url} is writable")
 
 
 #: Every check doctor runs, in order.

@@ -15,7 +15,7 @@ import skops.io as sio
 from sklearn.linear_model import LogisticRegression
 
 from parity.archive import CONTENT, MANIFEST, REJECTED, Archive, BundleResult, Filed, build_report, file_model
-from parity.archive.bundle import _STAGING
+from parity.archive.bundle import STAGING
 from parity.core.defaults import host_platform
 from parity.core.errors import ArchiveConflictError, IntegrityError
 from parity.core.records import Check, Manifest, Metadata, Outcome, Report, Verdict
@@ -70,7 +70,7 @@ def files(tmp_path: Path) -> dict[str, Path | bytes]:
 def test_write_bundle_writes_files_and_manifest(shelf, files):
     result = shelf.write_bundle("iris-lr", 1, files, IDENTITY)
     obj = shelf.root / "iris-lr" / "1"
-    assert result == BundleResult(str(obj), True, str(obj / CONTENT))
+    assert result == BundleResult(str(obj), True) and result.content == str(obj / CONTENT)
     content = Path(result.content)
     assert sorted(p.name for p in content.iterdir()) == sorted([*files, MANIFEST])
     assert (content / "model.pmml").read_text() == "<PMML/>\n"
@@ -83,14 +83,14 @@ def test_write_bundle_writes_files_and_manifest(shelf, files):
     assert json.loads((content / MANIFEST).read_text())["schema"] == 1
     assert shelf.is_archived("iris-lr", 1) and not shelf.is_archived("iris-lr", 2)
     assert shelf.check(content) == [] and shelf.check(obj) == []
-    assert list((shelf.root / _STAGING).iterdir()) == []
+    assert list((shelf.root / STAGING).iterdir()) == []
 
 
 def test_second_write_with_same_identity_leaves_bundle_alone(shelf, files):
     first = shelf.write_bundle("iris-lr", 1, files, IDENTITY)
     before = _snapshot(Path(first.path))
     second = shelf.write_bundle("iris-lr", 1, {"other.txt": b"new"}, IDENTITY)
-    assert second == BundleResult(first.path, False, first.content)
+    assert second == BundleResult(first.path, False)
     assert _snapshot(Path(first.path)) == before
 
 
@@ -128,7 +128,7 @@ def test_failed_staging_leaves_nothing_half_written(shelf, files, tmp_path):
     with pytest.raises(FileNotFoundError, match=r"does-not-exist\.bin"):
         shelf.write_bundle("iris-lr", 1, broken, IDENTITY)
     assert not (shelf.root / "iris-lr").exists()
-    assert not (shelf.root / _STAGING).exists() or list((shelf.root / _STAGING).iterdir()) == []
+    assert not (shelf.root / STAGING).exists() or list((shelf.root / STAGING).iterdir()) == []
     assert not shelf.is_archived("iris-lr", 1)
     # the version is still free for a good write
     assert shelf.write_bundle("iris-lr", 1, files, IDENTITY).written
@@ -168,7 +168,8 @@ def _check(verdict: Verdict) -> Check:
 def test_file_model_archives_a_pass_without_artifacts(shelf, registered):
     filed = file_model(shelf, registered, {}, [_check(Verdict.PASS)])
     content = shelf.bundle_path("iris-lr", 1)
-    assert filed == Filed(Outcome.PASSED, str(content.parents[1]), True, filed.report, str(content))
+    assert filed == Filed(Outcome.PASSED, str(content.parents[1]), True, filed.report)
+    assert filed.content == str(content)
     names = {p.name for p in content.iterdir()}
     assert names == BUNDLE_FILES - {"model.onnx", "model.pmml"}
     assert (content / "model.skops").read_bytes() == registered.model_file.read_bytes()
@@ -313,4 +314,4 @@ def test_file_model_end_to_end_failure_goes_to_rejected(validated, tmp_path):
     assert report["outcome"] == "failed"
     assert report["checks"][-1]["explanation"] == "3 rows outside the band"
     assert not shelf.bundle_path("iris-lr", 1).exists()
-    assert not os.listdir(shelf.root / _STAGING)
+    assert not os.listdir(shelf.root / STAGING)

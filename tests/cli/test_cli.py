@@ -26,6 +26,7 @@ from parity.core.defaults import host_platform
 from parity.core.records import Report
 from parity.registry import FileRegistry, ModelRef
 from parity.validators.report import Check, Verdict
+from tests.archive.test_ocfl import ocfl_valid
 from tests.registry.bad_references import BAD_REFERENCES, make_bad_reference
 
 BIN = Path(sys.executable).parent  # the venv's bin: python and the console scripts, no java
@@ -373,7 +374,10 @@ def test_run_archives_the_good_model_and_rejects_the_unsupported(tmp_path, logre
     assert shelf.is_archived("iris-lr", 1) and shelf.check(shelf.bundle_path("iris-lr", 1)) == []
     assert not shelf.bundle_path("iris-spread", 1).exists()
     [rejected] = shelf.rejected("iris-spread", 1)
-    report = json.loads((rejected / "report.json").read_text())
+    report = json.loads(shelf.read_at(rejected, "report.json"))
+    # what `parity run` writes is an OCFL 1.1 object, by an independent validator
+    assert ocfl_valid(shelf.object_url("iris-lr", 1)) == (True, "")
+    assert ocfl_valid(shelf.store.url(rejected))[0]
     assert report["outcome"] == "unsupported"
     assert {c["verdict"] for c in report["checks"]} == {"unsupported"}
     assert all(c["explanation"] for c in report["checks"])

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from parity.archive import Archive
+from parity.archive import STAGING, Archive
 from parity.core.staging import LOCK_SUFFIX, staging_folder, sweep_stale
 from parity.registry import FileRegistry
 
@@ -111,13 +111,13 @@ def test_registration_sweeps_the_registry_but_not_a_live_one(tmp_path, holder, i
 
 def test_archive_sweep_and_bundles_hold_no_lock_file(tmp_path, holder):
     archive = Archive(tmp_path / "arc")
-    _alive, live = holder(archive.root / ".staging", "")
-    dead = archive.root / ".staging" / "feedbeef"
+    _alive, live = holder(archive.root / STAGING, "")
+    dead = archive.root / STAGING / "feedbeef"
     dead.mkdir()
     written = archive.write_bundle("m", 1, {"a.txt": b"a"}, {"model_sha256": "0", "reference_sha256": "0"})
-    assert archive.check(written.path) == []
+    assert archive.check(written.content) == []
     assert archive.sweep_staging() == [dead]
     assert live.is_dir()
-    assert sorted(p.name for p in (archive.root / ".staging").iterdir()) == sorted(
+    assert sorted(p.name for p in (archive.root / STAGING).iterdir()) == sorted(
         [live.name, live.name + LOCK_SUFFIX]
     )

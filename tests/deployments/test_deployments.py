@@ -15,7 +15,7 @@ import skops.io as sio
 from prefect_processes import PrefectServer, announce_until_triggered, client_call, deployment_runs, wait_for
 from sklearn.linear_model import LogisticRegression
 
-from parity.archive import MANIFEST, REJECTED
+from parity.archive import CONTENT, MANIFEST, REJECTED, STAGING
 from parity.flows.summary import artifact_key
 from parity.registry.events import emit_registered
 from tests.prefect_events import read_events
@@ -166,9 +166,9 @@ def test_registration_events_trigger_runs_with_the_event_parameters(triggered, p
 def test_two_events_for_one_version_make_one_bundle(triggered, places):
     archive = places["archive"]
     assert [p.name for p in (archive / MODEL).iterdir()] == ["1"]
-    assert (archive / MODEL / "1" / MANIFEST).is_file()
+    assert (archive / MODEL / "1" / CONTENT / MANIFEST).is_file()
     assert not (archive / REJECTED).exists()
-    assert list((archive / ".staging").iterdir()) == []
+    assert list((archive / STAGING).iterdir()) == []
 
 
 def test_ui_artifacts_of_the_model_are_readable(triggered, places):

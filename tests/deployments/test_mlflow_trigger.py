@@ -148,5 +148,5 @@ def test_a_version_registered_by_training_code_is_validated_archived_and_tagged(
         client = mlflow.client()
         tags = client.get_model_version("iris-trained", "1").tags
         assert tags[TAG_VERDICT] == "passed", tags
-        assert tags["parity.bundle"] == str(shelf.bundle_path("iris-trained", 1).resolve())
+        assert tags["parity.bundle"] == shelf.object_url("iris-trained", 1)
         assert client.get_registered_model("iris-trained").aliases[VALIDATED_ALIAS] == "1"

@@ -17,7 +17,7 @@ from prefect_processes import (
 )
 from sklearn.linear_model import LogisticRegression
 
-from parity.archive import MANIFEST, REJECTED
+from parity.archive import CONTENT, MANIFEST, REJECTED, STAGING
 from parity.registry.events import emit_registered
 from tests.prefect_events import read_events
 from tests.waiting import SERVER_SIDE_DEADLINE_S
@@ -105,10 +105,10 @@ def test_serve_answers_schedules_and_registration_events(prefect_api: PrefectSer
     assert all(r.state.is_completed() for r in runs), [(r.name, r.state.message) for r in runs]
     # An event the server took late can still have started a second run: the archive's exactly-once write
     # makes it harmless. One bundle, written by exactly one run; any other run found it there and wrote none.
-    assert (archive / MODEL / "1" / MANIFEST).is_file()
+    assert (archive / MODEL / "1" / CONTENT / MANIFEST).is_file()
     assert [p.name for p in (archive / MODEL).iterdir()] == ["1"]
     assert not (archive / REJECTED).exists()
-    assert list((archive / ".staging").iterdir()) == []
+    assert list((archive / STAGING).iterdir()) == []
     validated = wait_for(
         lambda: (
             (found := client_call(read_events, "parity.model.validated", since))

@@ -12,10 +12,11 @@ import pytest
 from sklearn.linear_model import LogisticRegression
 from sklearn.semi_supervised import LabelSpreading
 
-from parity.archive import MANIFEST, REJECTED
+from parity.archive import CONTENT, MANIFEST, REJECTED
 from parity.flows.summary import artifact_key
 from parity.flows.validate import result_data
 from parity.registry import FileRegistry
+from tests.archive.test_ocfl import ocfl_valid
 from tests.prefect_events import read_events
 from tests.waiting import SERVER_SIDE_DEADLINE_S, wait_for
 
@@ -62,8 +63,10 @@ def test_sweep_state_counts_every_outcome(swept):
 
 def test_passing_model_is_archived_with_a_true_manifest(swept):
     root, _ = swept
-    bundle = root / "archive" / "iris-logreg" / "1"
+    bundle = root / "archive" / "iris-logreg" / "1" / CONTENT
     assert {p.name for p in bundle.iterdir()} == BUNDLE_FILES | {MANIFEST}
+    valid, status = ocfl_valid(str(bundle.parents[1]))  # an OCFL 1.1 object, by an independent validator
+    assert valid, status
     manifest = json.loads((bundle / MANIFEST).read_text())
     assert manifest["schema"] == 1
     assert set(manifest["files"]) == BUNDLE_FILES
@@ -87,8 +90,9 @@ def test_unsupported_model_is_kept_apart_with_reasons(swept):
     assert not (root / "archive" / "iris-spreading").exists()
     attempts = list((root / "archive" / REJECTED / "iris-spreading" / "1").iterdir())
     assert len(attempts) == 1
-    report = json.loads((attempts[0] / "report.json").read_text())
+    report = json.loads((attempts[0] / CONTENT / "report.json").read_text())
     assert report["outcome"] == "unsupported"
+    assert ocfl_valid(str(attempts[0]))[0]
     reasons = [c["explanation"] for c in report["checks"] if c["verdict"] == "unsupported"]
     assert reasons and all(reasons)
 
