@@ -44,6 +44,7 @@ from parity.validators.targets.table import Target, load_targets
 from parity.validators.validate import ModelContext, validate_conversion
 
 from .bundle import MANIFEST, REGISTRATION, REJECTED, Archive
+from .cv import recheck_cv
 
 #: The next step when a bundle's own file does not read back.
 _RESTORE = "The bundle is damaged: restore it from a backup; never re-validate over it."
@@ -275,6 +276,7 @@ def audit_bundle(
     replay_outputs: bool = True,
     targets: dict[str, Target] | None = None,
     registry: Registry | None = None,
+    cv: bool = False,
 ) -> BundleAudit:
     """Check one bundle's checksums, then replay it in today's runtimes and compare with its report.
 
@@ -289,6 +291,9 @@ def audit_bundle(
     registry : Registry, optional
         The registry the version was registered in: what loading its model may trust comes from there
         (:func:`trust_for`), and the bundle is checked to be bound to that registration.
+    cv : bool
+        Also re-check the CV score of an intact bundle (:func:`parity.archive.cv.recheck_cv`), with the same
+        trust as the replay; replayed or not.
 
     Returns
     -------
@@ -317,8 +322,9 @@ def audit_bundle(
                 error=f"the registration record is unreadable ({err}); the bundle was not replayed",
             )
         corrupt = unbound
+    rechecked = recheck_cv(folder, trust) if cv and not corrupt else None
     if corrupt or not replay_outputs:
-        return BundleAudit(name=name, version=version, path=str(folder), corrupt=corrupt)
+        return BundleAudit(name=name, version=version, path=str(folder), corrupt=corrupt, cv=rechecked)
     try:
         today = replay(folder, targets, trust)
         report = Report.read(folder / "report.json")
@@ -331,11 +337,12 @@ def audit_bundle(
                 f" (trust: {trust.source}; what a model may trust comes only from its registration, never from "
                 "the bundle: audit with --registry set to the registry it was registered in)"
             )
-        return BundleAudit(name=name, version=version, path=str(folder), error=message)
+        return BundleAudit(name=name, version=version, path=str(folder), error=message, cv=rechecked)
     return BundleAudit(
         name=name,
         version=version,
         path=str(folder),
         drift=compare_reports(archived, today),
         replayed=len(today),
+        cv=rechecked,
     )

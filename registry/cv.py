@@ -86,8 +86,9 @@ def _json_value(name: str, value: object, shown: str) -> object:
 
 def _constructor_params(splitter: object, shown: str) -> dict[str, object]:
     """A scikit-learn splitter's constructor parameters, read back from its attributes as its repr does."""
-    if hasattr(splitter, "get_params"):
-        return dict(splitter.get_params(deep=False))  # type: ignore[attr-defined]
+    get_params = getattr(splitter, "get_params", None)
+    if callable(get_params):
+        return dict(get_params(deep=False))
     if not _class_path(splitter).startswith(_TRUSTED_MODULE):
         raise InvalidInputError(
             f"{shown} has no get_params(): its parameters cannot be recorded, so the CV cannot be rebuilt. "
@@ -122,6 +123,11 @@ def _refuse_unseeded(params: dict[str, object], shown: str) -> None:
             "cannot be re-checked. Pass an integer random_state, e.g. KFold(n_splits=5, shuffle=True, "
             "random_state=0)."
         )
+
+
+def _state(obj: object) -> str:
+    """An object's attributes as text: a rebuilt splitter must hold what the original holds."""
+    return repr(sorted(getattr(obj, "__dict__", {}).items()))
 
 
 def record_splitter(cv: object, y: object = None, estimator: object = None) -> tuple[object, Splitter]:
@@ -161,7 +167,7 @@ def record_splitter(cv: object, y: object = None, estimator: object = None) -> t
     spec = Splitter(cls=_class_path(cv), params=params)
     rebuilt = build_splitter(spec, trusted_types=[spec.cls])
     again = {k: _json_value(k, v, shown) for k, v in _constructor_params(rebuilt, shown).items()}
-    if again != params:
+    if again != params or _state(rebuilt) != _state(cv):
         raise InvalidInputError(
             f"cv={shown}: {spec.cls}(**{params}) rebuilds a splitter with parameters {again}; it cannot be "
             "recorded reproducibly. Pass a scikit-learn splitter such as KFold(n_splits=5, shuffle=True, "
