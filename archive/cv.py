@@ -100,8 +100,9 @@ def compare_scores(scorer: str, recorded: list[float], today: list[float]) -> Sc
     spread = float(np.std(recorded, ddof=1)) if k > 1 else 0.0
     standard_error = spread / math.sqrt(k) if k else 0.0
     threshold = SE_MULTIPLIER * standard_error + NOISE_FLOOR
+    shift: float | None = None
     if len(today) != k or k == 0:
-        shift, drifted = math.nan, True
+        drifted = True
     else:
         shift = float(np.mean(np.subtract(today, recorded)))
         drifted = not abs(shift) <= threshold  # NaN scores are drift
@@ -117,7 +118,7 @@ def compare_scores(scorer: str, recorded: list[float], today: list[float]) -> Sc
 
 
 def _described(c: ScoreComparison) -> str:
-    if len(c.today) != len(c.recorded):
+    if c.mean_difference is None:
         return f"cv {c.scorer}: {len(c.today)} folds today, {len(c.recorded)} recorded (the splitter changed)"
     return (
         f"cv {c.scorer}: mean {np.mean(c.today):.6g} today vs {np.mean(c.recorded):.6g} recorded, a paired "

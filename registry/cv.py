@@ -164,7 +164,7 @@ def record_splitter(cv: object, y: object = None, estimator: object = None) -> t
         )
     params = {k: _json_value(k, v, shown) for k, v in _constructor_params(cv, shown).items()}
     _refuse_unseeded(params, shown)
-    spec = Splitter(cls=_class_path(cv), params=params)
+    spec = Splitter.model_validate({"class": _class_path(cv), "params": params})
     rebuilt = build_splitter(spec, trusted_types=[spec.cls])
     again = {k: _json_value(k, v, shown) for k, v in _constructor_params(rebuilt, shown).items()}
     if again != params or _state(rebuilt) != _state(cv):
@@ -385,13 +385,18 @@ def register_with_cv(
     splitter, spec = record_splitter(cv, y_snap, estimator)
     scores = run_cv(estimator, X_snap, y_snap, splitter, recorded_scoring)
     fitted = clone(estimator).fit(X_snap, y_snap)
-    record = CrossValidation(
-        splitter=spec,
-        scoring=recorded_scoring,
-        scores=scores,
-        snapshot=Snapshot(uri=str(path.resolve()), sha256=sha256_of(path), features=features, target=target),
-        scikit_learn=provenance.environment_sklearn(),
-        n_samples=len(X_snap),
+    snapshot_record = Snapshot(
+        uri=str(path.resolve()), sha256=sha256_of(path), features=features, target=target
+    )
+    record = CrossValidation.model_validate(
+        {
+            "splitter": spec,
+            "scoring": recorded_scoring,
+            "scores": scores,
+            "snapshot": snapshot_record,
+            "scikit-learn": provenance.environment_sklearn(),
+            "n_samples": len(X_snap),
+        }
     )
     register_kwargs.setdefault("training_data_uri", record.snapshot.uri)
     return registry.register(

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from parity.core.records import AuditStatus, CvStatus
-from tests.archive.test_cv import HONEST, PLAIN, PLANTED, make_shelf
+from tests.archive.test_cv_recheck import HONEST, PLAIN, PLANTED, make_shelf
 from tests.prefect_events import read_events
 from tests.waiting import SERVER_SIDE_DEADLINE_S, wait_for
 

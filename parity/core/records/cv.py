@@ -69,7 +69,8 @@ class ScoreComparison(Record):
     recorded: list[float]
     today: list[float]
     #: mean over folds of (today - recorded): the folds are the same splits, so the comparison is paired
-    mean_difference: float
+    #: None when the fold counts differ (not comparable: drift)
+    mean_difference: float | None
     #: standard error of the recorded folds' mean (their sample standard deviation / sqrt(folds))
     standard_error: float
     #: the largest |mean_difference| that is not drift

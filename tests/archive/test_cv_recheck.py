@@ -22,7 +22,7 @@ import parity.archive as archive_stage
 from parity.archive import Archive
 from parity.archive.audit import audit_bundle
 from parity.archive.cv import NOISE_FLOOR, _changed_predictions, compare_scores
-from parity.core.records import AuditStatus, CvStatus
+from parity.core.records import AuditStatus, BundleAudit, CvStatus
 from parity.registry import FileRegistry, sha256_of
 from parity.registry.cv import register_with_cv
 from parity.validators import formats
@@ -118,7 +118,8 @@ def test_folds_that_all_scored_the_same_tolerate_rounding_only():
 
 
 def test_another_number_of_folds_is_drift():
-    assert compare_scores("accuracy", [0.9, 0.8, 1.0], [0.9, 0.8]).drifted
+    c = compare_scores("accuracy", [0.9, 0.8, 1.0], [0.9, 0.8])
+    assert c.drifted and c.mean_difference is None
 
 
 # -- bundles ---------------------------------------------------------------------------------------------
@@ -151,6 +152,7 @@ def test_labels_shuffled_in_the_snapshot_are_a_cv_drift(shelf):
     assert accuracy.drifted and accuracy.mean_difference < -0.3  # chance is 1/3, the recorded mean ~0.95
     assert audit.drift == []  # not a runtime drift: the report's cells were not touched
     assert any(f.startswith("cv accuracy: mean") and "paired shift" in f for f in audit.findings)
+    assert BundleAudit.model_validate(audit.to_json()) == audit  # read back, status derived again
 
 
 def test_a_missing_snapshot_is_a_finding_not_a_crash(shelf):
