@@ -53,6 +53,7 @@ from parity.core.tolerances import kind_of, tolerance_for
 from parity.registry import load_model, sha256_of
 from parity.registry.cv import build_splitter, read_snapshot, run_cv
 from parity.registry.predictions import predictions_from_frame, reference_predictions
+from parity.registry.provenance import environment_sklearn
 from parity.registry.reference import read_stored_parquet
 from parity.validators.compare import compare
 
@@ -225,6 +226,9 @@ def recheck_cv(folder: Path, trust: Trust) -> CvAudit:
             status=CvStatus.ERROR, findings=[f"cv: re-check failed: {type(err).__name__}: {str(err)[:500]}"]
         )
     drifted = changed + [_described(c) for c in scores if c.drifted]
+    here = environment_sklearn()
+    if drifted and record.scikit_learn != here:
+        drifted.append(f"cv: recorded under scikit-learn {record.scikit_learn}, re-checked under {here}")
     return CvAudit(status=CvStatus.DRIFT if drifted else CvStatus.OK, findings=drifted, scores=scores)
 
 

@@ -162,6 +162,11 @@ def record_splitter(cv: object, y: object = None, estimator: object = None) -> t
             f"cv={shown}: only a splitter object whose class can be imported can be recorded; pass one such "
             "as KFold(n_splits=5, shuffle=True, random_state=0), not a list of splits or a local class."
         )
+    if "Group" in type(cv).__name__:
+        raise InvalidInputError(
+            f"cv={shown} splits by groups, and the snapshot keeps no groups column, so the CV cannot be re-run "
+            "as it was. Pass a splitter without groups (e.g. KFold(n_splits=5, shuffle=True, random_state=0))."
+        )
     params = {k: _json_value(k, v, shown) for k, v in _constructor_params(cv, shown).items()}
     _refuse_unseeded(params, shown)
     spec = Splitter.model_validate({"class": _class_path(cv), "params": params})

@@ -60,9 +60,10 @@ def make_shelf(root: Path, X, y) -> tuple[FileRegistry, Archive, Archive]:
     true_record = registry.record(honest).provenance.cross_validation
     planted_record = true_record.model_copy(
         update={
+            "scikit_learn": "0.24.2",  # as if trained long ago: a drift names both versions
             "snapshot": true_record.snapshot.model_copy(
                 update={"uri": str(root / "shuffled.parquet"), "sha256": sha256_of(root / "shuffled.parquet")}
-            )
+            ),
         }
     )
     fitted = registry.open(honest).estimator
@@ -152,6 +153,7 @@ def test_labels_shuffled_in_the_snapshot_are_a_cv_drift(shelf):
     assert accuracy.drifted and accuracy.mean_difference < -0.3  # chance is 1/3, the recorded mean ~0.95
     assert audit.drift == []  # not a runtime drift: the report's cells were not touched
     assert any(f.startswith("cv accuracy: mean") and "paired shift" in f for f in audit.findings)
+    assert audit.findings[-1].startswith("cv: recorded under scikit-learn 0.24.2, re-checked under 1.")
     assert BundleAudit.model_validate(audit.to_json()) == audit  # read back, status derived again
 
 

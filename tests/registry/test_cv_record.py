@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import KFold, RepeatedKFold, ShuffleSplit, StratifiedKFold
+from sklearn.model_selection import GroupKFold, KFold, RepeatedKFold, ShuffleSplit, StratifiedKFold
 
 from parity.core.errors import InvalidInputError, UntrustedModelError
 from parity.core.records import RegistrationRecord
@@ -143,6 +143,7 @@ REFUSED = {
     "random-state-object": (KFold(5, shuffle=True, random_state=np.random.RandomState(0)), "RandomState"),
     "list-of-splits": ([(np.arange(3), np.arange(3, 6))], "not a list of splits"),
     "no-get_params": (NoParams(), "has no get_params"),
+    "groups": (GroupKFold(3), "splits by groups"),
     "not-rebuilt": (Forgetful(3), "cannot be recorded reproducibly"),
 }
 
