@@ -2,7 +2,8 @@
 
 scikit-learn's persistence guide asks that one can "check that the cross-validation score is in the same
 range as before". For a bundle whose registration kept a :class:`~parity.core.records.CrossValidation`
-record (:func:`parity.registry.cv.register_with_cv`), :func:`recheck_cv`
+record (:func:`parity.registry.cv.register_with_cv`; read from the bundle's copy of the registration record,
+which the audit binds to the registry's record by its digest), :func:`recheck_cv`
 
 1. reloads the bundle's ``model.skops`` exactly as the replay does (same trust, from the registry's record)
    and checks its outputs on the stored reference rows against the stored reference predictions, under the
@@ -47,6 +48,7 @@ from parity.core.records import (
     CvAudit,
     CvStatus,
     Metadata,
+    RegistrationRecord,
     ScoreComparison,
 )
 from parity.core.tolerances import kind_of, tolerance_for
@@ -56,6 +58,8 @@ from parity.registry.predictions import predictions_from_frame, reference_predic
 from parity.registry.provenance import environment_sklearn
 from parity.registry.reference import read_stored_parquet
 from parity.validators.compare import compare
+
+from .bundle import REGISTRATION
 
 
 class Trust(Protocol):
@@ -156,6 +160,14 @@ def _changed_predictions(folder: Path, estimator: object, tolerances: dict) -> l
     return changes
 
 
+def _cv_record(folder: Path, metadata: Metadata) -> CrossValidation | None:
+    """The CV record from the bundle's copy of the registration record (which the audit binds to the
+    registry's record by its digest), else, in a bundle older than that copy, from its metadata."""
+    copy = folder / REGISTRATION
+    provenance = RegistrationRecord.read(copy).provenance if copy.is_file() else metadata.provenance
+    return provenance.cross_validation
+
+
 def _snapshot_problem(record: CrossValidation) -> CvAudit | None:
     path = Path(record.snapshot.uri)
     if not path.is_file():
@@ -203,7 +215,7 @@ def recheck_cv(folder: Path, trust: Trust) -> CvAudit:
     """
     try:
         metadata = Metadata.read(folder / "metadata.json")
-        record = metadata.provenance.cross_validation
+        record = _cv_record(folder, metadata)
         if record is None:
             return CvAudit(status=CvStatus.NO_RECORD)
         reference = read_stored_parquet(folder / "reference.parquet", IntegrityError, _RESTORE)
