@@ -201,3 +201,55 @@ def test_reference_predictions_of_another_model_are_named(shelf, iris):
     assert any(c.startswith("reference predictions: predict_proba differs on") for c in changes)
     same = registry.open(registry.resolve(HONEST)).estimator
     assert _changed_predictions(sound.bundle_path(HONEST, 1), same, {}) == []
+
+
+class EveryThird:
+    """A splitter outside scikit-learn: recordable (get_params), rebuilt by the audit only when trusted."""
+
+    def __init__(self, n_splits: int = 3) -> None:
+        self.n_splits = n_splits
+
+    def get_params(self, deep: bool = False) -> dict:
+        return {"n_splits": self.n_splits}
+
+    def get_n_splits(self, X=None, y=None, groups=None) -> int:
+        return self.n_splits
+
+    def split(self, X, y=None, groups=None):
+        index = np.arange(len(X))
+        for fold in range(self.n_splits):
+            yield index[index % self.n_splits != fold], index[index % self.n_splits == fold]
+
+
+CUSTOM = f"{EveryThird.__module__}.{EveryThird.__qualname__}"
+
+
+@pytest.fixture(scope="module")
+def custom_shelf(iris, tmp_path_factory) -> tuple[FileRegistry, Archive]:
+    """``trusted:1`` trusts its custom splitter's class, ``untrusted:1`` does not."""
+    X, y = iris
+    root = tmp_path_factory.mktemp("cv-custom")
+    registry, archive = FileRegistry(root / "registry"), Archive(root / "archive")
+    for name, trusted in (("trusted", [CUSTOM]), ("untrusted", [])):
+        ref = register_with_cv(
+            registry, LogisticRegression(max_iter=500), X, y, name=name, snapshot=root / f"{name}.parquet",
+            reference=X.head(10), cv=EveryThird(), scoring="accuracy", trusted_types=trusted,
+        )  # fmt: skip
+        file_onnx(registry, ref, archive, root / "onnx")
+    return registry, archive
+
+
+def test_a_custom_splitter_the_registration_trusted_is_rebuilt(custom_shelf):
+    registry, archive = custom_shelf
+    audit = audit_bundle(archive, "trusted", 1, replay_outputs=False, registry=registry, cv=True)
+    assert audit.status is AuditStatus.OK and audit.cv.status is CvStatus.OK
+    assert len(audit.cv.scores[0].today) == 3
+
+
+def test_a_custom_splitter_nobody_trusted_is_not_imported_and_that_is_a_finding(custom_shelf):
+    registry, archive = custom_shelf
+    audit = audit_bundle(archive, "untrusted", 1, replay_outputs=False, registry=registry, cv=True)
+    assert audit.cv.status is CvStatus.ERROR and audit.status is AuditStatus.ERROR
+    (finding,) = audit.findings
+    assert f"UntrustedModelError: splitter {CUSTOM} is not a scikit-learn class" in finding
+    assert "register with trusted_types" in finding
