@@ -44,6 +44,7 @@ from parity.validators.targets.table import Target, load_targets
 from parity.validators.validate import ModelContext, validate_conversion
 
 from .bundle import MANIFEST, REGISTRATION, Archive
+from .cv import recheck_cv
 
 #: The next step when a bundle's own file does not read back.
 _RESTORE = "The bundle is damaged: restore it from a backup; never re-validate over it."
@@ -266,6 +267,7 @@ def audit_bundle(
     targets: dict[str, Target] | None = None,
     registry: Registry | None = None,
     record: bool = True,
+    cv: bool = False,
 ) -> BundleAudit:
     """Check one bundle's checksums, then replay it in today's runtimes and compare with its report.
 
@@ -283,6 +285,9 @@ def audit_bundle(
     record : bool
         Keep the findings in the bundle's OCFL object as a new version (``audits/<when>.json``); never for a
         corrupt bundle, whose object is not written to, nor for a legacy one (migrate it first).
+    cv : bool
+        Also re-check the CV score of an intact bundle (:func:`parity.archive.cv.recheck_cv`), with the same
+        trust as the replay; replayed or not.
 
     Returns
     -------
@@ -291,7 +296,7 @@ def audit_bundle(
     """
     where = archive.content_url(name, version)
     with archive.local_copy(name, version) as folder:
-        audit = _audit_folder(folder, where, name, version, replay_outputs, targets, registry)
+        audit = _audit_folder(folder, where, name, version, replay_outputs, targets, registry, cv)
     if record and not audit.corrupt:
         kept = archive.append_audit(
             name, version, json.dumps(audit.to_json(), indent=2, sort_keys=True).encode()
@@ -308,6 +313,7 @@ def _audit_folder(
     replay_outputs: bool,
     targets: dict[str, Target] | None,
     registry: Registry | None,
+    cv: bool = False,
 ) -> BundleAudit:
     """:func:`audit_bundle` on a local copy of the bundle's files (``where`` names them in the findings)."""
     try:
@@ -331,8 +337,9 @@ def _audit_folder(
                 error=f"the registration record is unreadable ({err}); the bundle was not replayed",
             )
         corrupt = unbound
+    rechecked = recheck_cv(folder, trust) if cv and not corrupt else None
     if corrupt or not replay_outputs:
-        return BundleAudit(name=name, version=version, path=where, corrupt=corrupt)
+        return BundleAudit(name=name, version=version, path=where, corrupt=corrupt, cv=rechecked)
     try:
         today = replay(folder, targets, trust)
         report = Report.read(folder / "report.json")
@@ -345,11 +352,12 @@ def _audit_folder(
                 f" (trust: {trust.source}; what a model may trust comes only from its registration, never from "
                 "the bundle: audit with --registry set to the registry it was registered in)"
             )
-        return BundleAudit(name=name, version=version, path=where, error=message)
+        return BundleAudit(name=name, version=version, path=where, error=message, cv=rechecked)
     return BundleAudit(
         name=name,
         version=version,
         path=where,
         drift=compare_reports(archived, today),
         replayed=len(today),
+        cv=rechecked,
     )

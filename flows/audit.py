@@ -2,7 +2,8 @@
 
 Ends Completed when every bundle is intact and unchanged; Failed otherwise, the message naming each
 corrupt, drifted or unreadable bundle. Emits ``parity.archive.corrupt`` / ``parity.archive.drift`` per bad
-bundle on the model version's resource (``parity.model.<name>.<version>``).
+bundle on the model version's resource (``parity.model.<name>.<version>``), and ``parity.archive.cv-drift``
+per bundle whose CV re-check (``cv``) drifted.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from prefect.states import Completed, Failed
 
 from parity.archive import Archive
 from parity.archive.audit import archived_versions, audit_bundle
+from parity.archive.cv import cv_drift_payload
 from parity.core.defaults import DEFAULT_ARCHIVE, DEFAULT_REGISTRY
 from parity.core.errors import ArchiveAuditFailed
 from parity.core.records import AuditPayload, AuditStatus, BundleAudit
@@ -23,8 +25,9 @@ from parity.registry.events import model_resource
 
 CORRUPT = "parity.archive.corrupt"
 DRIFT = "parity.archive.drift"
+CV_DRIFT = "parity.archive.cv-drift"
 AUDIT_KEY = "parity-archive-audit"
-AUDIT_COLUMNS = ("model", "status", "replayed", "findings", "bundle")
+AUDIT_COLUMNS = ("model", "status", "replayed", "cv", "findings", "bundle")
 
 
 @task(retries=2, retry_delay_seconds=[1, 5], cache_policy=NO_CACHE)
@@ -35,12 +38,12 @@ def list_bundles(archive: str) -> list[tuple[str, int]]:
 
 @task(cache_policy=NO_CACHE)
 def audit_one(
-    archive: str, name: str, version: int, replay: bool, registry: str | None = None
+    archive: str, name: str, version: int, replay: bool, registry: str | None = None, cv: bool = False
 ) -> BundleAudit:
     """Check one bundle's checksums and its binding to the registration, then replay its reference rows in
-    today's runtimes (trusting only what the registration trusted)."""
+    today's runtimes (trusting only what the registration trusted) and (``cv``) re-check its CV score."""
     store = open_registry(registry) if registry else None
-    return audit_bundle(Archive(archive), name, version, replay_outputs=replay, registry=store)
+    return audit_bundle(Archive(archive), name, version, replay_outputs=replay, registry=store, cv=cv)
 
 
 #: The event announcing each kind of bad bundle.
@@ -50,7 +53,7 @@ EVENTS = {AuditStatus.CORRUPT: CORRUPT, AuditStatus.DRIFT: DRIFT}
 def audit_event(audit: BundleAudit) -> tuple[str, AuditPayload] | None:
     """The event announcing a bad bundle (corruption wins over drift), or None for a sound one."""
     event = EVENTS.get(audit.status)
-    if event is None:
+    if event is None or (event == DRIFT and not audit.drift):  # a CV drift alone is announced as cv-drift
         return None
     payload = AuditPayload(
         name=audit.name, version=audit.version, bundle=audit.path, findings=audit.corrupt or audit.drift
@@ -75,6 +78,7 @@ def audit_rows(audits: list[BundleAudit]) -> list[dict]:
             "model": f"{a.name}:{a.version}",
             "status": str(a.status),
             "replayed": a.replayed,
+            "cv": str(a.cv.status) if a.cv is not None else "",
             "findings": "; ".join(a.findings),
             "bundle": a.path,
         }
@@ -100,23 +104,32 @@ def publish_audit(audits: list[BundleAudit]) -> None:
             emit_event(
                 event=event, resource=model_resource(audit.name, audit.version), payload=payload.to_json()
             )
+        cv_drift = cv_drift_payload(audit)
+        if cv_drift:
+            resource = model_resource(audit.name, audit.version)
+            emit_event(event=CV_DRIFT, resource=resource, payload=cv_drift.to_json())
 
 
 @flow(name="audit-archive")
 def audit_archive(
-    archive: str = DEFAULT_ARCHIVE, replay: bool = True, registry: str | None = DEFAULT_REGISTRY
+    archive: str = DEFAULT_ARCHIVE,
+    replay: bool = True,
+    registry: str | None = DEFAULT_REGISTRY,
+    cv: bool = False,
 ):
     """Audit every bundle of the archive: checksums, then (``replay``) today's runtimes against the report.
 
     What a bundle's model may trust when it is replayed comes from ``registry``'s record of its registration
     (never from the bundle); a bundle whose version the registry does not hold is replayed with the
-    allowlist alone.
+    allowlist alone. ``cv`` also re-checks each bundle's CV score (:mod:`parity.archive.cv`): the skops model
+    reloaded, its reference predictions checked, a clone refitted on the recorded snapshot and splitter.
 
     Returns the list of per-bundle audits (:class:`~parity.core.records.BundleAudit`); ends Failed, naming the bad bundles, when any bundle is
     corrupt, drifted or could not be replayed (the state's data is then an :class:`ArchiveAuditFailed`
     holding the same list).
     """
-    audits = [audit_one(archive, name, version, replay, registry) for name, version in list_bundles(archive)]
+    bundles = list_bundles(archive)
+    audits = [audit_one(archive, name, version, replay, registry, cv) for name, version in bundles]
     publish_audit(audits)
     shown = (AuditStatus.OK, AuditStatus.DRIFT, AuditStatus.CORRUPT, AuditStatus.ERROR)
     counts = {s: sum(a.status is s for a in audits) for s in shown}

@@ -21,7 +21,7 @@ import skops.io as sio
 from parity.core.durable import fsync_dir, fsync_tree
 from parity.core.errors import InvalidInputError, RegistryError
 from parity.core.numbers import decimal_int
-from parity.core.records import ModelFile, Provenance, RegistrationRecord
+from parity.core.records import CrossValidation, ModelFile, Provenance, RegistrationRecord
 from parity.core.records.base import now
 from parity.core.staging import staging_folder, sweep_stale
 
@@ -328,6 +328,7 @@ class FileRegistry:
         predict_with: Callable[[object, pd.DataFrame], dict[str, np.ndarray]] | None = None,
         origin: Mapping[str, Any] | None = None,
         announce: bool = True,
+        cross_validation: CrossValidation | None = None,
     ) -> ModelRef:
         """Register a fitted estimator (or a saved model file) with its reference data and provenance.
 
@@ -372,6 +373,9 @@ class FileRegistry:
             :class:`~parity.core.records.Origin`), kept in the provenance.
         announce : bool
             Emit ``parity.model.registered`` (False for a mirror of another registry, which announces itself).
+        cross_validation : CrossValidation, optional
+            How ``cv_scores`` were obtained, kept in the provenance for ``parity audit --cv``; made by
+            :func:`parity.registry.cv.register_with_cv`, which is the way to pass it.
 
         Returns
         -------
@@ -440,6 +444,7 @@ class FileRegistry:
                             staging, training_data_uri, training_data_snapshot, source_files, cv_scores
                         ).to_json(),
                         **({"origin": dict(origin)} if origin else {}),
+                        **({"cross_validation": cross_validation.to_json()} if cross_validation else {}),
                     },
                 }
             )

@@ -22,6 +22,10 @@ def audit(
     archive: ArchiveOption = DEFAULT_ARCHIVE,
     registry: RegistryOption = DEFAULT_REGISTRY,
     no_replay: Annotated[bool, typer.Option("--no-replay", help="check the checksums only")] = False,
+    cv: Annotated[
+        bool,
+        typer.Option("--cv", help="also refit each model on its training snapshot and compare CV scores"),
+    ] = False,
     verbose: VerboseOption = False,
 ) -> int:
     """Run the audit flow and print one row per bundle, then the counts.
@@ -43,7 +47,9 @@ def audit(
         # a sync flow called with return_state gives its State; Prefect's overloads cannot tell (R is Any)
         state = cast(
             "State[Any]",
-            audit_archive(str(archive), replay=not no_replay, registry=str(registry), return_state=True),
+            audit_archive(
+                str(archive), replay=not no_replay, registry=str(registry), cv=cv, return_state=True
+            ),
         )
     audits = audits_of(state)
     print_table(audit_rows(audits), AUDIT_COLUMNS)

@@ -5,6 +5,7 @@ from .base import Document, Record
 from .bundle import Identity, Manifest, Metadata, Report, TargetEntry, decide_outcome, targets_section
 from .checks import Check, Where
 from .conversions import DETAILS, Conversion, OnnxDetails, OnnxInput, PmmlDetails, PmmlField, Precision
+from .cv import CrossValidation, CvAudit, ScoreComparison, Snapshot, Splitter
 from .events import AuditPayload, OutcomePayload, RegisteredPayload
 from .registration import (
     Column,
@@ -21,7 +22,7 @@ from .registration import (
     Sources,
     TrainingData,
 )
-from .verdicts import AuditStatus, ConversionStatus, Outcome, Role, Stage, Verdict
+from .verdicts import AuditStatus, ConversionStatus, CvStatus, Outcome, Role, Stage, Verdict
 
 #: Every document type (a file or an event payload of its own), by the name of what it is.
 DOCUMENTS: dict[str, type[Document]] = {
@@ -44,6 +45,9 @@ __all__ = [
     "Column",
     "Conversion",
     "ConversionStatus",
+    "CrossValidation",
+    "CvAudit",
+    "CvStatus",
     "Dataset",
     "Document",
     "Environment",
@@ -68,8 +72,11 @@ __all__ = [
     "RegistrationRecord",
     "Report",
     "Role",
+    "ScoreComparison",
+    "Snapshot",
     "SourceFile",
     "Sources",
+    "Splitter",
     "Stage",
     "TargetEntry",
     "TrainingData",

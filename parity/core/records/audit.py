@@ -7,6 +7,7 @@ from typing import Any
 from pydantic import Field, computed_field, model_validator
 
 from .base import Record, omitted_when_none
+from .cv import CvAudit
 from .verdicts import AuditStatus
 
 
@@ -25,6 +26,8 @@ class BundleAudit(Record):
     error: str | None = None
     #: the OCFL version of the bundle's object that keeps these findings (None: not kept there)
     recorded_as: int | None = omitted_when_none()
+    #: the CV re-check (``parity audit --cv``), when it was asked for
+    cv: CvAudit | None = omitted_when_none()
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -32,9 +35,10 @@ class BundleAudit(Record):
         """``corrupt``, ``error``, ``drift`` or ``ok``, worst first."""
         if self.corrupt:
             return AuditStatus.CORRUPT
-        if self.error:
+        cv = self.cv.audit_status if self.cv is not None else AuditStatus.OK
+        if self.error or cv is AuditStatus.ERROR:
             return AuditStatus.ERROR
-        return AuditStatus.DRIFT if self.drift else AuditStatus.OK
+        return AuditStatus.DRIFT if self.drift or cv is AuditStatus.DRIFT else AuditStatus.OK
 
     @model_validator(mode="before")
     @classmethod
@@ -45,5 +49,7 @@ class BundleAudit(Record):
 
     @property
     def findings(self) -> list[str]:
-        """What needs action, worst first: the corrupt files, else the drifted cells, else the error."""
-        return self.corrupt or self.drift or ([self.error] if self.error else [])
+        """What needs action, worst first: the corrupt files, else the drifted cells, else the error; then
+        the CV re-check's findings."""
+        found = self.corrupt or self.drift or ([self.error] if self.error else [])
+        return found + (self.cv.findings if self.cv is not None and not self.corrupt else [])

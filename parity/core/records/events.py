@@ -37,7 +37,8 @@ class OutcomePayload(Document):
 
 
 class AuditPayload(Document):
-    """``parity.archive.corrupt`` / ``parity.archive.drift``: a bundle that needs action."""
+    """``parity.archive.corrupt`` / ``parity.archive.drift`` / ``parity.archive.cv-drift``: a bundle that needs
+    action (for ``cv-drift``, ``findings`` are the CV re-check's)."""
 
     name: str
     version: int

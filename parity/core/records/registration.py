@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field
 
 from .base import Document, Record, omitted_when_none
+from .cv import CrossValidation
 from .verdicts import Role
 
 #: A class label as scikit-learn gives it (``classes_.tolist()``): a number, a string or a boolean.
@@ -135,6 +136,8 @@ class Provenance(Record):
     environment: Environment
     #: set for versions imported from an external registry (MLflow)
     origin: Origin | None = omitted_when_none()
+    #: how ``cv_scores`` were obtained, when registered with :func:`parity.registry.cv.register_with_cv`
+    cross_validation: CrossValidation | None = omitted_when_none()
 
 
 class RegistrationRecord(Document):

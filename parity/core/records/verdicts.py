@@ -67,3 +67,17 @@ class AuditStatus(StrEnum):
     ERROR = "error"
     DRIFT = "drift"
     OK = "ok"
+
+
+class CvStatus(StrEnum):
+    """What re-checking a bundle's cross-validation record found."""
+
+    OK = "ok"
+    #: the refit's scores (or the reloaded model's reference predictions) moved beyond the criterion
+    DRIFT = "drift"
+    #: registered without a CV record: nothing to re-check, which is not an error
+    NO_RECORD = "no CV record"
+    SNAPSHOT_MISSING = "snapshot missing"
+    SNAPSHOT_CHANGED = "snapshot changed"
+    #: the re-check itself could not run (the model would not load, the refit raised...)
+    ERROR = "error"
