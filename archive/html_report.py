@@ -295,7 +295,8 @@ def _svg(figure: Figure) -> str:
     """The figure as an inline ``<svg>`` element (no XML prolog, no date: drawn again, it is the same)."""
     figure.tight_layout()
     buffer = io.StringIO()
-    with rc_context({"svg.hashsalt": SVG_SALT, "svg.fonttype": "none"}):  # ids from the content, not from a random salt
+    # ids made from the content (not a random salt); text as text, not as glyph paths
+    with rc_context({"svg.hashsalt": SVG_SALT, "svg.fonttype": "none"}):
         FigureCanvasSVG(figure).print_svg(buffer, metadata={"Date": None})
     text = buffer.getvalue()
     return text[text.index("<svg") :]
