@@ -30,6 +30,9 @@ BUNDLE_FILES = {
     "report.json",
     "metadata.json",
     "registration.json",
+    "outputs.parquet",
+    "card.md",
+    "report.html",
 }
 
 

@@ -17,10 +17,12 @@ from parity.flows.publish import (
     REJECTED,
     SWEEP_PROGRESS_KEY,
     VALIDATED,
+    bundle_url,
     outcome_event,
     progress_step,
     publish,
     report_markdown,
+    report_url,
     start_progress,
     update_progress,
     worst_checks,
@@ -104,6 +106,23 @@ def test_markdown_report_has_summary_worst_rows_provenance_and_location(tmp_path
     assert f"archive bundle: `{tmp_path / 'bundle'}`" in text
 
 
+def test_markdown_report_links_to_the_bundles_html_report(tmp_path):
+    filed = _filed(tmp_path / "bundle")
+    assert "report.html" not in report_markdown(filed)  # a bundle written before it had one: no dead link
+    (tmp_path / "bundle" / "report.html").write_text("<!DOCTYPE html><html></html>")
+    url = (tmp_path / "bundle" / "report.html").resolve().as_uri()
+    assert url.startswith("file:///")
+    text = report_markdown(filed)
+    where = text.split("## Where it is", 1)[1]
+    assert f"[report.html]({url})" in where
+
+
+def test_a_bundle_on_object_storage_is_linked_by_its_own_url():
+    assert bundle_url("s3://models/parity/churn/3") == "s3://models/parity/churn/3"
+    assert report_url("s3://models/parity/churn/3/") == "s3://models/parity/churn/3/report.html"
+    assert report_url(Path("no-such-bundle")) is None
+
+
 def test_outcome_event_of_a_failure_is_rejected_with_the_failing_cells(tmp_path):
     event, payload = outcome_event(_filed(tmp_path, "failed"))
     assert event == REJECTED
@@ -146,6 +165,7 @@ def _show(filed: Filed) -> None:
 @pytest.mark.parametrize(("outcome", "event"), [("passed", VALIDATED), ("failed", REJECTED)])
 def test_publish_shows_table_report_link_and_emits_the_outcome(prefect_server, tmp_path, outcome, event):
     filed = _filed(tmp_path / "bundle", outcome)
+    (tmp_path / "bundle" / "report.html").write_text("<!DOCTYPE html><html></html>")
     _show(filed)
     slug = artifact_key(NAME)
     assert slug == "parity-churn-model-v2"
@@ -156,6 +176,7 @@ def test_publish_shows_table_report_link_and_emits_the_outcome(prefect_server, t
     assert columns <= set(rows[0])
     (report,) = asyncio.run(_read("artifact", f"{slug}-report"))[:1]
     assert "## Worst rows" in report.data
+    assert f"[report.html]({(tmp_path / 'bundle' / 'report.html').resolve().as_uri()})" in report.data
     (link,) = asyncio.run(_read("artifact", f"{slug}-bundle"))[:1]
     assert link.type == "markdown" and (tmp_path / "bundle").resolve().as_uri() in link.data
     wait_for(
