@@ -12,7 +12,7 @@ import html
 import io
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 
 import numpy as np
 import pandas as pd
@@ -149,7 +149,7 @@ def _summary(report: Report, metadata: Metadata | None) -> str:
     return _definition_table(items)
 
 
-def _definition_table(items: dict[str, object]) -> str:
+def _definition_table(items: Mapping[str, object]) -> str:
     rows = "".join(f"<tr><th>{_e(k)}</th><td>{_e(v)}</td></tr>" for k, v in items.items())
     return f"<table>{rows}</table>"
 
