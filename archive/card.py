@@ -65,8 +65,8 @@ def _identity(report: Report, metadata: Metadata | None) -> str:
         f"- registered at: {metadata.registered_at if metadata else UNKNOWN}",
         f"- validated at: {report.validated_at}",
         f"- scikit-learn: registered with {registered_with or UNKNOWN}, "
-        f"the model says {report.original_sklearn_version or UNKNOWN}, "
-        f"validated with {tools.get('scikit-learn') or UNKNOWN}",
+        f"validated with {tools.get('scikit-learn') or UNKNOWN}"
+        + (f"; the pickle was made with {pickled}" if (pickled := report.original_sklearn_version) else ""),
         f"- reference rows: {report.reference_rows}",
         f"- the plots and every figure: [{HTML_REPORT}]({HTML_REPORT})",
     ]
@@ -133,6 +133,12 @@ def _verifying(names: list[str]) -> str:
             f"jq -r '.files | to_entries[] | \"\\(.value)  \\(.key)\"' {MANIFEST} | sha256sum -c -",
             "```",
             "",
+            "or, without jq:",
+            "",
+            "```python",
+            *manifest_check_code(),
+            "```",
+            "",
             "As an OCFL 1.1 object, the bundle's `inventory.json` lists the SHA-512 of each "
             "`v1/content/<file>`; any OCFL tool checks it, e.g. `ocfl-validate.py <bundle>` (ocfl-py), or by "
             "hand from the object's root:",
@@ -144,6 +150,17 @@ def _verifying(names: list[str]) -> str:
             f"Files: {listed}.",
         ]
     )
+
+
+def manifest_check_code() -> list[str]:
+    """Lines of Python that check every file of the bundle against ``manifest.json``, from its folder."""
+    return [
+        "import hashlib, json",
+        "",
+        f'files = json.load(open("{MANIFEST}"))["files"]',
+        'differ = [n for n, d in files.items() if hashlib.sha256(open(n, "rb").read()).hexdigest() != d]',
+        'print(f"{len(files)} files match the manifest" if not differ else f"differ: {differ}")',
+    ]
 
 
 def scoring_snippet(file: str, conversion: Conversion, metadata: Metadata | None) -> str | None:

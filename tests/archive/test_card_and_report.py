@@ -192,7 +192,7 @@ def _snippets(card: str) -> list[str]:
 def test_the_cards_snippets_run_from_the_bundle_as_printed(bundle):
     card = (bundle / CARD).read_text()
     snippets = _snippets(card)
-    assert len(snippets) == 3  # onnxruntime, pypmml, jpmml_evaluator
+    assert len(snippets) == 4  # the manifest check, onnxruntime, pypmml, jpmml_evaluator
     assert any(
         "from pypmml import Model" in s and 'Model.load("model.pmml").predict(df)' in s for s in snippets
     )
@@ -202,6 +202,22 @@ def test_the_cards_snippets_run_from_the_bundle_as_printed(bundle):
         )
         assert done.returncode == 0, f"{code}\n{done.stderr[-2000:]}"
         assert done.stdout.strip(), code
+
+
+@pytest.mark.skipif(shutil.which("jq") is None, reason="jq is not installed (apt-get install jq)")
+@pytest.mark.slow
+def test_the_cards_manifest_check_with_standard_tools_passes_and_finds_a_changed_file(bundle, tmp_path):
+    (command,) = [
+        s for s in re.findall(r"```sh\n(.*?)```", (bundle / CARD).read_text(), re.S) if MANIFEST in s
+    ]
+    done = subprocess.run(["sh", "-c", command], cwd=bundle, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"{CARD}: OK" in done.stdout and f"{OUTPUTS}: OK" in done.stdout
+    copy = tmp_path / "copy"
+    shutil.copytree(bundle, copy)
+    (copy / OUTPUTS).write_bytes(b"changed")
+    done = subprocess.run(["sh", "-c", command], cwd=copy, capture_output=True, text=True, timeout=60)
+    assert done.returncode != 0 and f"{OUTPUTS}: FAILED" in done.stdout
 
 
 @pytest.mark.slow
