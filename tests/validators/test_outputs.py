@@ -6,7 +6,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from parity.validators.outputs import COLUMNS, OutputLog, empty, output_lines, read_parquet, to_parquet
+from parity.core.records import Conversion, ConversionStatus, OnnxDetails
+from parity.validators.outputs import COLUMNS, OutputLog, Run, empty, output_lines, read_parquet, to_parquet
 
 KEYS = ("onnx", "onnxruntime", "host", "predict_proba")
 
@@ -38,15 +39,33 @@ def test_outputs_of_another_shape_are_left_out():
     assert output_lines(KEYS, np.arange(2), np.zeros((2, 3)), np.zeros((2, 2))) is None
 
 
-def test_a_log_round_trips_through_parquet():
+def _onnx(layouts: dict[str, str]) -> Conversion:
+    details = OnnxDetails(
+        inputs=[],
+        outputs={},
+        opset={},
+        target_opset={},
+        precision="float32",
+        skl2onnx="test",
+        layouts=layouts,
+    )
+    return Conversion(format="onnx", status=ConversionStatus.CONVERTED, details=details)
+
+
+def test_a_run_is_kept_in_the_layout_it_was_compared_in_and_round_trips_through_parquet():
+    d = np.array([-1.5, 0.25, 2.0])  # rows 4, 5 and 6 of seven reference rows
+    predictions = {"decision_function": np.r_[np.zeros(4), d], "predict": np.zeros(7, dtype=int)}
+    run = Run("host", "onnxruntime", np.array([4, 5, 6]), {"decision_function": np.column_stack([-d, d])})
     log = OutputLog()
     assert log.frame().equals(empty())
-    frame = output_lines(KEYS, np.arange(2), np.array([1.0, np.nan]), np.array([1.0, np.nan]))
-    log._frames.append(frame)  # what add() keeps from a run
-    other = OutputLog()
-    other.extend(log)
-    back = read_parquet(other.to_parquet())
-    pd.testing.assert_frame_equal(back, frame.reset_index(drop=True))
+    log.add(predictions, _onnx({"decision_function": "(N, 2) = [-d, d]"}), [run])
+    gathered = OutputLog()
+    gathered.extend(log)
+    back = read_parquet(gathered.to_parquet())
+    assert back["row"].tolist() == [4, 4, 5, 5, 6, 6]
+    assert back["original"].tolist() == back["converted"].tolist() == [1.5, -1.5, -0.25, 0.25, -2.0, 2.0]
+    assert set(back["output"]) == {"decision_function"}  # predict: the run gave none
+    pd.testing.assert_frame_equal(back, log.frame())
 
 
 def test_a_table_without_the_columns_is_refused_saying_which_are_missing():
