@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.parity-installed
 
-.PHONY: setup demo test test-fast lint lock clean java strace postgres
+.PHONY: setup demo test test-fast lint lock clean java strace postgres chromium
 
 setup: $(STAMP) java
 
@@ -35,11 +35,17 @@ postgres:
 	  echo "PostgreSQL not found: installing postgresql"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql; }
 
+# The HTML report test renders a bundle's report.html in headless Chromium (tests/archive/test_card_and_report.py).
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { \
+	  echo "chromium not found: installing it"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
+
 demo: setup
 	$(BIN)/parity targets setup aarch64
 	$(BIN)/parity demo
 
-test: setup strace postgres
+test: setup strace postgres chromium
 	$(BIN)/parity targets setup aarch64
 	$(BIN)/python -m pytest
 

@@ -24,8 +24,12 @@ from parity.core.records.base import now
 from parity.core.toolchain import tool_versions
 from parity.registry import RegisteredModel
 from parity.registry.store import RECORD_FILE
+from parity.validators.outputs import OutputLog
 
 from .bundle import CONTENT, REGISTRATION, Archive
+from .card import render_card
+from .html_report import render_html
+from .names import CARD, HTML_REPORT, OUTPUTS
 
 
 @dataclass(frozen=True)
@@ -93,6 +97,7 @@ def file_model(
     model: RegisteredModel,
     conversions: Mapping[str, Conversion],
     checks: Sequence[Check],
+    outputs: OutputLog | None = None,
 ) -> Filed:
     """Archive a version that passed; keep a failed one, with its reasons, in the rejected area.
 
@@ -102,6 +107,9 @@ def file_model(
     model : RegisteredModel
     conversions : mapping of format to Conversion
     checks : sequence of Check
+    outputs : OutputLog, optional
+        The runs' converted outputs, row by row: kept as ``outputs.parquet`` and plotted in ``report.html``
+        (without it the page says that it has no per-row outputs).
 
     Returns
     -------
@@ -131,11 +139,32 @@ def file_model(
     identity = Identity(model_sha256=record.model.sha256, reference_sha256=record.reference.sha256)
     with tempfile.TemporaryDirectory(prefix="parity-bundle-") as scratch:
         files["model.skops"] = _as_skops(model, Path(scratch))
+        files.update(described(files, outputs))
         if report.outcome is Outcome.PASSED:
             result = archive.write_bundle(model.ref.name, model.ref.version, files, identity)
             return Filed(Outcome.PASSED, result.path, result.written, report)
         path = archive.write_rejected(model.ref.name, model.ref.version, files, identity)
         return Filed(report.outcome, path, True, report)
+
+
+def described(files: Mapping[str, Path | bytes], outputs: OutputLog | None) -> dict[str, bytes]:
+    """The files that describe a bundle to a person: its outputs table, its card and its HTML report.
+
+    Parameters
+    ----------
+    files : mapping of str to Path or bytes
+        The bundle's other files (``report.json`` and ``metadata.json`` at least).
+    outputs : OutputLog or None
+
+    Returns
+    -------
+    dict of str to bytes
+    """
+    made: dict[str, bytes] = {} if outputs is None else {OUTPUTS: outputs.to_parquet()}
+    every = {**files, **made}
+    made[CARD] = render_card(every).encode()
+    made[HTML_REPORT] = render_html(every).encode()
+    return made
 
 
 def _as_skops(model: RegisteredModel, scratch: Path) -> Path:

@@ -2,7 +2,7 @@
 
 Per model version: a table artifact (one row per format × runtime × target × output, with what it was
 compared with and the runtime's role), a markdown report (summary of what did not pass, detail, worst rows,
-provenance, where the bundle is) and a link artifact to the bundle, all keyed from
+provenance, where the bundle is, a link to its report.html) and a link artifact to the bundle, all keyed from
 the model name (``parity-<slug>``, ``parity-<slug>-report``, ``parity-<slug>-bundle``) so the UI's
 artifact page shows each model's history. Then one event, ``parity.model.validated`` or
 ``parity.model.rejected``, on the resource ``parity.model.<name>.<version>``.
@@ -29,6 +29,7 @@ from prefect.events import emit_event
 
 import parity.archive as archive_stage
 from parity.archive import as_link, read_url
+from parity.archive.names import HTML_REPORT
 from parity.core.records import Check, Metadata, Outcome, OutcomePayload, Report, Verdict
 from parity.registry.events import model_resource
 from parity.validators.report import fmt_float
@@ -90,6 +91,26 @@ def provenance_lines(content: str) -> list[str]:
     ]
 
 
+def report_url(location: str | Path) -> str | None:
+    """The URL of a filed bundle's ``report.html``; None for a local bundle that has none (written before
+    bundles carried one).
+
+    Parameters
+    ----------
+    location : str or Path
+        Where the bundle's files are (:attr:`~parity.archive.Filed.content`): a local folder, or a URL such as
+        ``s3://bucket/prefix/name/version/v1/content``.
+
+    Returns
+    -------
+    str or None
+    """
+    text = str(location)
+    if "://" not in text and not (Path(text) / HTML_REPORT).is_file():
+        return None
+    return f"{as_link(text).rstrip('/')}/{HTML_REPORT}"
+
+
 def report_markdown(filed: archive_stage.Filed) -> str:
     """The markdown report of one model version: the summary (each cell that did not pass, with its stage and
     reason; outputs not covered), the detail, worst rows, provenance, bundle location.
@@ -113,6 +134,9 @@ def report_markdown(filed: archive_stage.Filed) -> str:
         lines.append(f"| {c.cell} | {compared_with(c)} | {c.verdict} | {figures} |")
     lines += ["", "## Provenance", "", *provenance_lines(filed.content)]
     lines += ["", "## Where it is", "", f"- {where}: `{filed.path}`"]
+    url = report_url(filed.content)
+    if url:
+        lines.append(f"- the report, with plots of every output: [{HTML_REPORT}]({url})")
     if passed:
         lines.append("- written by this run" if filed.written else "- already archived: left untouched")
     return "\n".join(lines)

@@ -26,6 +26,7 @@ from parity.core.errors import ModelNotValidated, SweepNotPassed
 from parity.core.records import Conversion, Outcome, Report
 from parity.registry import RegisteredModel, Result, open_registry
 from parity.validators.formats import FORMATS, format_of
+from parity.validators.outputs import OutputLog
 from parity.validators.report import Check
 from parity.validators.targets.table import load_roles, load_targets
 from parity.validators.validate import ModelContext, remedied, validate_conversion
@@ -57,21 +58,29 @@ def convert(model: RegisteredModel, fmt: str, workdir: str) -> Conversion:
 @task(cache_policy=NO_CACHE)
 def validate(
     context: ModelContext, conversion: Conversion, workdir: str, targets: str | None = None
-) -> tuple[dict[str, Conversion], list[Check]]:
+) -> tuple[dict[str, Conversion], list[Check], OutputLog]:
     """Evaluate one artifact in every runtime of its format and compare with the reference; try its
-    format's remedy (a double-precision ONNX) when a float32 artifact fails a comparison."""
+    format's remedy (a double-precision ONNX) when a float32 artifact fails a comparison. Also gives every
+    run's converted outputs, row by row (for the bundle)."""
     table, roles = load_targets(targets), load_roles(targets)
-    checks = validate_conversion(context, conversion, targets=table, roles=roles)
-    return remedied(context, conversion, checks, Path(workdir) / f"{conversion.format}-remedy", table, roles)
+    log = OutputLog()
+    checks = validate_conversion(context, conversion, targets=table, roles=roles, log=log)
+    remedy = Path(workdir) / f"{conversion.format}-remedy"
+    made, checks = remedied(context, conversion, checks, remedy, table, roles, log=log)
+    return made, checks, log
 
 
 @task(retries=1, retry_delay_seconds=2, cache_policy=NO_CACHE)
 def file_result(
-    archive: str, model: RegisteredModel, conversions: dict[str, Conversion], checks: list[Check]
+    archive: str,
+    model: RegisteredModel,
+    conversions: dict[str, Conversion],
+    checks: list[Check],
+    outputs: OutputLog | None = None,
 ) -> archive_stage.Filed:
     """Archive the bundle of a passing model, or keep a failing one in the rejected area; then show the
     verdicts in the UI and emit the outcome event (a retry files nothing twice: the archive writes once)."""
-    filed = archive_stage.file_model(archive_stage.Archive(archive), model, conversions, checks)
+    filed = archive_stage.file_model(archive_stage.Archive(archive), model, conversions, checks, outputs)
     publish(filed)
     return filed
 
@@ -157,11 +166,13 @@ def convert_and_validate(
     with tempfile.TemporaryDirectory(prefix=f"parity-{model.ref.name}-") as workdir:
         conversions: dict[str, Conversion] = {}
         checks: list[Check] = []
+        outputs = OutputLog()
         for fmt in FORMATS:
-            made, found = validate(context, convert(model, fmt, workdir), workdir, targets)
+            made, found, log = validate(context, convert(model, fmt, workdir), workdir, targets)
             conversions.update(made)
             checks.extend(found)
-        filed = file_result(archive, model, conversions, checks)
+            outputs.extend(log)
+        filed = file_result(archive, model, conversions, checks, outputs)
     report_back(registry, filed)
     seconds = round(time.perf_counter() - start, 2)
     report = filed.report.filed(seconds, str(filed.path))

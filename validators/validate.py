@@ -44,6 +44,7 @@ from parity.registry.predictions import concat_rows, reference_predictions, row_
 from . import resolve_roles
 from .compare import Difference, align, compare
 from .formats import FormatSpec, format_of
+from .outputs import OutputLog, Run
 from .runtimes import Runtime, exclusive
 from .targets.reaches import REACHES, Reach, describe_process, ran_on
 from .targets.table import Target, load_roles, load_targets
@@ -171,19 +172,6 @@ def _row_axis(values: np.ndarray, n_rows: int) -> int:
     """The axis ``n_rows`` rows run along: 0, except for a (1, N) row vector of N > 1 rows (QDA's ONNX label)."""
     values = np.asarray(values)
     return 1 if n_rows > 1 and values.ndim == 2 and values.shape == (1, n_rows) else 0
-
-
-@dataclass(frozen=True)
-class Run:
-    """Outputs of one runtime on one target, mapped to reference outputs, for cross-target comparison."""
-
-    target: str
-    runtime: str
-    index: np.ndarray
-    outputs: dict[str, np.ndarray]
-    role: Role = Role.DEPLOY
-    #: whether its cells block the model (a deploy runtime on a deploy target)
-    blocking: bool = True
 
 
 @dataclass(frozen=True)
@@ -518,6 +506,7 @@ def validate_conversion(
     runtime_names: list[str] | None = None,
     targets: dict[str, Target] | None = None,
     roles: Mapping[str, str] | None = None,
+    log: OutputLog | None = None,
 ) -> list[Check]:
     """Every runtime of the conversion's format on every target, plus embedded verification, cross-target
     comparisons and coverage.
@@ -533,6 +522,8 @@ def validate_conversion(
     roles : mapping of str to str, optional
         The installation's runtime roles (a targets file's ``[roles]``); default: the default targets
         file's. The model's registered roles apply over them.
+    log : OutputLog, optional
+        Where to keep every run's converted outputs, row by row (for the bundle's ``outputs.parquet``).
 
     Returns
     -------
@@ -569,6 +560,8 @@ def validate_conversion(
             )
         checks.extend(found)
         runs.extend(made)
+    if log is not None:
+        log.add(context.model.predictions, conversion, runs)
     checks = witness_notes(checks, conversion)
     return (
         checks
@@ -848,6 +841,7 @@ def remedied(
     out_dir: Path,
     targets: dict[str, Target] | None = None,
     roles: Mapping[str, str] | None = None,
+    log: OutputLog | None = None,
 ) -> tuple[dict[str, Conversion], list[Check]]:
     """Try the format's remedy (a double-precision ONNX) when the float32 artifact failed a comparison.
 
@@ -860,8 +854,8 @@ def remedied(
         Its rows.
     out_dir : Path
         Where the variant is written.
-    targets, roles
-        As for :func:`validate_conversion`.
+    targets, roles, log
+        As for :func:`validate_conversion` (the variant's outputs are kept in ``log`` too).
 
     Returns
     -------
@@ -876,7 +870,7 @@ def remedied(
         return {conversion.name: conversion}, checks
     spec = format_of(conversion.format)
     variant = spec.convert_remedy(context.model.estimator, context.model.reference, out_dir)
-    tried = validate_conversion(context, variant, targets=targets, roles=roles)
+    tried = validate_conversion(context, variant, targets=targets, roles=roles, log=log)
     if variant.ok and decide_outcome(tried, False) is Outcome.PASSED:
         kept = [_superseded(c, variant) for c in checks]
         message = f"{variant.message}; passes where the float32 artifact failed: archived instead of it"

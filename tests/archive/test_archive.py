@@ -28,7 +28,9 @@ HOST_ONLY = {"host": Target("host", host_platform(), "process")}
 
 IDENTITY = {"model_sha256": "a" * 64, "reference_sha256": "b" * 64}
 OTHER_IDENTITY = {"model_sha256": "c" * 64, "reference_sha256": "b" * 64}
+#: What file_model writes without an OutputLog (with one it adds outputs.parquet: test_card_and_report.py).
 BUNDLE_FILES = {
+    "card.md",
     "manifest.json",
     "metadata.json",
     "model.onnx",
@@ -37,6 +39,7 @@ BUNDLE_FILES = {
     "predictions.parquet",
     "reference.parquet",
     "registration.json",
+    "report.html",
     "report.json",
 }
 

@@ -31,6 +31,9 @@ BUNDLE_FILES = {
     "report.json",
     "metadata.json",
     "registration.json",
+    "outputs.parquet",
+    "card.md",
+    "report.html",
 }
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from prefect import flow
 
-from parity.archive import Filed
+from parity.archive import CONTENT, Filed
 from parity.core.records import Check, Conversion, ConversionStatus, Metadata, Outcome, Report, Verdict
 from parity.flows.publish import (
     PROGRESS_STEPS,
@@ -21,6 +21,7 @@ from parity.flows.publish import (
     progress_step,
     publish,
     report_markdown,
+    report_url,
     start_progress,
     update_progress,
     worst_checks,
@@ -80,9 +81,9 @@ def _filed(folder: Path, outcome: str = "passed") -> Filed:
         },
         checks=checks,
     )
-    folder.mkdir(parents=True, exist_ok=True)
-    (folder / "metadata.json").write_bytes(_metadata().to_bytes())
-    return Filed(Outcome(outcome), folder, True, report)
+    (folder / CONTENT).mkdir(parents=True, exist_ok=True)
+    (folder / CONTENT / "metadata.json").write_bytes(_metadata().to_bytes())
+    return Filed(Outcome(outcome), str(folder), True, report)
 
 
 def test_worst_checks_put_failures_first_then_the_largest_errors(tmp_path):
@@ -102,6 +103,22 @@ def test_markdown_report_has_summary_worst_rows_provenance_and_location(tmp_path
     ):
         assert part in text
     assert f"archive bundle: `{tmp_path / 'bundle'}`" in text
+
+
+def test_markdown_report_links_to_the_bundles_html_report(tmp_path):
+    filed = _filed(tmp_path / "bundle")
+    assert "report.html" not in report_markdown(filed)  # a bundle written before it had one: no dead link
+    (tmp_path / "bundle" / CONTENT / "report.html").write_text("<!DOCTYPE html><html></html>")
+    url = (tmp_path / "bundle" / CONTENT / "report.html").resolve().as_uri()
+    assert url.startswith("file:///")
+    text = report_markdown(filed)
+    where = text.split("## Where it is", 1)[1]
+    assert f"[report.html]({url})" in where
+
+
+def test_a_bundle_on_object_storage_is_linked_by_its_own_url():
+    assert report_url("s3://models/parity/churn/3/v1/content/") == "s3://models/parity/churn/3/v1/content/report.html"
+    assert report_url(Path("no-such-bundle")) is None
 
 
 def test_outcome_event_of_a_failure_is_rejected_with_the_failing_cells(tmp_path):
@@ -146,6 +163,7 @@ def _show(filed: Filed) -> None:
 @pytest.mark.parametrize(("outcome", "event"), [("passed", VALIDATED), ("failed", REJECTED)])
 def test_publish_shows_table_report_link_and_emits_the_outcome(prefect_server, tmp_path, outcome, event):
     filed = _filed(tmp_path / "bundle", outcome)
+    (tmp_path / "bundle" / "report.html").write_text("<!DOCTYPE html><html></html>")
     _show(filed)
     slug = artifact_key(NAME)
     assert slug == "parity-churn-model-v2"
@@ -156,6 +174,7 @@ def test_publish_shows_table_report_link_and_emits_the_outcome(prefect_server, t
     assert columns <= set(rows[0])
     (report,) = asyncio.run(_read("artifact", f"{slug}-report"))[:1]
     assert "## Worst rows" in report.data
+    assert f"[report.html]({(tmp_path / 'bundle' / 'report.html').resolve().as_uri()})" in report.data
     (link,) = asyncio.run(_read("artifact", f"{slug}-bundle"))[:1]
     assert link.type == "markdown" and (tmp_path / "bundle").resolve().as_uri() in link.data
     wait_for(
