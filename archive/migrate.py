@@ -76,20 +76,18 @@ def legacy_keys(archive: Archive) -> list[str]:
     Returns
     -------
     list of str
-        ``name/version`` and ``_rejected/name/version/attempt`` keys whose folder has a ``manifest.json`` at
-        its top and no inventory sidecar.
+        ``name/version`` keys, then ``_rejected/name/version/attempt`` keys, each sorted: those whose folder
+        has a ``manifest.json`` at its top and no inventory sidecar.
     """
-    store, found = archive.store, []
+    store, bundles, attempts = archive.store, [], []
     for name in store.children():
-        if name == REJECTED or not is_model_name(name):
-            continue
-        found.extend(f"{name}/{v}" for v in store.children(name) if decimal_int(v) is not None)
+        if name != REJECTED and is_model_name(name):
+            bundles.extend(f"{name}/{v}" for v in store.children(name) if decimal_int(v) is not None)
     for name in store.children(REJECTED):
         for version in store.children(f"{REJECTED}/{name}"):
-            found.extend(
-                f"{REJECTED}/{name}/{version}/{a}" for a in store.children(f"{REJECTED}/{name}/{version}")
-            )
-    return sorted(key for key in found if _is_legacy(archive, key))
+            folder = f"{REJECTED}/{name}/{version}"
+            attempts.extend(f"{folder}/{attempt}" for attempt in store.children(folder))
+    return [key for key in sorted(bundles) + sorted(attempts) if _is_legacy(archive, key)]
 
 
 def _is_legacy(archive: Archive, key: str) -> bool:
@@ -102,6 +100,14 @@ def object_id_of(key: str) -> str:
     if parts[0] == REJECTED:
         return _object_id(parts[1], int(parts[2]), parts[3])
     return _object_id(parts[0], int(parts[1]))
+
+
+def label(key: str) -> tuple[str, str]:
+    """A key as ``(name, version)`` for a table: ``("iris-lr", "1 (rejected attempt 2026...)")``."""
+    parts = key.split("/")
+    if parts[0] == REJECTED:
+        return parts[1], f"{parts[2]} (rejected attempt {parts[3]})"
+    return parts[0], parts[1]
 
 
 def manifest_problems(files: dict[str, bytes], where: str) -> list[str]:
@@ -232,10 +238,10 @@ def _swap_folder(archive: Archive, key: str, old: dict[str, bytes], out: dict[st
 
 
 def _remove_aside(root: Path, aside: Path) -> None:
-    """Remove an aside folder and the empty folders above it, up to the aside area's own."""
+    """Remove an aside folder and the empty folders above it, the aside area's own included."""
     shutil.rmtree(aside)
     for parent in aside.parents:
-        if parent == root / ASIDE or not parent.is_relative_to(root / ASIDE):
+        if not parent.is_relative_to(root / ASIDE):
             break
         with contextlib.suppress(OSError):  # not empty: another bundle's aside is there
             parent.rmdir()
@@ -248,7 +254,12 @@ def _swap_store(archive: Archive, key: str, old: dict[str, bytes], out: dict[str
             return []  # another migration completed it while this one waited
         *body, (last, sidecar) = out.items()
         archive._write_files(key, dict(body))
-        problems = object_problems(old, lambda rel: store.read(f"{key}/{rel}"), _object_listing(archive, key))
+
+        # the sidecar, the commit point, is not written yet: checked as the bytes about to be written
+        def read(rel: str) -> bytes | None:
+            return sidecar if rel == last else store.read(f"{key}/{rel}")
+
+        problems = object_problems(old, read, [*_object_listing(archive, key), last])
         if problems or not held.intact():
             for rel, _ in body:  # nothing reads these before the sidecar exists
                 if rel.startswith("v1/") or rel in (ocfl.INVENTORY, ocfl.OBJECT_DECLARATION):

@@ -72,15 +72,15 @@ def migrate(archive: ArchiveOption = DEFAULT_ARCHIVE) -> int:
         damaged and was left as it is.
     """
     from parity.archive import Archive
-    from parity.archive.migrate import Result
+    from parity.archive.migrate import Result, label
     from parity.archive.migrate import migrate as run_migration
 
     done = run_migration(Archive(archive))
     rows = []
     for m in done:
-        *name, version = m.key.split("/")
+        name, version = label(m.key)
         result = str(m.result) + (f": {'; '.join(m.problems)}" if m.problems else "")
-        rows.append({"name": "/".join(name), "version": version, "files": str(m.files), "result": result})
+        rows.append({"name": name, "version": version, "files": str(m.files), "result": result})
     print_table(rows, MIGRATE_COLUMNS)
     damaged = sum(1 for m in done if m.result is Result.DAMAGED)
     migrated = sum(1 for m in done if m.result is Result.MIGRATED)

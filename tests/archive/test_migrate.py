@@ -1,0 +1,248 @@
+"""``parity archive migrate``: legacy bundles become OCFL objects holding exactly their old files."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+
+import pytest
+from ocfl.storage_root import StorageRoot
+from ocfl.validator import Validator
+
+from parity.archive import CONTENT, MANIFEST, Archive
+from parity.archive import migrate as migration
+from parity.archive.bundle import _STAGING
+from parity.archive.migrate import ASIDE, Migration, Result, migrate, object_problems
+from parity.archive.ocfl import INVENTORY, SIDECAR, Inventory, new_version, sidecar
+from parity.cli.app import main
+from parity.cli.exits import EXIT_FAILED, EXIT_OK
+
+FIXTURE = Path(__file__).parents[1] / "fixtures" / "schema-1" / "archive"
+BUNDLE = FIXTURE / "iris-tree" / "1"
+STAMP = "20261201T000000000000Z-0a1b2c3d"
+ATTEMPT = f"_rejected/iris-tree/1/{STAMP}"
+
+
+def _files(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+@pytest.fixture
+def legacy(tmp_path: Path) -> Path:
+    """A copy of the schema-1 archive, with a copy of its bundle as a legacy rejected attempt too."""
+    root = tmp_path / "archive"
+    shutil.copytree(FIXTURE, root)
+    shutil.copytree(BUNDLE, root / ATTEMPT)
+    return root
+
+
+def _table(text: str) -> list[dict[str, str]]:
+    """The rows of a table the CLI printed, cut at the columns its dashed rule marks."""
+    lines = [line for line in text.splitlines() if line.strip()]
+    spans = [m.span() for m in re.finditer(r"-+", lines[1])]
+    header = [lines[0][a:b].strip() for a, b in spans]
+    return [{h: line[a:b].strip() for h, (a, b) in zip(header, spans, strict=True)} for line in lines[2:-1]]
+
+
+def _valid_object(path: Path) -> bool:
+    validator = Validator()
+    return bool(validator.validate_object(str(path))) or pytest.fail(validator.status_str())
+
+
+def test_migrate_makes_valid_objects_of_exactly_the_old_files(legacy, capsys):
+    old = _files(BUNDLE)
+    assert main(["archive", "migrate", "--archive", str(legacy)]) == EXIT_OK
+    out = capsys.readouterr().out
+    assert _table(out) == [
+        {"name": "iris-tree", "version": "1", "files": "8", "result": "migrated"},
+        {
+            "name": "iris-tree",
+            "version": f"1 (rejected attempt {STAMP})",
+            "files": "8",
+            "result": "migrated",
+        },
+    ]
+    assert out.splitlines()[-1] == "2 migrated, 0 damaged (left as they are)"
+    for key, object_id in (
+        ("iris-tree/1", "parity:iris-tree:1"),
+        (ATTEMPT, f"parity:iris-tree:1:rejected:{STAMP}"),
+    ):
+        obj = legacy / key
+        assert _valid_object(obj)
+        assert _files(obj / CONTENT) == old  # every file, byte for byte, and nothing else
+        inventory = Inventory.from_bytes((obj / INVENTORY).read_bytes())
+        assert inventory.id == object_id and inventory.head == 1
+        assert sorted(p.name for p in obj.iterdir()) == ["0=ocfl_object_1.1", INVENTORY, SIDECAR, "v1"]
+        assert Archive.check(obj) == []
+    assert StorageRoot(str(legacy)).validate()
+    shelf = Archive(legacy)
+    assert (
+        not shelf.is_legacy("iris-tree", 1) and shelf.read("iris-tree", 1, "model.pmml") == old["model.pmml"]
+    )
+    assert shelf.rejected("iris-tree", 1) == [ATTEMPT]
+    assert not (legacy / ASIDE).exists() and list((legacy / _STAGING).iterdir()) == []
+
+
+def test_a_second_migration_changes_nothing(legacy, capsys):
+    assert len(migrate(Archive(legacy))) == 2
+    before = {p: p.stat().st_mtime_ns for p in legacy.rglob("*")}
+    assert main(["archive", "migrate", "--archive", str(legacy)]) == EXIT_OK
+    assert "nothing to migrate" in capsys.readouterr().out
+    assert {p: p.stat().st_mtime_ns for p in legacy.rglob("*")} == before
+
+
+@pytest.mark.parametrize(
+    ("damage", "problem"),
+    [
+        (lambda b: (b / "report.json").write_bytes(b"{}"), "report.json: SHA-256 differs from the manifest"),
+        (lambda b: (b / "model.onnx").unlink(), "model.onnx: missing"),
+        (lambda b: (b / "notes.txt").write_bytes(b"stowaway"), "notes.txt: not in the manifest"),
+    ],
+    ids=["changed", "missing", "extra"],
+)
+def test_a_damaged_legacy_bundle_is_reported_and_left_as_is(legacy, capsys, damage, problem):
+    damage(legacy / "iris-tree" / "1")
+    before = _files(legacy / "iris-tree" / "1")
+    assert main(["archive", "migrate", "--archive", str(legacy)]) == EXIT_FAILED
+    out = capsys.readouterr().out
+    assert _table(out)[0]["result"] == f"damaged: {problem}"
+    assert out.splitlines()[-1] == "1 migrated, 1 damaged (left as they are)"
+    assert _files(legacy / "iris-tree" / "1") == before
+    assert Archive(legacy).is_legacy("iris-tree", 1)
+    assert _valid_object(legacy / ATTEMPT)  # the sound one was migrated all the same
+
+
+# -- the hash-by-hash check ------------------------------------------------------------------------------
+def _object(old: dict[str, bytes]) -> dict[str, bytes]:
+    return new_version(old, "parity:iris-tree:1", migration.MESSAGE)[1]
+
+
+def _reinventory(out: dict[str, bytes], edit) -> None:
+    """Change the root inventory (and its sidecar, so only the planted difference remains)."""
+    data = Inventory.from_bytes(out[INVENTORY]).data
+    edit(data)
+    out[INVENTORY] = Inventory(data).to_bytes()
+    out[SIDECAR] = sidecar(out[INVENTORY])
+
+
+def _plant_sha512(out: dict[str, bytes]) -> None:
+    def edit(data):
+        digest = next(d for d, p in data["manifest"].items() if p == [f"{CONTENT}/model.pmml"])
+        data["manifest"]["0" * 128] = data["manifest"].pop(digest)
+        for version in data["versions"].values():
+            version["state"]["0" * 128] = version["state"].pop(digest)
+
+    _reinventory(out, edit)
+
+
+PLANTED = {
+    "copy-differs": (
+        lambda out: out.__setitem__(f"{CONTENT}/model.pmml", out[f"{CONTENT}/model.pmml"] + b" "),
+        "model.pmml: the copy's SHA-256 differs from the legacy bundle's",
+    ),
+    "copy-missing": (
+        lambda out: out.pop(f"{CONTENT}/model.skops"),
+        "model.skops: not copied into v1/content",
+    ),
+    "inventory-sha512": (_plant_sha512, "model.pmml: the copy's SHA-512 differs from inventory.json"),
+    "sidecar": (
+        lambda out: out.__setitem__(SIDECAR, b"0" * 128 + b"  inventory.json\n"),
+        "inventory.json: its SHA-512 differs from inventory.json.sha512",
+    ),
+    "stowaway": (
+        lambda out: out.update(_object({**_files(BUNDLE), "extra.txt": b"x"})),
+        "extra.txt: not in the legacy bundle",
+    ),
+}
+
+
+@pytest.mark.parametrize("plant", PLANTED.values(), ids=PLANTED.keys())
+def test_object_check_catches_a_planted_difference(plant):
+    old = _files(BUNDLE)
+    out = _object(old)
+    assert object_problems(old, out.get, sorted(out)) == []
+    change, problem = plant
+    change(out)
+    assert problem in object_problems(old, out.get, sorted(out))
+
+
+def test_a_copy_that_differs_is_never_swapped_in(legacy, monkeypatch):
+    """A fault planted between building the object and checking it: the legacy bundle stays."""
+    real = migration.ocfl.new_version
+
+    def flipping(files, *args):
+        inventory, out = real(files, *args)
+        out[f"{CONTENT}/model.pmml"] = out[f"{CONTENT}/model.pmml"].replace(b"PMML", b"PMMX", 1)
+        return inventory, out
+
+    monkeypatch.setattr(migration.ocfl, "new_version", flipping)
+    before = _files(legacy / "iris-tree" / "1")
+    done = migration.migrate_one(Archive(legacy), "iris-tree/1")
+    assert done.result is Result.DAMAGED
+    assert done.problems[0] == "model.pmml: the copy's SHA-256 differs from the legacy bundle's"
+    assert _files(legacy / "iris-tree" / "1") == before
+    assert not (legacy / ASIDE).exists() and list((legacy / _STAGING).iterdir()) == []
+
+
+# -- crashes between the renames -------------------------------------------------------------------------
+def test_a_crash_after_renaming_aside_puts_the_old_bundle_back(legacy):
+    aside = legacy / ASIDE / "iris-tree" / "1"
+    aside.parent.mkdir(parents=True)
+    os.rename(legacy / "iris-tree" / "1", aside)  # where the crash left it: nothing at iris-tree/1
+    done = migrate(Archive(legacy))
+    assert done[0] == Migration("iris-tree/1", 8, Result.RECOVERED)
+    assert [m.result for m in done[1:]] == [Result.MIGRATED, Result.MIGRATED]
+    assert _files(legacy / "iris-tree" / "1" / CONTENT) == _files(BUNDLE)
+    assert not aside.exists()
+
+
+def test_a_crash_after_renaming_in_removes_the_old_copy(legacy):
+    migrate(Archive(legacy))
+    aside = legacy / ASIDE / "iris-tree" / "1"
+    shutil.copytree(BUNDLE, aside)  # where the crash left it: the object in place, the old copy aside
+    before = _files(legacy / "iris-tree" / "1")
+    assert migrate(Archive(legacy)) == [Migration("iris-tree/1", len(before), Result.RECOVERED)]
+    assert not (legacy / ASIDE / "iris-tree").exists()
+    assert _files(legacy / "iris-tree" / "1") == before
+
+
+# -- object storage (fsspec's in-memory filesystem: no rename, conditional writes) ------------------------
+@pytest.fixture
+def remote() -> Archive:
+    shelf = Archive(f"memory://parity-{uuid.uuid4().hex[:8]}")
+    for rel, data in _files(BUNDLE).items():
+        shelf.store.write(f"iris-tree/1/{rel}", data)
+    yield shelf
+    shelf.store.remove("")
+
+
+def _object_files(shelf: Archive, key: str) -> dict[str, bytes]:
+    return {rel: shelf.store.read(f"{key}/{rel}") for rel in shelf.store.files(key)}
+
+
+def test_migrate_on_object_storage_replaces_the_legacy_files(remote, tmp_path):
+    assert remote.is_legacy("iris-tree", 1)
+    assert migrate(remote) == [Migration("iris-tree/1", 8, Result.MIGRATED)]
+    files = _object_files(remote, "iris-tree/1")
+    assert {rel for rel in files if "/" not in rel} == {"0=ocfl_object_1.1", INVENTORY, SIDECAR}
+    assert {
+        rel.removeprefix(f"{CONTENT}/"): d for rel, d in files.items() if rel.startswith(CONTENT)
+    } == _files(BUNDLE)
+    local = remote.store.download("iris-tree/1", tmp_path / "copy")
+    assert _valid_object(local) and Archive.check(local) == []
+    assert migrate(remote) == []
+
+
+def test_legacy_files_left_beside_a_migrated_object_are_removed(remote):
+    migrate(remote)
+    for rel, data in _files(BUNDLE).items():  # a crash after the sidecar, before the deletions
+        remote.store.write(f"iris-tree/1/{rel}", data)
+    assert not remote.is_legacy("iris-tree", 1)
+    assert migrate(remote) == [Migration("iris-tree/1", 8, Result.RECOVERED)]
+    assert not remote.store.exists(f"iris-tree/1/{MANIFEST}")
+    assert remote.store.exists(f"iris-tree/1/{CONTENT}/{MANIFEST}")
