@@ -31,7 +31,7 @@ from enum import StrEnum
 from pathlib import Path
 
 from parity.core.durable import fsync_dir, fsync_tree
-from parity.core.errors import RecordError
+from parity.core.errors import ArchiveError, RecordError
 from parity.core.numbers import decimal_int
 from parity.core.records import Manifest
 from parity.core.staging import staging_folder
@@ -83,8 +83,8 @@ def legacy_keys(archive: Archive) -> list[str]:
     for name in store.children():
         if name != REJECTED and is_model_name(name):
             bundles.extend(f"{name}/{v}" for v in store.children(name) if decimal_int(v) is not None)
-    for name in store.children(REJECTED):
-        for version in store.children(f"{REJECTED}/{name}"):
+    for name in filter(is_model_name, store.children(REJECTED)):
+        for version in (v for v in store.children(f"{REJECTED}/{name}") if decimal_int(v) is not None):
             folder = f"{REJECTED}/{name}/{version}"
             attempts.extend(f"{folder}/{attempt}" for attempt in store.children(folder))
     return [key for key in sorted(bundles) + sorted(attempts) if _is_legacy(archive, key)]
@@ -231,7 +231,15 @@ def _swap_folder(archive: Archive, key: str, old: dict[str, bytes], out: dict[st
             return problems
         aside.parent.mkdir(parents=True, exist_ok=True)
         os.rename(final, aside)
-        os.rename(staged, final)
+        try:
+            os.rename(staged, final)
+        except OSError as err:  # another writer put something there in between: the old bundle goes back
+            with contextlib.suppress(OSError):
+                os.rename(aside, final)
+            raise ArchiveError(
+                f"{final}: could not rename the migrated object into place ({err}); the legacy bundle is at "
+                f"{final if final.joinpath(MANIFEST).is_file() else aside}. Run `parity archive migrate` again."
+            ) from None
         fsync_dir(final.parent)
     _remove_aside(root, aside)
     return []
@@ -289,6 +297,10 @@ def _reader(folder: Path) -> Callable[[str], bytes | None]:
     return read
 
 
+def _files_of(folder: Path) -> dict[str, bytes]:
+    return {rel: (folder / rel).read_bytes() for rel in _listing(folder)}
+
+
 def _listing(folder: Path) -> list[str]:
     return sorted(p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file())
 
@@ -308,11 +320,18 @@ def _recover_folder(archive: Archive) -> list[Migration]:
         key = aside.relative_to(base).as_posix()
         final = root / key
         if (final / ocfl.SIDECAR).is_file():
-            _remove_aside(root, aside)  # the verified object is in place: the old copy is no longer needed
-        else:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.rename(aside, final)  # crashed between the renames: the old bundle goes back
-            fsync_dir(final.parent)
+            old = _files_of(aside)
+            problems = object_problems(old, _reader(final), _listing(final))
+            if problems:  # not provably the same files: keep both
+                kept = (*problems, f"the legacy bundle is kept at {aside}")
+                done.append(Migration(key, len(old), Result.DAMAGED, kept))
+                continue
+            _remove_aside(root, aside)  # the object in place holds exactly these files
+            done.append(Migration(key, len(old), Result.RECOVERED))
+            continue
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.rename(aside, final)  # crashed between the renames: the old bundle goes back
+        fsync_dir(final.parent)
         done.append(Migration(key, len(_listing(final)), Result.RECOVERED))
     return done
 

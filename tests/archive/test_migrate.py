@@ -206,9 +206,28 @@ def test_a_crash_after_renaming_in_removes_the_old_copy(legacy):
     aside = legacy / ASIDE / "iris-tree" / "1"
     shutil.copytree(BUNDLE, aside)  # where the crash left it: the object in place, the old copy aside
     before = _files(legacy / "iris-tree" / "1")
-    assert migrate(Archive(legacy)) == [Migration("iris-tree/1", len(before), Result.RECOVERED)]
-    assert not (legacy / ASIDE / "iris-tree").exists()
+    assert migrate(Archive(legacy)) == [Migration("iris-tree/1", 8, Result.RECOVERED)]
+    assert not (legacy / ASIDE).exists()
     assert _files(legacy / "iris-tree" / "1") == before
+
+
+def test_an_old_copy_that_differs_from_the_object_in_place_is_kept(legacy, capsys):
+    migrate(Archive(legacy))
+    aside = legacy / ASIDE / "iris-tree" / "1"
+    shutil.copytree(BUNDLE, aside)
+    (aside / "model.pmml").write_bytes(b"<PMML/>")
+    assert main(["archive", "migrate", "--archive", str(legacy)]) == EXIT_FAILED
+    result = _table(capsys.readouterr().out)[0]["result"]
+    assert result.startswith("damaged: model.pmml: the copy's SHA-256 differs from the legacy bundle's")
+    assert result.endswith(f"the legacy bundle is kept at {aside}")
+    assert _files(aside)["model.pmml"] == b"<PMML/>"
+
+
+def test_the_archive_group_lists_its_commands(capsys):
+    assert main(["archive", "--help"]) == EXIT_OK
+    out = capsys.readouterr().out
+    for name in ("ls", "show", "migrate"):
+        assert f"  {name} " in out
 
 
 # -- object storage (fsspec's in-memory filesystem: no rename, conditional writes) ------------------------
