@@ -73,8 +73,13 @@ class Inventory:
     def state(self, version: int | None = None) -> dict[str, str]:
         """Logical path → content path of one version (default: the head)."""
         entry = self.data["versions"][_version_name(version or self.head)]
-        paths = {digest: self.manifest[digest][0] for digest in entry["state"]}
-        return {logical: paths[digest] for digest, names in entry["state"].items() for logical in names}
+        found = {}
+        for digest, names in entry["state"].items():
+            paths = self.manifest[digest]
+            for logical in names:
+                own = [p for p in paths if p.split("/", 2)[-1] == logical]  # stored under its own name
+                found[logical] = own[0] if own else paths[0]
+        return found
 
     def digest_of(self, content_path: str) -> str | None:
         for digest, paths in self.manifest.items():
@@ -134,9 +139,11 @@ def new_version(
                 names.remove(logical)
         state = {d: n for d, n in state.items() if n}
         state.setdefault(digest, []).append(logical)
-        if digest not in manifest:
+        # stored unless an earlier version holds these bytes; within one version every file is stored under
+        # its own name, so that a version's content folder holds all of its files
+        if previous is None or digest not in previous.manifest:
             content_path = f"{version}/{CONTENT}/{logical}"
-            manifest[digest] = [content_path]
+            manifest.setdefault(digest, []).append(content_path)
             out[content_path] = data
     versions = {} if previous is None else dict(previous.data["versions"])
     versions[version] = {

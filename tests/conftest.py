@@ -86,3 +86,20 @@ def prefect_server():
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(0)
+
+
+@pytest.fixture(scope="session")
+def s3_api(tmp_path_factory: pytest.TempPathFactory):
+    """One real S3 API server (moto's server mode) for the session: see tests/s3_server.py."""
+    from tests.s3_server import s3_server
+
+    with s3_server(tmp_path_factory.mktemp("s3")) as server:
+        yield server
+
+
+@pytest.fixture
+def s3_archive(s3_api, monkeypatch: pytest.MonkeyPatch) -> str:
+    """An ``s3://`` archive URL in a fresh bucket, the S3 credentials and endpoint exported the standard way."""
+    for key, value in s3_api.env.items():
+        monkeypatch.setenv(key, value)
+    return f"s3://{s3_api.bucket()}/archive"

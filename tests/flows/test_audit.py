@@ -140,9 +140,18 @@ def test_a_changed_file_is_corruption_and_is_not_replayed(shelf, tmp_path):
 def test_a_missing_manifest_is_reported_not_raised(shelf, tmp_path):
     copy = _copy(shelf, tmp_path)
     (copy.bundle_path(MODEL, 1) / archive_stage.MANIFEST).unlink()
-    assert archived_versions(copy) == []
+    # the object is complete (its inventory sidecar is there): it is listed, and its damage reported
+    assert archived_versions(copy) == [(MODEL, 1)]
     audit = audit_bundle(copy, MODEL, 1)
     assert audit.status == "corrupt" and "unreadable" in audit.corrupt[0]
+    assert audit.recorded_as is None  # nothing is written into a damaged object
+
+
+@pytest.mark.slow
+def test_an_object_without_its_sidecar_is_not_a_bundle(shelf, tmp_path):
+    copy = _copy(shelf, tmp_path)
+    (copy.bundle_path(MODEL, 1).parents[1] / "inventory.json.sha512").unlink()
+    assert archived_versions(copy) == [] and not copy.is_archived(MODEL, 1)
 
 
 async def _events(name: str, since: datetime):
