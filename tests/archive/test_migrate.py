@@ -8,6 +8,7 @@ import shutil
 import uuid
 from pathlib import Path
 
+import bagit
 import pytest
 from ocfl.storage_root import StorageRoot
 from ocfl.validator import Validator
@@ -41,12 +42,15 @@ def legacy(tmp_path: Path) -> Path:
     return root
 
 
-def _table(text: str) -> list[dict[str, str]]:
-    """The rows of a table the CLI printed, cut at the columns its dashed rule marks."""
+def _table(text: str, footer: int = 1) -> list[dict[str, str]]:
+    """The rows of a table the CLI printed (less ``footer`` lines after it), cut at its dashed rule's columns."""
     lines = [line for line in text.splitlines() if line.strip()]
     spans = [m.span() for m in re.finditer(r"-+", lines[1])]
     header = [lines[0][a:b].strip() for a, b in spans]
-    return [{h: line[a:b].strip() for h, (a, b) in zip(header, spans, strict=True)} for line in lines[2:-1]]
+    return [
+        {h: line[a:b].strip() for h, (a, b) in zip(header, spans, strict=True)}
+        for line in lines[2 : len(lines) - footer]
+    ]
 
 
 def _valid_object(path: Path) -> bool:
@@ -265,3 +269,23 @@ def test_legacy_files_left_beside_a_migrated_object_are_removed(remote):
     assert migrate(remote) == [Migration("iris-tree/1", 8, Result.RECOVERED)]
     assert not remote.store.exists(f"iris-tree/1/{MANIFEST}")
     assert remote.store.exists(f"iris-tree/1/{CONTENT}/{MANIFEST}")
+
+
+def test_migrate_ls_and_export_on_a_real_s3_api(s3_archive, tmp_path, capsys):
+    """The whole path on S3 (moto's server): a legacy bundle migrated, listed, exported as a bag."""
+    shelf = Archive(s3_archive)
+    for rel, data in _files(BUNDLE).items():
+        shelf.store.write(f"iris-tree/1/{rel}", data)
+    assert main(["archive", "migrate", "--archive", s3_archive]) == EXIT_OK
+    assert _table(capsys.readouterr().out)[0]["result"] == "migrated"
+    validator = Validator(log_warnings=True)
+    assert validator.validate_object(f"{s3_archive}/iris-tree/1"), validator.status_str()
+    assert shelf.store.files("extensions") == []  # the lock is gone
+    assert main(["archive", "ls", "--archive", s3_archive]) == EXIT_OK
+    [row] = _table(capsys.readouterr().out, footer=0)
+    assert (row["name"], row["verdict"], row["layout"]) == ("iris-tree", "passed", "ocfl")
+    assert (
+        main(["export", "--bagit", "iris-tree:1", str(tmp_path / "bag"), "--archive", s3_archive]) == EXIT_OK
+    )
+    bagit.Bag(str(tmp_path / "bag")).validate()
+    assert _files(tmp_path / "bag" / "data") == _files(BUNDLE)
