@@ -22,10 +22,11 @@ How the swap survives a crash:
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import re
 import shutil
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
@@ -66,8 +67,23 @@ class Migration:
     problems: tuple[str, ...] = ()
 
 
+def object_keys(archive: Archive) -> list[str]:
+    """Every key that may hold a bundle: ``name/version`` keys, then rejected attempts' keys, each sorted."""
+    store = archive.store
+    bundles: list[str] = []
+    attempts: list[str] = []
+    for name in store.children():
+        if name != REJECTED and is_model_name(name):
+            bundles.extend(f"{name}/{v}" for v in store.children(name) if decimal_int(v) is not None)
+    for name in filter(is_model_name, store.children(REJECTED)):
+        for version in (v for v in store.children(f"{REJECTED}/{name}") if decimal_int(v) is not None):
+            folder = f"{REJECTED}/{name}/{version}"
+            attempts.extend(f"{folder}/{attempt}" for attempt in store.children(folder))
+    return sorted(bundles) + sorted(attempts)
+
+
 def legacy_keys(archive: Archive) -> list[str]:
-    """The keys of every legacy bundle and legacy rejected attempt, sorted.
+    """The keys of every legacy bundle and legacy rejected attempt (in :func:`object_keys`' order).
 
     Parameters
     ----------
@@ -76,18 +92,9 @@ def legacy_keys(archive: Archive) -> list[str]:
     Returns
     -------
     list of str
-        ``name/version`` keys, then ``_rejected/name/version/attempt`` keys, each sorted: those whose folder
-        has a ``manifest.json`` at its top and no inventory sidecar.
+        The keys whose folder has a ``manifest.json`` at its top and no inventory sidecar.
     """
-    store, bundles, attempts = archive.store, [], []
-    for name in store.children():
-        if name != REJECTED and is_model_name(name):
-            bundles.extend(f"{name}/{v}" for v in store.children(name) if decimal_int(v) is not None)
-    for name in filter(is_model_name, store.children(REJECTED)):
-        for version in (v for v in store.children(f"{REJECTED}/{name}") if decimal_int(v) is not None):
-            folder = f"{REJECTED}/{name}/{version}"
-            attempts.extend(f"{folder}/{attempt}" for attempt in store.children(folder))
-    return [key for key in sorted(bundles) + sorted(attempts) if _is_legacy(archive, key)]
+    return [key for key in object_keys(archive) if _is_legacy(archive, key)]
 
 
 def _is_legacy(archive: Archive, key: str) -> bool:
@@ -191,10 +198,32 @@ def migrate(archive: Archive) -> list[Migration]:
     list of Migration
         One per legacy bundle found (and per interrupted migration finished); empty when there is none.
     """
-    done = _recover(archive)
-    for key in legacy_keys(archive):
-        done.append(migrate_one(archive, key))
+    with _one_migration(archive):
+        done = _recover(archive)
+        for key in legacy_keys(archive):
+            done.append(migrate_one(archive, key))
     return done
+
+
+@contextlib.contextmanager
+def _one_migration(archive: Archive) -> Iterator[None]:
+    """One ``migrate`` at a time on a folder archive (an ``flock``, dropped however the process ends).
+
+    Object stores need none: each object's swap runs under that object's own lock.
+    """
+    if not archive.local:
+        yield
+        return
+    lock = archive.root / ASIDE / "migrate.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock, "a+b") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise ArchiveError(
+                f"{archive.root}: another `parity archive migrate` is running (it holds {lock}); wait for it"
+            ) from None
+        yield
 
 
 def migrate_one(archive: Archive, key: str) -> Migration:
@@ -246,10 +275,10 @@ def _swap_folder(archive: Archive, key: str, old: dict[str, bytes], out: dict[st
 
 
 def _remove_aside(root: Path, aside: Path) -> None:
-    """Remove an aside folder and the empty folders above it, the aside area's own included."""
+    """Remove an aside folder and the empty folders above it, up to the aside area (which keeps the lock)."""
     shutil.rmtree(aside)
     for parent in aside.parents:
-        if not parent.is_relative_to(root / ASIDE):
+        if parent == root / ASIDE:
             break
         with contextlib.suppress(OSError):  # not empty: another bundle's aside is there
             parent.rmdir()
@@ -311,7 +340,7 @@ def _recover(archive: Archive) -> list[Migration]:
 
 
 def _recover_folder(archive: Archive) -> list[Migration]:
-    root, done = archive.root, []
+    root, done = archive.root, list[Migration]()
     base = root / ASIDE
     if not base.is_dir():
         return done
@@ -338,9 +367,8 @@ def _recover_folder(archive: Archive) -> list[Migration]:
 
 def _recover_store(archive: Archive) -> list[Migration]:
     """Delete the legacy files left beside a complete migrated object, once the object checks out."""
-    store, done = archive.store, []
-    for name, version in archive.versions():
-        key = archive.key(name, version)
+    store, done = archive.store, list[Migration]()
+    for key in object_keys(archive):
         if not store.exists(f"{key}/{ocfl.SIDECAR}") or not store.exists(f"{key}/{MANIFEST}"):
             continue
         leftovers = [rel for rel in store.files(key) if rel not in _object_listing(archive, key)]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fcntl
 import os
 import re
 import shutil
@@ -19,7 +20,7 @@ from parity.archive.bundle import _STAGING
 from parity.archive.migrate import ASIDE, Migration, Result, migrate, object_problems
 from parity.archive.ocfl import INVENTORY, SIDECAR, Inventory, new_version, sidecar
 from parity.cli.app import main
-from parity.cli.exits import EXIT_FAILED, EXIT_OK
+from parity.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "schema-1" / "archive"
 BUNDLE = FIXTURE / "iris-tree" / "1"
@@ -51,6 +52,12 @@ def _table(text: str, footer: int = 1) -> list[dict[str, str]]:
         {h: line[a:b].strip() for h, (a, b) in zip(header, spans, strict=True)}
         for line in lines[2 : len(lines) - footer]
     ]
+
+
+def _aside(root: Path) -> list[str]:
+    """What is kept aside (the migration's lock file is not)."""
+    base = root / ASIDE
+    return [p.relative_to(base).as_posix() for p in base.rglob("*") if p.name != "migrate.lock"]
 
 
 def _valid_object(path: Path) -> bool:
@@ -89,7 +96,7 @@ def test_migrate_makes_valid_objects_of_exactly_the_old_files(legacy, capsys):
         not shelf.is_legacy("iris-tree", 1) and shelf.read("iris-tree", 1, "model.pmml") == old["model.pmml"]
     )
     assert shelf.rejected("iris-tree", 1) == [ATTEMPT]
-    assert not (legacy / ASIDE).exists() and list((legacy / _STAGING).iterdir()) == []
+    assert _aside(legacy) == [] and list((legacy / _STAGING).iterdir()) == []
 
 
 def test_a_second_migration_changes_nothing(legacy, capsys):
@@ -190,7 +197,7 @@ def test_a_copy_that_differs_is_never_swapped_in(legacy, monkeypatch):
     assert done.result is Result.DAMAGED
     assert done.problems[0] == "model.pmml: the copy's SHA-256 differs from the legacy bundle's"
     assert _files(legacy / "iris-tree" / "1") == before
-    assert not (legacy / ASIDE).exists() and list((legacy / _STAGING).iterdir()) == []
+    assert _aside(legacy) == [] and list((legacy / _STAGING).iterdir()) == []
 
 
 # -- crashes between the renames -------------------------------------------------------------------------
@@ -211,7 +218,7 @@ def test_a_crash_after_renaming_in_removes_the_old_copy(legacy):
     shutil.copytree(BUNDLE, aside)  # where the crash left it: the object in place, the old copy aside
     before = _files(legacy / "iris-tree" / "1")
     assert migrate(Archive(legacy)) == [Migration("iris-tree/1", 8, Result.RECOVERED)]
-    assert not (legacy / ASIDE).exists()
+    assert _aside(legacy) == []
     assert _files(legacy / "iris-tree" / "1") == before
 
 
@@ -225,6 +232,17 @@ def test_an_old_copy_that_differs_from_the_object_in_place_is_kept(legacy, capsy
     assert result.startswith("damaged: model.pmml: the copy's SHA-256 differs from the legacy bundle's")
     assert result.endswith(f"the legacy bundle is kept at {aside}")
     assert _files(aside)["model.pmml"] == b"<PMML/>"
+
+
+def test_a_second_migration_at_once_is_refused(legacy, capsys):
+    lock = legacy / ASIDE / "migrate.lock"
+    lock.parent.mkdir(parents=True)
+    with open(lock, "a+b") as held:
+        fcntl.flock(held, fcntl.LOCK_EX)  # what a running `parity archive migrate` holds
+        assert main(["archive", "migrate", "--archive", str(legacy)]) == EXIT_USAGE
+        assert "another `parity archive migrate` is running" in capsys.readouterr().err
+        assert Archive(legacy).is_legacy("iris-tree", 1)
+    assert main(["archive", "migrate", "--archive", str(legacy)]) == EXIT_OK
 
 
 def test_the_archive_group_lists_its_commands(capsys):
