@@ -7,6 +7,7 @@ audit, and asks the store for the object's size, so it costs the same on a folde
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import Path
 
 from parity.core.errors import InvalidInputError, RecordError
 from parity.core.records import BundleAudit, ConversionStatus, Metadata, Report
@@ -84,6 +85,29 @@ def last_audit(archive: Archive, name: str, version: int) -> str:
     return f"{when} {status}"
 
 
+def artifact_formats(archive: Archive, name: str, version: int) -> tuple[str, ...]:
+    """The formats of the artifact files a bundle holds (for a report that lists no conversion).
+
+    Each format's spec names its file (``model.onnx``...); a variant (``model-double.onnx``) counts for its
+    format by its suffix. The original model (``model.skops``) is no format.
+    """
+    inventory = archive.inventory(name, version)
+    if inventory is not None:
+        files = list(inventory.state(1))
+    else:
+        files = archive.store.files(archive.key(name, version))
+    if not any(f.startswith("model") and not f.endswith(".skops") for f in files):
+        return ()  # no artifact: spare the import of the formats table
+    from parity.validators.formats import FORMATS
+
+    suffixes = {Path(spec.filename).suffix: fmt for fmt, spec in FORMATS.items()}
+    return tuple(
+        sorted(
+            {suffixes[Path(f).suffix] for f in files if f.startswith("model") and Path(f).suffix in suffixes}
+        )
+    )
+
+
 def entry(archive: Archive, name: str, version: int) -> Entry:
     """What ``parity archive ls`` shows of one archived version."""
     try:
@@ -94,6 +118,7 @@ def entry(archive: Archive, name: str, version: int) -> Entry:
         )
     except (OSError, RecordError):
         verdict, formats = "unreadable", ()
+    formats = formats or artifact_formats(archive, name, version)
     return Entry(
         name=name,
         version=version,

@@ -18,7 +18,7 @@ from parity.archive.listing import entries, human_size, parse_ref
 from parity.cli.app import main
 from parity.cli.exits import EXIT_OK, EXIT_USAGE
 from parity.core.errors import InvalidInputError
-from parity.core.records import BundleAudit, Check, Verdict
+from parity.core.records import BundleAudit, Check, Outcome, Report, Verdict
 from parity.registry import FileRegistry
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "schema-1" / "archive"
@@ -224,3 +224,17 @@ def test_export_refuses_bad_arguments(shelf, tmp_path, capsys, args, message):
     assert code == EXIT_USAGE
     assert message in capsys.readouterr().err
     assert not (tmp_path / "bag").exists()
+
+
+def test_formats_come_from_the_artifact_files_when_the_report_lists_no_conversion(tmp_path):
+    shelf = Archive(tmp_path / "archive")
+    report = Report(name="m", version=1, outcome=Outcome.PASSED, validated_at="2026-12-03T10:00:00+00:00",
+                    estimator="LinearRegression", reference_rows=3)  # fmt: skip
+    files = {"report.json": report.to_bytes(), "model-double.onnx": b"onnx", "model.skops": b"skops"}
+    shelf.write_bundle("m", 1, files, {"model_sha256": "a" * 64, "reference_sha256": "b" * 64})
+    [entry] = entries(shelf)
+    assert (entry.verdict, entry.formats) == ("passed", ("onnx",))
+    shelf.write_bundle(
+        "m", 2, {"report.json": report.to_bytes()}, {"model_sha256": "c" * 64, "reference_sha256": "b" * 64}
+    )
+    assert entries(shelf)[1].formats == ()
