@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import fcntl
+import hashlib
 import os
 import re
 import shutil
@@ -21,6 +22,7 @@ from parity.archive.migrate import ASIDE, Migration, Result, migrate, object_pro
 from parity.archive.ocfl import INVENTORY, SIDECAR, Inventory, new_version, sidecar
 from parity.cli.app import main
 from parity.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from parity.core.records import Manifest
 
 FIXTURE = Path(__file__).parents[1] / "fixtures" / "schema-1" / "archive"
 BUNDLE = FIXTURE / "iris-tree" / "1"
@@ -126,6 +128,19 @@ def test_a_damaged_legacy_bundle_is_reported_and_left_as_is(legacy, capsys, dama
     assert _files(legacy / "iris-tree" / "1") == before
     assert Archive(legacy).is_legacy("iris-tree", 1)
     assert _valid_object(legacy / ATTEMPT)  # the sound one was migrated all the same
+
+
+def test_identical_files_are_each_kept_under_their_own_name(tmp_path):
+    root = tmp_path / "archive"
+    files = {"a.txt": b"same\n", "b.txt": b"same\n", "report.json": b"{}"}
+    digests = {name: hashlib.sha256(data).hexdigest() for name, data in files.items()}
+    manifest = Manifest(identity={"model_sha256": "a" * 64, "reference_sha256": "b" * 64}, files=digests)
+    (root / "m" / "1").mkdir(parents=True)
+    for name, data in {**files, MANIFEST: manifest.to_bytes()}.items():
+        (root / "m" / "1" / name).write_bytes(data)
+    assert [m.result for m in migrate(Archive(root))] == [Result.MIGRATED]
+    assert _files(root / "m" / "1" / CONTENT) == {**files, MANIFEST: manifest.to_bytes()}
+    assert _valid_object(root / "m" / "1")
 
 
 # -- the hash-by-hash check ------------------------------------------------------------------------------
@@ -277,6 +292,15 @@ def test_migrate_on_object_storage_replaces_the_legacy_files(remote, tmp_path):
     local = remote.store.download("iris-tree/1", tmp_path / "copy")
     assert _valid_object(local) and Archive.check(local) == []
     assert migrate(remote) == []
+
+
+def test_a_legacy_rejected_attempt_on_object_storage_is_migrated(remote):
+    for rel, data in _files(BUNDLE).items():
+        remote.store.write(f"{ATTEMPT}/{rel}", data)
+    assert [m.key for m in migrate(remote)] == ["iris-tree/1", ATTEMPT]
+    assert remote.rejected("iris-tree", 1) == [ATTEMPT]
+    assert Inventory.from_bytes(remote.store.read(f"{ATTEMPT}/{INVENTORY}")).id.endswith(f":rejected:{STAMP}")
+    assert not remote.store.exists(f"{ATTEMPT}/{MANIFEST}")
 
 
 def test_legacy_files_left_beside_a_migrated_object_are_removed(remote):
