@@ -15,8 +15,14 @@ How the swap survives a crash:
   ``migrate`` puts it back (no object in place) or removes it (the object is in place), before anything else.
 - **object store** (no rename): under the object's lock, ``v1/content/*`` copies are written, then the
   inventories, the root sidecar last; only then are the legacy top-level files deleted. Until the sidecar
-  exists the bundle reads as legacy; once it does, as the object (the legacy files are then leftovers, which
-  the next ``migrate`` deletes after checking the object).
+  exists the bundle reads as legacy (a migration killed before it leaves object files the next one ignores
+  and writes again); once it does, as the object (the legacy files are then leftovers, which the next
+  ``migrate`` deletes after checking the object against them).
+
+Readers during a folder swap: between the two renames (microseconds, or until the next ``migrate`` after a
+crash there) the version is not at its place, so a reader sees it as not archived. Run ``migrate`` when no
+``parity run`` writes to the archive: a bundle written into that gap makes the rename in fail, the old
+bundle is put back where possible, and otherwise kept aside and reported.
 """
 
 from __future__ import annotations
@@ -236,7 +242,9 @@ def migrate_one(archive: Archive, key: str) -> Migration:
         is not exact; then the legacy bundle is left as it was.
     """
     store = archive.store
-    old = {rel: store.read(f"{key}/{rel}") or b"" for rel in store.files(key)}
+    # on an object store, a migration killed before its sidecar leaves object files beside the legacy ones
+    partial = set() if archive.local else set(_object_listing(archive, key))
+    old = {rel: store.read(f"{key}/{rel}") or b"" for rel in store.files(key) if rel not in partial}
     problems = manifest_problems(old, store.url(key))
     if problems:
         return Migration(key, len(old), Result.DAMAGED, tuple(problems))
@@ -340,6 +348,7 @@ def _recover(archive: Archive) -> list[Migration]:
 
 
 def _recover_folder(archive: Archive) -> list[Migration]:
+    archive.sweep_staging()  # objects a killed migration was building: never in place, so never read
     root, done = archive.root, list[Migration]()
     base = root / ASIDE
     if not base.is_dir():

@@ -294,6 +294,15 @@ def test_migrate_on_object_storage_replaces_the_legacy_files(remote, tmp_path):
     assert migrate(remote) == []
 
 
+def test_a_migration_killed_before_its_sidecar_is_done_again(remote, tmp_path):
+    *body, _ = _object(_files(BUNDLE)).items()  # all but the sidecar, the commit point
+    for rel, data in body:
+        remote.store.write(f"iris-tree/1/{rel}", data)
+    assert remote.is_legacy("iris-tree", 1)  # the partial object never reads as one
+    assert migrate(remote) == [Migration("iris-tree/1", 8, Result.MIGRATED)]
+    assert _valid_object(remote.store.download("iris-tree/1", tmp_path / "copy"))
+
+
 def test_a_legacy_rejected_attempt_on_object_storage_is_migrated(remote):
     for rel, data in _files(BUNDLE).items():
         remote.store.write(f"{ATTEMPT}/{rel}", data)
