@@ -11,17 +11,7 @@ import typer
 
 from parity.core.errors import ParityError
 
-from .archive import (
-    ARCHIVE_HELP,
-    EXPORT_HELP,
-    LS_HELP,
-    MIGRATE_HELP,
-    SHOW_HELP,
-    export,
-    ls,
-    migrate,
-    show,
-)
+from .archive import ARCHIVE_COMMANDS, ARCHIVE_HELP, EXPORT_HELP, export
 from .audit import audit
 from .coverage import coverage
 from .deploy import deploy
@@ -57,7 +47,8 @@ _TYPER = {"rich_markup_mode": None, "add_completion": False, "pretty_exceptions_
 
 
 def build_app() -> typer.Typer:
-    """The ``parity`` command group built from :data:`COMMANDS` and the ``targets`` group.
+    """The ``parity`` command group built from :data:`COMMANDS` and the ``targets``, ``webhook`` and ``archive``
+    groups.
 
     Returns
     -------
@@ -80,11 +71,7 @@ def build_app() -> typer.Typer:
     webhook.command("create", help=CREATE_HELP, short_help=CREATE_HELP)(create_webhook)
     app.add_typer(webhook, name="webhook", help=GROUP_HELP, short_help=GROUP_HELP)
     shelf = typer.Typer(no_args_is_help=True, **_TYPER)  # type: ignore[arg-type]
-    for name, command, text in (
-        ("ls", ls, LS_HELP),
-        ("show", show, SHOW_HELP),
-        ("migrate", migrate, MIGRATE_HELP),
-    ):
+    for name, (command, text) in ARCHIVE_COMMANDS.items():
         shelf.command(name, help=text, short_help=text)(command)
     app.add_typer(shelf, name="archive", help=ARCHIVE_HELP, short_help=ARCHIVE_HELP)
     return app

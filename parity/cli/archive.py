@@ -3,6 +3,7 @@ archive, turn legacy bundles into OCFL objects, hand a bundle on as a BagIt bag.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
 
@@ -113,3 +114,11 @@ def export(
     bag = export_bagit(Archive(archive), name, version, dest)
     print(f"{name}:{version} exported as a BagIt bag: {bag}")
     return EXIT_OK
+
+
+#: ``parity archive`` subcommands: name → (command, one-line help), in the order its help lists them.
+ARCHIVE_COMMANDS: dict[str, tuple[Callable[..., int], str]] = {
+    "ls": (ls, LS_HELP),
+    "show": (show, SHOW_HELP),
+    "migrate": (migrate, MIGRATE_HELP),
+}
