@@ -208,6 +208,9 @@ def test_export_refuses_an_existing_dest(shelf, tmp_path, capsys):
         capsys.readouterr().err == f"parity: error: {dest}: already exists; give a new folder for the bag\n"
     )
     assert [p.name for p in dest.iterdir()] == ["mine.txt"]
+    orphan = tmp_path / "no" / "bag"
+    assert main(["export", "--bagit", "iris-lr:1", str(orphan), "--archive", str(shelf.root)]) == EXIT_USAGE
+    assert f"{orphan.parent}: no such folder" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize(
