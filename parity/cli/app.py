@@ -11,6 +11,7 @@ import typer
 
 from parity.core.errors import ParityError
 
+from .archive import ARCHIVE_COMMANDS, ARCHIVE_HELP, EXPORT_HELP, export
 from .audit import audit
 from .coverage import coverage
 from .deploy import deploy
@@ -36,6 +37,7 @@ COMMANDS: dict[str, tuple[Callable[..., int], str]] = {
     "serve": (serve, "serve the same schedules and triggers from this process (no work pools)"),
     "audit": (audit, "re-check every archive bundle's checksums and replay it in today's runtimes"),
     "coverage": (coverage, "run the generated estimator matrix and write docs/coverage.md"),
+    "export": (export, EXPORT_HELP),
 }
 TARGETS_HELP = "list the targets and whether each is ready; set one up"
 SETUP_HELP = "provision an emulated target on this machine (idempotent)"
@@ -45,7 +47,8 @@ _TYPER = {"rich_markup_mode": None, "add_completion": False, "pretty_exceptions_
 
 
 def build_app() -> typer.Typer:
-    """The ``parity`` command group built from :data:`COMMANDS` and the ``targets`` group.
+    """The ``parity`` command group built from :data:`COMMANDS` and the ``targets``, ``webhook`` and ``archive``
+    groups.
 
     Returns
     -------
@@ -67,6 +70,10 @@ def build_app() -> typer.Typer:
     webhook.command("serve", help=SERVE_HELP, short_help=SERVE_HELP)(serve_webhook)
     webhook.command("create", help=CREATE_HELP, short_help=CREATE_HELP)(create_webhook)
     app.add_typer(webhook, name="webhook", help=GROUP_HELP, short_help=GROUP_HELP)
+    shelf = typer.Typer(no_args_is_help=True, **_TYPER)  # type: ignore[arg-type]
+    for name, (command, text) in ARCHIVE_COMMANDS.items():
+        shelf.command(name, help=text, short_help=text)(command)
+    app.add_typer(shelf, name="archive", help=ARCHIVE_HELP, short_help=ARCHIVE_HELP)
     return app
 
 
