@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.parity-installed
 
-.PHONY: setup demo test test-fast lint lock clean java strace postgres chromium
+.PHONY: setup demo test test-fast lint lock clean java strace postgres chromium jq
 
 setup: $(STAMP) java
 
@@ -41,11 +41,17 @@ chromium:
 	  echo "chromium not found: installing it"; \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; }
 
+# The card's checks with standard tools (tests/archive/test_card_and_report.py) run its jq | sha256sum lines.
+jq:
+	@command -v jq >/dev/null 2>&1 || { \
+	  echo "jq not found: installing it"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq jq; }
+
 demo: setup
 	$(BIN)/parity targets setup aarch64
 	$(BIN)/parity demo
 
-test: setup strace postgres chromium
+test: setup strace postgres chromium jq
 	$(BIN)/parity targets setup aarch64
 	$(BIN)/python -m pytest
 

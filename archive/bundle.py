@@ -71,7 +71,7 @@ def _as_bytes(source: Path | bytes) -> bytes:
     return source if isinstance(source, bytes) else Path(source).read_bytes()
 
 
-def _object_id(name: str, version: int, attempt: str | None = None) -> str:
+def object_id(name: str, version: int, attempt: str | None = None) -> str:
     return f"parity:{name}:{version}" + (f":rejected:{attempt}" if attempt else "")
 
 
@@ -237,9 +237,9 @@ class Archive:
             return self._existing(name, version, identity)
         payload = self._payload(files, identity)
         if self.local:
-            written = self._rename_into_place(key, _object_id(name, version), payload)
+            written = self._rename_into_place(key, object_id(name, version), payload)
         else:
-            written = self._write_locked(key, _object_id(name, version), payload)
+            written = self._write_locked(key, object_id(name, version), payload)
         if not written:
             return self._existing(name, version, identity)
         return BundleResult(self.store.url(key), True)
@@ -252,12 +252,12 @@ class Archive:
         attempt = f"{datetime.now(UTC).strftime('%Y%m%dT%H%M%S%fZ')}-{uuid.uuid4().hex[:8]}"
         key = f"{REJECTED}/{name}/{version}/{attempt}"
         payload = self._payload(files, identity)
-        object_id = _object_id(name, version, attempt)
+        identifier = object_id(name, version, attempt)
         if self.local:
-            self._rename_into_place(key, object_id, payload)
+            self._rename_into_place(key, identifier, payload)
         else:  # a fresh key nobody else writes: no lock needed, the sidecar still goes last
-            self._declare_root()
-            self._write_files(key, ocfl.new_version(payload, object_id, "rejected attempt")[1])
+            self.declare_root()
+            self.write_files(key, ocfl.new_version(payload, identifier, "rejected attempt")[1])
         return self.store.url(key)
 
     def append_audit(self, name: str, version: int, findings: bytes, when: str | None = None) -> int | None:
@@ -294,7 +294,7 @@ class Archive:
                 raise ArchiveError(
                     f"{self.store.url(key)}: another writer took the lock over; run the audit again"
                 )
-            self._write_files(key, out)
+            self.write_files(key, out)
             return inventory.head
 
     def sweep_staging(self) -> list[Path]:
@@ -392,13 +392,13 @@ class Archive:
         payload[MANIFEST] = Manifest(identity=identity, files=digests).to_bytes()
         return payload
 
-    def _declare_root(self) -> None:
+    def declare_root(self) -> None:
         if not self.store.exists(ocfl.ROOT_DECLARATION):
             self.store.create(ocfl.ROOT_DECLARATION, ocfl.ROOT_DECLARATION_TEXT)
 
     def _rename_into_place(self, key: str, object_id: str, payload: dict[str, bytes]) -> bool:
         """Build the object in a staging folder and rename it into place; False when one was already there."""
-        self._declare_root()
+        self.declare_root()
         final = self.root / key
         _, out = ocfl.new_version(payload, object_id, "validated bundle")
         with staging_folder(self.root / STAGING, "") as staged:
@@ -417,21 +417,21 @@ class Archive:
         fsync_dir(final.parent)
         return True
 
-    def _write_files(self, key: str, out: Mapping[str, bytes]) -> None:
+    def write_files(self, key: str, out: Mapping[str, bytes]) -> None:
         """Write an object's files in order (the root sidecar last: the commit point)."""
         for rel, data in out.items():
             self.store.write(f"{key}/{rel}", data)
 
     def _write_locked(self, key: str, object_id: str, payload: dict[str, bytes]) -> bool:
         """Write a new object on an object store under its lock; False when another writer completed it."""
-        self._declare_root()
+        self.declare_root()
         with self.store.locked(key, done=f"{key}/{ocfl.SIDECAR}") as held:
             if held is None or self.store.exists(f"{key}/{ocfl.SIDECAR}"):
                 return False
             self.store.remove(key)  # what a writer that died left: it never read as a bundle
             _, out = ocfl.new_version(payload, object_id, "validated bundle")
             *body, (last, sidecar) = out.items()
-            self._write_files(key, dict(body))
+            self.write_files(key, dict(body))
             if not held.intact():
                 raise ArchiveError(f"{self.store.url(key)}: another writer took the lock over; run again")
             if not self.store.create(f"{key}/{last}", sidecar):

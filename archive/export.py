@@ -19,7 +19,7 @@ import bagit
 from parity.core.errors import ArchiveError, InvalidInputError, RecordError
 from parity.core.records import Report
 
-from .bundle import REPORT, Archive, _object_id
+from .bundle import REPORT, Archive, object_id
 
 ORGANIZATION = "Parity"
 CHECKSUMS = ("sha512", "sha256")
@@ -52,7 +52,7 @@ def head_files(archive: Archive, name: str, version: int) -> dict[str, bytes]:
 def bag_info(archive: Archive, name: str, version: int) -> dict[str, str]:
     """What ``bag-info.txt`` says of a bundle (Bagging-Date and Payload-Oxum are bagit's own)."""
     inventory = archive.inventory(name, version)
-    identifier = inventory.id if inventory is not None else _object_id(name, version)
+    identifier = inventory.id if inventory is not None else object_id(name, version)
     try:
         report = archive.record_at(archive.key(name, version), REPORT, Report)
         what = f"estimator {report.estimator}, verdict {report.outcome}"

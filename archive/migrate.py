@@ -45,7 +45,7 @@ from parity.core.staging import staging_folder
 from parity.registry.store import is_model_name
 
 from . import ocfl
-from .bundle import _STAGING, CONTENT, MANIFEST, REJECTED, Archive, _object_id, sha256_of_bytes
+from .bundle import CONTENT, MANIFEST, REJECTED, STAGING, Archive, object_id, sha256_of_bytes
 
 #: Where a folder archive keeps a legacy bundle during the swap (see the module's docstring).
 ASIDE = "extensions/parity-migration"
@@ -111,8 +111,8 @@ def object_id_of(key: str) -> str:
     """The OCFL id a migrated object gets: the one :class:`Archive` gives a new object at that key."""
     parts = key.split("/")
     if parts[0] == REJECTED:
-        return _object_id(parts[1], int(parts[2]), parts[3])
-    return _object_id(parts[0], int(parts[1]))
+        return object_id(parts[1], int(parts[2]), parts[3])
+    return object_id(parts[0], int(parts[1]))
 
 
 def label(key: str) -> tuple[str, str]:
@@ -249,7 +249,7 @@ def migrate_one(archive: Archive, key: str) -> Migration:
     if problems:
         return Migration(key, len(old), Result.DAMAGED, tuple(problems))
     _, out = ocfl.new_version(old, object_id_of(key), MESSAGE)
-    archive._declare_root()
+    archive.declare_root()
     problems = _swap_folder(archive, key, old, out) if archive.local else _swap_store(archive, key, old, out)
     return Migration(key, len(old), Result.DAMAGED if problems else Result.MIGRATED, tuple(problems))
 
@@ -257,7 +257,7 @@ def migrate_one(archive: Archive, key: str) -> Migration:
 def _swap_folder(archive: Archive, key: str, old: dict[str, bytes], out: dict[str, bytes]) -> list[str]:
     root = archive.root
     final, aside = root / key, root / ASIDE / key
-    with staging_folder(root / _STAGING, "") as staged:
+    with staging_folder(root / STAGING, "") as staged:
         for rel, data in out.items():
             target = staged / rel
             target.parent.mkdir(parents=True, exist_ok=True)
@@ -298,7 +298,7 @@ def _swap_store(archive: Archive, key: str, old: dict[str, bytes], out: dict[str
         if held is None:
             return []  # another migration completed it while this one waited
         *body, (last, sidecar) = out.items()
-        archive._write_files(key, dict(body))
+        archive.write_files(key, dict(body))
 
         # the sidecar, the commit point, is not written yet: checked as the bytes about to be written
         def read(rel: str) -> bytes | None:

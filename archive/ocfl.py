@@ -201,7 +201,7 @@ def verify(read: Callable[[str], bytes | None], listing: list[str]) -> list[str]
         inventory = Inventory.from_bytes(raw)
     except ValueError as err:
         return [*problems, f"{INVENTORY}: unreadable ({err})"]
-    names = {}
+    names: dict[str, str] = {}
     for version in inventory.data["versions"]:
         for logical, content_path in inventory.state(int(version[1:])).items():
             names.setdefault(content_path, logical)

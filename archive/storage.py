@@ -275,8 +275,9 @@ def open_store(location: str | os.PathLike[str]) -> Store:
     return Store(text, fs, root.rstrip("/"))
 
 
-def read_url(location: str) -> bytes | None:
+def read_url(location: str | os.PathLike[str]) -> bytes | None:
     """The bytes of one file given as a folder path or a URL; None when it is absent."""
+    location = os.fspath(location)
     if "://" not in location or location.startswith("file://"):
         path = Path(location.removeprefix("file://"))
         return path.read_bytes() if path.is_file() else None
@@ -287,8 +288,9 @@ def read_url(location: str) -> bytes | None:
         return None
 
 
-def as_link(location: str) -> str:
+def as_link(location: str | os.PathLike[str]) -> str:
     """A link to a location: a ``file://`` URI for a folder path, the URL itself otherwise."""
+    location = os.fspath(location)
     if "://" in location:
         return location
     return Path(location).resolve().as_uri()

@@ -15,6 +15,7 @@ and one event, no task of their own. A sweep shows a progress artifact (:class:`
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import cast
 from uuid import UUID
 

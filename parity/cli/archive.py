@@ -45,7 +45,8 @@ def ls(archive: ArchiveOption = DEFAULT_ARCHIVE) -> int:
 
 
 def show(ref: RefArgument, archive: ArchiveOption = DEFAULT_ARCHIVE) -> int:
-    """Print a bundle's ``card.md``, or a summary built from its report and metadata (and say which).
+    """Print a bundle's ``card.md`` and its last audit, or a summary built from its report and metadata (and
+    say which).
 
     Returns
     -------
@@ -53,13 +54,18 @@ def show(ref: RefArgument, archive: ArchiveOption = DEFAULT_ARCHIVE) -> int:
         ``EXIT_OK``; a bad or unknown ``NAME:VERSION`` raises ``InvalidInputError`` (exit 2).
     """
     from parity.archive import Archive
-    from parity.archive.listing import CARD, card, parse_ref
+    from parity.archive.listing import CARD, card, last_audit, parse_ref
 
     name, version = parse_ref(ref)
-    text, own = card(Archive(archive), name, version)
+    shelf = Archive(archive)
+    text, own = card(shelf, name, version)
     if not own:
         print(f"({name}:{version} has no {CARD}: a summary from report.json and metadata.json)\n")
     print(text, end="" if text.endswith("\n") else "\n")
+    if own:  # the card is as validated; what the archive knows since comes after it
+        print(
+            f"\n---\nlast audit: {last_audit(shelf, name, version)}\nlocation: {shelf.object_url(name, version)}"
+        )
     return EXIT_OK
 
 

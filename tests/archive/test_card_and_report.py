@@ -98,7 +98,7 @@ def validated(request, tmp_path_factory) -> Validated:
         checks.extend(found)
     filed = file_model(Archive(root / "archive"), registered, conversions, checks, log)
     assert filed.outcome == "passed", [c.cell for c in filed.report.failing]
-    return Validated(registered, conversions, checks, log, filed.path)
+    return Validated(registered, conversions, checks, log, Path(filed.content))
 
 
 @pytest.fixture
@@ -116,7 +116,7 @@ def test_a_bundle_holds_its_outputs_card_and_report_under_its_manifest(bundle):
     assert {OUTPUTS, CARD, HTML_REPORT} <= names
     manifest = Manifest.read(bundle / MANIFEST)
     assert {OUTPUTS, CARD, HTML_REPORT} <= set(manifest.files)
-    assert Archive(bundle.parents[1]).check(bundle) == []
+    assert Archive.check(bundle) == []
 
 
 @pytest.mark.slow
@@ -147,7 +147,7 @@ def test_the_outputs_table_holds_what_each_check_summarised(bundle):
 def test_iris_species_are_kept_as_text(bundle):
     table = outputs_table.read_parquet(str(bundle / OUTPUTS))
     labels = table[table["output"] == "predict"]
-    if bundle.parent.name == "iris-names":
+    if bundle.parents[2].name == "iris-names":
         assert set(labels["original_text"]) == {"setosa", "versicolor", "virginica"}
         assert labels["original"].isna().all()
     else:
@@ -218,13 +218,21 @@ def test_the_cards_manifest_check_with_standard_tools_passes_and_finds_a_changed
     (copy / OUTPUTS).write_bytes(b"changed")
     done = subprocess.run(["sh", "-c", command], cwd=copy, capture_output=True, text=True, timeout=60)
     assert done.returncode != 0 and f"{OUTPUTS}: FAILED" in done.stdout
+    # the OCFL route: the inventory's SHA-512 of every content file, from the object's root
+    (inventory,) = [
+        s for s in re.findall(r"```sh\n(.*?)```", (bundle / CARD).read_text(), re.S) if "inventory.json" in s
+    ]
+    root = bundle.parents[1]
+    done = subprocess.run(["sh", "-c", inventory], cwd=root, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    assert f"v1/content/{CARD}: OK" in done.stdout and f"v1/content/{MANIFEST}: OK" in done.stdout
 
 
 @pytest.mark.slow
 def test_the_card_says_what_was_proven_where_and_how_to_check_the_files(bundle):
     card = (bundle / CARD).read_text()
     report = Report.read(bundle / "report.json")
-    name = bundle.parent.name
+    name = bundle.parents[2].name
     assert card.startswith(f"# {name} v1: PASSED")
     for check in _compared(report):
         assert f"| {check.format} | {check.runtime} | {check.target} | {check.output} |" in card
@@ -296,11 +304,13 @@ def test_a_rejected_attempt_has_its_outputs_card_and_report_too(validated, tmp_p
         shelf, validated.model, validated.conversions, [*validated.checks, failing], validated.log
     )
     assert (
-        filed.outcome == "failed" and filed.path.parent == shelf.root / "_rejected" / filed.report.name / "1"
+        filed.outcome == "failed"
+        and Path(filed.path).parent == shelf.root / "_rejected" / filed.report.name / "1"
     )
-    assert {OUTPUTS, CARD, HTML_REPORT} <= {p.name for p in filed.path.iterdir()}
-    assert (filed.path / CARD).read_text().startswith(f"# {filed.report.name} v1: FAILED")
-    page = (filed.path / HTML_REPORT).read_text()
+    content = Path(filed.content)
+    assert {OUTPUTS, CARD, HTML_REPORT} <= {p.name for p in content.iterdir()}
+    assert (content / CARD).read_text().startswith(f"# {filed.report.name} v1: FAILED")
+    page = (content / HTML_REPORT).read_text()
     assert "3 rows outside the band" in page and '<tr class="fail">' in page
 
 

@@ -121,7 +121,9 @@ def test_show_prints_the_bundles_card(tmp_path, capsys):
         "iris-lr", 1, {"card.md": card.encode()}, {"model_sha256": "a" * 64, "reference_sha256": "b" * 64}
     )
     assert main(["archive", "show", "iris-lr:1", "--archive", str(shelf.root)]) == EXIT_OK
-    assert capsys.readouterr().out == card
+    out = capsys.readouterr().out
+    assert out.startswith(card)
+    assert out[len(card) :] == f"\n---\nlast audit: never\nlocation: {shelf.object_url('iris-lr', 1)}\n"
 
 
 def test_show_without_a_card_summarises_report_and_metadata(shelf, capsys):
@@ -135,8 +137,10 @@ def test_show_without_a_card_summarises_report_and_metadata(shelf, capsys):
         "last audit: never",
     ):
         assert f"\n{line}\n" in out
+    # a bundle filed by file_model carries its card: printed, then what the archive knows since
     assert main(["archive", "show", "iris-lr:1", "--archive", str(shelf.root)]) == EXIT_OK
-    assert f"\nlast audit: {WHEN} drift\n" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert out.startswith("# iris-lr v1: PASSED") and f"\nlast audit: {WHEN} drift\n" in out
 
 
 @pytest.mark.parametrize(

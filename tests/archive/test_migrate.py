@@ -17,7 +17,7 @@ from ocfl.validator import Validator
 
 from parity.archive import CONTENT, MANIFEST, Archive
 from parity.archive import migrate as migration
-from parity.archive.bundle import _STAGING
+from parity.archive.bundle import STAGING
 from parity.archive.migrate import ASIDE, Migration, Result, migrate, object_problems
 from parity.archive.ocfl import INVENTORY, SIDECAR, Inventory, new_version, sidecar
 from parity.cli.app import main
@@ -98,7 +98,7 @@ def test_migrate_makes_valid_objects_of_exactly_the_old_files(legacy, capsys):
         not shelf.is_legacy("iris-tree", 1) and shelf.read("iris-tree", 1, "model.pmml") == old["model.pmml"]
     )
     assert shelf.rejected("iris-tree", 1) == [ATTEMPT]
-    assert _aside(legacy) == [] and list((legacy / _STAGING).iterdir()) == []
+    assert _aside(legacy) == [] and list((legacy / STAGING).iterdir()) == []
 
 
 def test_a_second_migration_changes_nothing(legacy, capsys):
@@ -212,7 +212,7 @@ def test_a_copy_that_differs_is_never_swapped_in(legacy, monkeypatch):
     assert done.result is Result.DAMAGED
     assert done.problems[0] == "model.pmml: the copy's SHA-256 differs from the legacy bundle's"
     assert _files(legacy / "iris-tree" / "1") == before
-    assert _aside(legacy) == [] and list((legacy / _STAGING).iterdir()) == []
+    assert _aside(legacy) == [] and list((legacy / STAGING).iterdir()) == []
 
 
 # -- crashes between the renames -------------------------------------------------------------------------

@@ -104,6 +104,7 @@ def test_scheduled_deployments_carry_their_parameters(deployed, places):
             "archive": str(places["archive"].resolve()),
             "registry": str(places["registry"].resolve()),
             "replay": True,
+            "cv": True,
         }
     ]
 

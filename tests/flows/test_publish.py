@@ -117,7 +117,10 @@ def test_markdown_report_links_to_the_bundles_html_report(tmp_path):
 
 
 def test_a_bundle_on_object_storage_is_linked_by_its_own_url():
-    assert report_url("s3://models/parity/churn/3/v1/content/") == "s3://models/parity/churn/3/v1/content/report.html"
+    assert (
+        report_url("s3://models/parity/churn/3/v1/content/")
+        == "s3://models/parity/churn/3/v1/content/report.html"
+    )
     assert report_url(Path("no-such-bundle")) is None
 
 
