@@ -14,24 +14,19 @@ import pytest
 
 from parity.registry.mlflow import TAG_VERDICT, VALIDATED_ALIAS
 from tests.mlflow_server import mlflow_server
+from tests.readme_blocks import readme_block
 
 pytestmark = pytest.mark.slow
 
-README = Path(__file__).resolve().parents[1] / "README.md"
 BIN = Path(sys.executable).parent
-MARK = "<!-- checked by tests/test_readme_mlflow.py: {} -->"
 README_SERVER = "http://127.0.0.1:5000"
 #: Bounds a hang of one README step (a `parity run` is 20-50 s quiet, several times that under load).
 STEP_DEADLINE_S = 900
 
 
 def block(name: str) -> str:
-    """The code block right after the README's marker ``name``."""
-    text = README.read_text()
-    at = text.index(MARK.format(name))
-    match = re.compile(r"```[a-z]*\n(.*?)```", re.S).search(text, at)
-    assert match, f"no code block after {MARK.format(name)}"
-    return match[1]
+    """The code block right after the README's marker ``name`` for this test."""
+    return readme_block("test_readme_mlflow.py", name)
 
 
 def test_the_readme_section_runs_as_written(tmp_path: Path, monkeypatch) -> None:
