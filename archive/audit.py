@@ -20,7 +20,6 @@ record the model is loaded with the allowlist alone, tried in a child process fi
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
 from pathlib import Path
 
 from parity.core.errors import IntegrityError, RecordError, RecordSchemaError, UntrustedModelError
@@ -31,10 +30,9 @@ from parity.core.records import (
     Manifest,
     Metadata,
     Report,
-    Role,
     Verdict,
 )
-from parity.registry import ModelRef, RegisteredModel, Registry, load_model, sha256_of
+from parity.registry import ModelRef, RegisteredModel, Registry, sha256_of
 from parity.registry.predictions import predictions_from_frame
 from parity.registry.reference import read_stored_parquet
 from parity.registry.store import RECORD_FILE
@@ -45,9 +43,8 @@ from parity.validators.validate import ModelContext, validate_conversion
 
 from .bundle import MANIFEST, REGISTRATION, Archive
 from .cv import recheck_cv
-
-#: The next step when a bundle's own file does not read back.
-_RESTORE = "The bundle is damaged: restore it from a backup; never re-validate over it."
+from .trust import RESTORE as _RESTORE
+from .trust import Trust, load_bundle_model
 
 #: Figures of a report row that must come out identical when the same artifact is replayed.
 FIGURES = ("max_abs", "max_rel", "n_outside")
@@ -62,23 +59,6 @@ __all__ = [
     "replay",
     "trust_for",
 ]
-
-
-@dataclass(frozen=True)
-class Trust:
-    """What loading a bundle's model may trust, and who vouches for it."""
-
-    #: types beyond the allowlist, as the registration listed them
-    trusted_types: tuple[str, ...] = ()
-    #: the SHA-256 the bundle's ``model.skops`` must have
-    expected_sha256: str | None = None
-    #: whether a registry record vouches for the bytes (else they are tried in a child process first)
-    bound: bool = False
-    #: where the trust came from, for messages
-    source: str = "no registry record: the allowlist alone"
-    #: the registration's tolerances and runtime roles, which a bound replay judges by (not the bundle's copy)
-    tolerances: dict[str, dict[str, float]] | None = None
-    roles: dict[str, Role] | None = None
 
 
 def trust_for(folder: Path, name: str, version: int, registry: Registry | None) -> tuple[Trust, list[str]]:
@@ -172,15 +152,7 @@ def replay(folder: Path, targets: dict[str, Target] | None = None, trust: Trust 
     metadata = Metadata.read(folder / "metadata.json")
     report = Report.read(folder / "report.json")
     trust = trust or Trust()
-    reference = read_stored_parquet(folder / "reference.parquet", IntegrityError, _RESTORE)
-    loaded = load_model(
-        folder / "model.skops",
-        "skops",
-        trusted_types=trust.trusted_types,
-        expected_sha256=trust.expected_sha256,
-        rows=reference,  # a model that crashes only when it predicts does so in the child
-        isolate=not trust.bound,
-    )
+    reference, loaded = load_bundle_model(folder, trust)
     model = RegisteredModel(
         ModelRef(metadata.name, metadata.version),
         folder,

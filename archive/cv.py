@@ -36,7 +36,6 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Protocol
 
 import numpy as np
 
@@ -52,7 +51,7 @@ from parity.core.records import (
     ScoreComparison,
 )
 from parity.core.tolerances import kind_of, tolerance_for
-from parity.registry import load_model, sha256_of
+from parity.registry import sha256_of
 from parity.registry.cv import build_splitter, read_snapshot, run_cv
 from parity.registry.predictions import predictions_from_frame, reference_predictions
 from parity.registry.provenance import environment_sklearn
@@ -60,20 +59,8 @@ from parity.registry.reference import read_stored_parquet
 from parity.validators.compare import compare
 
 from .bundle import REGISTRATION
-
-
-class Trust(Protocol):
-    """What loading a bundle's model may trust: :class:`parity.archive.audit.Trust` (the replay's)."""
-
-    @property
-    def trusted_types(self) -> tuple[str, ...]: ...
-    @property
-    def expected_sha256(self) -> str | None: ...
-    @property
-    def bound(self) -> bool: ...
-    @property
-    def tolerances(self) -> dict[str, dict[str, float]] | None: ...
-
+from .trust import RESTORE as _RESTORE
+from .trust import Trust, load_bundle_model
 
 #: How many standard errors of the recorded folds' mean a paired mean shift may reach before it is drift.
 SE_MULTIPLIER = 2.0
@@ -83,8 +70,6 @@ NOISE_FLOOR = 1e-6
 PRECISION = "float64"
 
 __all__ = ["NOISE_FLOOR", "SE_MULTIPLIER", "compare_scores", "cv_drift_payload", "recheck_cv"]
-
-_RESTORE = "The bundle is damaged: restore it from a backup; never re-validate over it."
 
 
 def compare_scores(scorer: str, recorded: list[float], today: list[float]) -> ScoreComparison:
@@ -204,7 +189,7 @@ def recheck_cv(folder: Path, trust: Trust) -> CvAudit:
     ----------
     folder : Path
         An intact bundle (its files checked against its manifest).
-    trust : parity.archive.audit.Trust
+    trust : parity.archive.trust.Trust
         What loading the model may trust (:func:`parity.archive.audit.trust_for`); the splitter's class, if
         not scikit-learn's, must be among its trusted types.
 
@@ -218,15 +203,7 @@ def recheck_cv(folder: Path, trust: Trust) -> CvAudit:
         record = _cv_record(folder, metadata)
         if record is None:
             return CvAudit(status=CvStatus.NO_RECORD)
-        reference = read_stored_parquet(folder / "reference.parquet", IntegrityError, _RESTORE)
-        loaded = load_model(
-            folder / "model.skops",
-            "skops",
-            trusted_types=trust.trusted_types,
-            expected_sha256=trust.expected_sha256,
-            rows=reference,
-            isolate=not trust.bound,
-        )
+        _, loaded = load_bundle_model(folder, trust)
         tolerances = metadata.tolerances if trust.tolerances is None else trust.tolerances
         changed = _changed_predictions(folder, loaded.estimator, tolerances)
         missing = _snapshot_problem(record)
