@@ -267,8 +267,14 @@ def audit_bundle(
         Never raises for a damaged or unreadable bundle: that is what the audit reports.
     """
     where = archive.content_url(name, version)
-    with archive.local_copy(name, version) as folder:
-        audit = _audit_folder(folder, where, name, version, replay_outputs, targets, registry, cv)
+    try:
+        archive.repair(
+            name, version
+        )  # what an interrupted audit left is finished first, never taken for damage
+        with archive.local_copy(name, version) as folder:
+            audit = _audit_folder(folder, where, name, version, replay_outputs, targets, registry, cv)
+    except (OSError, IntegrityError) as err:  # the store itself: unreachable, or a key that is not a path
+        return BundleAudit(name=name, version=version, path=where, error=f"could not read the object: {err}")
     if record and not audit.corrupt:
         kept = archive.append_audit(
             name, version, json.dumps(audit.to_json(), indent=2, sort_keys=True).encode()

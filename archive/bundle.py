@@ -15,6 +15,7 @@ layout) are still read, and ``parity archive migrate`` turns them into objects.
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import hashlib
 import os
 import tempfile
@@ -47,6 +48,8 @@ REJECTED = "_rejected"
 #: Where a folder archive stages objects before renaming them into place (inside the OCFL extensions folder,
 #: which validators do not take for objects).
 STAGING = "extensions/parity-staging"
+#: Where a folder archive keeps the lock files of its objects (``flock``, for adding versions).
+LOCK_FOLDER = "extensions/parity-locks"
 #: The folder of a bundle's validated files inside its object.
 CONTENT = "v1/content"
 #: Where an audit's findings go inside an object's logical state.
@@ -184,7 +187,14 @@ class Archive:
             raise IntegrityError(f"{self.store.url(key)}/{ocfl.INVENTORY}: unreadable ({err})") from None
 
     def versions(self) -> list[tuple[str, int]]:
-        """Every ``(name, version)`` with a bundle, sorted (the rejected area excluded)."""
+        """Every ``(name, version)`` with a bundle, sorted (the rejected area excluded).
+
+        Raises
+        ------
+        ArchiveError
+            The object store's bucket does not exist, or the store cannot be read.
+        """
+        self.store.require()
         found = []
         for name in self.store.children():
             if name == REJECTED or not is_model_name(name):
@@ -234,6 +244,7 @@ class Archive:
         identity = Identity.model_validate(identity)
         key = self.key(name, version)
         if self.is_archived(name, version):
+            self.repair(name, version)
             return self._existing(name, version, identity)
         payload = self._payload(files, identity)
         if self.local:
@@ -282,7 +293,8 @@ class Archive:
         stamp = when or datetime.now(UTC).strftime("%Y%m%dT%H%M%S%fZ")
         files = {f"{AUDITS}/{stamp}.json": findings}
         if self.local:
-            return self._append_local(key, files)
+            with self._flock(key):
+                return self._append_local(key, files)
         with self.store.locked(key) as held:
             assert held is not None
             self._roll_forward(key)
@@ -296,6 +308,34 @@ class Archive:
                 )
             self.write_files(key, out)
             return inventory.head
+
+    def repair(self, name: str, version: int) -> None:
+        """Finish what an interrupted audit left in a committed bundle's object (under its lock): a complete
+        later version becomes the head, an incomplete one is removed, a root sidecar left stale by a crash
+        between the two replacements is rewritten. v1 is never touched; an object that was never committed
+        (no root sidecar) is left to its writer's protocol."""
+        key = self.key(name, version)
+        if not self.store.exists(f"{key}/{ocfl.SIDECAR}"):
+            return
+        if self.local:
+            with self._flock(key):
+                self._roll_forward(key)
+            return
+        with self.store.locked(key) as held:
+            assert held is not None
+            self._roll_forward(key)
+
+    @contextlib.contextmanager
+    def _flock(self, key: str) -> Iterator[None]:
+        """An exclusive ``flock`` on the object ``key`` of a folder archive (released however the holder ends)."""
+        path = self.root / LOCK_FOLDER / f"{key}.lock"
+        path.parent.mkdir(parents=True, exist_ok=True)
+        with open(path, "a") as handle:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
 
     def sweep_staging(self) -> list[Path]:
         """Remove the staging folders of writers that are gone (a killed or crashed run; folder archives).
@@ -468,29 +508,50 @@ class Archive:
             return inventory.head
 
     def _roll_forward(self, key: str) -> None:
-        """Finish an interrupted addition of a version: a complete ``vN`` newer than the root inventory
-        becomes the head; an incomplete one (no valid inventory and sidecar) is removed."""
-        current = self._inventory(key)
-        if current is None:
-            return
-        number = current.head + 1
+        """Under the object's lock: make the root inventory and sidecar those of the highest complete version
+        (its inventory parses and matches its sidecar), remove an incomplete version above the head, and
+        remove the temporary files of an interrupted replacement."""
+        for name in self.store.children(key):
+            if name.startswith(f".{ocfl.INVENTORY}."):
+                self.store.remove(f"{key}/{name}")
+        try:
+            current = self._inventory(key)
+        except IntegrityError:
+            current = None
+        best: tuple[bytes, bytes] | None = None
+        number = 1
         while True:
             folder = f"{key}/v{number}"
-            if not self.store.files(folder):
-                return
             raw, side = (
                 self.store.read(f"{folder}/{ocfl.INVENTORY}"),
                 self.store.read(f"{folder}/{ocfl.SIDECAR}"),
             )
-            if raw is None or side is None or side != ocfl.sidecar(raw):
-                self.store.remove(folder)
-                return
-            for name, data in ((ocfl.INVENTORY, raw), (ocfl.SIDECAR, side)):
+            if raw is None and not self.store.files(folder):
+                break
+            try:
+                complete = (
+                    raw is not None
+                    and side == ocfl.sidecar(raw)
+                    and ocfl.Inventory.from_bytes(raw).head == number
+                )
+            except ValueError:
+                complete = False
+            if not complete:
+                if current is not None and number > current.head:
+                    self.store.remove(folder)  # an addition that never finished
+                break
+            best = (raw, side)  # type: ignore[assignment]
+            number += 1
+        if best is None or current is None or number - 1 < current.head:
+            return  # damage in a committed version, or no readable root: the audit reports it, nothing is undone
+        if number - 1 == current.head and self.store.read(f"{key}/{ocfl.INVENTORY}") != best[0]:
+            return  # the root inventory is not its head version's copy: damage, reported as such
+        for name, data in zip((ocfl.INVENTORY, ocfl.SIDECAR), best, strict=True):
+            if self.store.read(f"{key}/{name}") != data:
                 if self.local:
                     _replace(self.root / key / name, data)
                 else:
                     self.store.write(f"{key}/{name}", data)
-            number += 1
 
 
 def sha256_of_bytes(data: bytes) -> str:

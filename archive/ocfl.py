@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
@@ -95,11 +96,67 @@ class Inventory:
 
     @classmethod
     def from_bytes(cls, raw: bytes) -> Inventory:
-        """Parse an inventory; ValueError when it is not one."""
-        data = json.loads(raw)
-        if not isinstance(data, dict) or data.get("type") != INVENTORY_TYPE or "versions" not in data:
+        """Parse an inventory and check its structure and paths; ValueError when it is not one this module
+        can read safely (every path it names is later joined to a folder or a key prefix)."""
+        try:
+            data = json.loads(raw)
+        except (json.JSONDecodeError, UnicodeDecodeError) as err:
+            raise ValueError(f"not JSON ({err})") from None
+        if not isinstance(data, dict) or data.get("type") != INVENTORY_TYPE:
             raise ValueError(f"not an OCFL {SPEC} inventory")
+        _check_structure(data)
         return cls(data)
+
+
+#: A version folder's name, and a content path: ``vN/content/<safe relative path>``.
+_VERSION = re.compile(r"^v[1-9][0-9]*$")
+
+
+def safe_relative(path: object) -> bool:
+    """Whether ``path`` is a relative path of plain segments (no ``..``, ``.``, empty segment, backslash or
+    control character), safe to join to a folder or a key prefix."""
+    if not isinstance(path, str) or not path or path.startswith("/") or "\\" in path:
+        return False
+    if any(ord(c) < 32 for c in path):
+        return False
+    return all(part not in ("", ".", "..") for part in path.split("/"))
+
+
+def _check_structure(data: dict[str, Any]) -> None:
+    """ValueError naming what is wrong with an inventory's structure."""
+    manifest, versions, head = data.get("manifest"), data.get("versions"), data.get("head")
+    if (
+        not isinstance(data.get("id"), str)
+        or not isinstance(manifest, dict)
+        or not isinstance(versions, dict)
+    ):
+        raise ValueError("no id, manifest or versions")
+    if not versions or not all(isinstance(v, str) and _VERSION.match(v) for v in versions):
+        raise ValueError("versions must be named v1, v2, ...")
+    numbers = sorted(int(v[1:]) for v in versions)
+    if numbers != list(range(1, len(numbers) + 1)) or head != f"v{numbers[-1]}":
+        raise ValueError(f"versions {sorted(versions)} with head {head!r}: expected v1..vN with head vN")
+    for digest, paths in manifest.items():
+        if not isinstance(paths, list) or not paths:
+            raise ValueError(f"manifest entry {digest!r}: expected a list of content paths")
+        for path in paths:
+            parts = path.split("/", 2) if isinstance(path, str) else []
+            if (
+                len(parts) < 3
+                or not _VERSION.match(parts[0])
+                or parts[1] != CONTENT
+                or not safe_relative(path)
+            ):
+                raise ValueError(f"content path {path!r}: expected vN/{CONTENT}/<relative path>")
+    for name, version in versions.items():
+        state = version.get("state") if isinstance(version, dict) else None
+        if not isinstance(state, dict) or not isinstance(version.get("created"), str):
+            raise ValueError(f"version {name}: no state or created")
+        for digest, logical in state.items():
+            if digest not in manifest:
+                raise ValueError(f"version {name}: digest {digest[:16]}… is not in the manifest")
+            if not isinstance(logical, list) or not all(safe_relative(p) for p in logical):
+                raise ValueError(f"version {name}: logical paths {logical!r} are not plain relative paths")
 
 
 def new_version(
@@ -201,6 +258,18 @@ def verify(read: Callable[[str], bytes | None], listing: list[str]) -> list[str]
         inventory = Inventory.from_bytes(raw)
     except ValueError as err:
         return [*problems, f"{INVENTORY}: unreadable ({err})"]
+    if read(OBJECT_DECLARATION) != OBJECT_DECLARATION_TEXT:
+        problems.append(f"{OBJECT_DECLARATION}: missing, or not the object's declaration")
+    head = f"v{inventory.head}"
+    head_raw, head_sidecar = read(f"{head}/{INVENTORY}"), read(f"{head}/{SIDECAR}")
+    if head_raw != raw:
+        problems.append(f"{head}/{INVENTORY}: missing, or not the root {INVENTORY}")
+    elif head_sidecar is None or head_sidecar.split()[:1] != [sha512(raw).encode()]:
+        problems.append(f"{head}/{SIDECAR}: missing, or not the digest of {head}/{INVENTORY}")
+    allowed = {OBJECT_DECLARATION, INVENTORY, SIDECAR, "extensions", "logs", *inventory.data["versions"]}
+    problems.extend(
+        f"{path}: not part of the object" for path in sorted(listing) if path.split("/")[0] not in allowed
+    )
     names: dict[str, str] = {}
     for version in inventory.data["versions"]:
         for logical, content_path in inventory.state(int(version[1:])).items():

@@ -18,21 +18,24 @@ Credentials and endpoints are read the standard way of each filesystem (for S3: 
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import socket
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import fsspec
 import psutil
 from fsspec.implementations.local import LocalFileSystem
 
 from parity.core.errors import ArchiveError
+
+from .ocfl import safe_relative
 
 #: Seconds after which a lock whose owner cannot be checked (another host) is taken for abandoned.
 LEASE_ENV = "PARITY_ARCHIVE_LOCK_LEASE_S"
@@ -49,11 +52,20 @@ def _boot_id() -> str:
         return ""
 
 
+def _pid_namespace() -> str:
+    """This process's PID namespace: containers on one host share hostname and boot id, not PIDs."""
+    try:
+        return os.readlink("/proc/self/ns/pid")
+    except OSError:
+        return ""
+
+
 def _me() -> dict[str, Any]:
     process = psutil.Process()
     return {
         "host": socket.gethostname(),
         "boot": _boot_id(),
+        "pidns": _pid_namespace(),
         "pid": os.getpid(),
         "started": process.create_time(),
         "since": time.time(),
@@ -64,8 +76,12 @@ def _owner_gone(owner: dict[str, Any], lease_s: float) -> bool:
     """Whether a lock's owner is certainly gone: a process of this host that no longer runs, or a lease out."""
     if time.time() - float(owner.get("since", 0)) > lease_s:
         return True
-    if owner.get("host") != socket.gethostname() or owner.get("boot") != _boot_id():
-        return False
+    if (owner.get("host"), owner.get("boot"), owner.get("pidns")) != (
+        socket.gethostname(),
+        _boot_id(),
+        _pid_namespace(),
+    ):
+        return False  # another machine, boot or container: only the lease can tell
     try:
         return abs(psutil.Process(int(owner["pid"])).create_time() - float(owner["started"])) > 0.01
     except (psutil.NoSuchProcess, KeyError, ValueError, TypeError):
@@ -80,6 +96,33 @@ def lease_s() -> float:
         raise ArchiveError(
             f"{LEASE_ENV}={raw!r}: expected a number of seconds; unset it for the default"
         ) from None
+
+
+#: What a filesystem raises that means "not there" or "already there": answered by the methods themselves.
+_EXPECTED = (FileNotFoundError, FileExistsError, IsADirectoryError, NotADirectoryError, ArchiveError)
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def _storage_errors(method: _F) -> _F:
+    """Any other error of the filesystem (no credentials, no bucket, no network) becomes an
+    :class:`ArchiveError` naming the location and what to check."""
+
+    @functools.wraps(method)
+    def wrapper(self: Store, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return method(self, *args, **kwargs)
+        except _EXPECTED:
+            raise
+        except Exception as err:
+            raise ArchiveError(
+                f"{self.url()}: the archive's storage failed ({type(err).__name__}: {str(err).strip()[:300]}). "
+                "Check that the bucket exists, that the endpoint is reachable and that the credentials (read the "
+                "standard way: for S3, AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY or ~/.aws/credentials, and "
+                "AWS_ENDPOINT_URL for a server that is not AWS) may read and write there."
+            ) from err
+
+    return wrapper  # type: ignore[return-value]
 
 
 @dataclass
@@ -107,6 +150,27 @@ class Store:
         base = self.location.rstrip("/")
         return f"{base}/{path}" if path else base
 
+    @_storage_errors
+    def require(self) -> None:
+        """Refuse an object store whose bucket does not exist: reading it would otherwise look like an empty
+        archive (a folder that does not exist yet is one: nothing was archived there).
+
+        Raises
+        ------
+        ArchiveError
+        """
+        if self.local is not None:
+            return
+        bucket = self.root.split("/", 1)[0]
+        try:
+            self.fs.info(bucket)  # unlike exists(), says why it cannot (no endpoint, no credentials)
+        except FileNotFoundError:
+            raise ArchiveError(
+                f"{self.location}: the bucket {bucket!r} does not exist (or these credentials cannot see it); "
+                "pass --archive the archive's URL"
+            ) from None
+
+    @_storage_errors
     def read(self, path: str) -> bytes | None:
         """A file's bytes, or None when it is absent."""
         try:
@@ -116,6 +180,7 @@ class Store:
         except IsADirectoryError:
             return None
 
+    @_storage_errors
     def exists(self, path: str) -> bool:
         self.fs.invalidate_cache()  # other processes write here too: never answer from a listing cache
         return bool(self.fs.exists(self.full(path)))
@@ -124,10 +189,12 @@ class Store:
         if self.local is not None:  # object stores have no folders to make
             (self.local / path).parent.mkdir(parents=True, exist_ok=True)
 
+    @_storage_errors
     def write(self, path: str, data: bytes) -> None:
         self._parent(path)
         self.fs.pipe_file(self.full(path), data)
 
+    @_storage_errors
     def create(self, path: str, data: bytes) -> bool:
         """Write ``path`` only if it does not exist (a conditional write); False when it already did."""
         self._parent(path)
@@ -137,6 +204,7 @@ class Store:
             return False
         return True
 
+    @_storage_errors
     def files(self, prefix: str) -> list[str]:
         """Every file below ``prefix``, relative to it."""
         base = self.full(prefix).rstrip("/")
@@ -147,6 +215,7 @@ class Store:
             return []
         return sorted(p[len(base) + 1 :] for p in found if p.startswith(base + "/"))
 
+    @_storage_errors
     def children(self, prefix: str = "") -> list[str]:
         """The names directly below ``prefix`` (folders and files)."""
         base = self.full(prefix).rstrip("/")
@@ -157,16 +226,23 @@ class Store:
             return []
         return sorted({p.rstrip("/").rsplit("/", 1)[-1] for p in found if p.rstrip("/") != base})
 
+    @_storage_errors
     def remove(self, prefix: str) -> None:
         """Remove a file or every file below a prefix (nothing when absent)."""
         target = self.full(prefix)
         if self.fs.exists(target):
             self.fs.rm(target, recursive=True)
 
+    @_storage_errors
     def download(self, prefix: str, into: Path) -> Path:
         """Copy every file below ``prefix`` into the local folder ``into`` (created)."""
         into.mkdir(parents=True, exist_ok=True)
         for rel in self.files(prefix):
+            if not safe_relative(rel):
+                raise ArchiveError(
+                    f"{self.url(prefix)}: holds a key that is not a plain relative path ({rel!r}); it was not "
+                    "copied. Remove that key from the store."
+                )
             target = into / rel
             target.parent.mkdir(parents=True, exist_ok=True)
             data = self.read(f"{prefix}/{rel}")
@@ -202,14 +278,16 @@ class Store:
             if done is not None and self.exists(done):
                 yield None
                 return
+            # Generations only grow: the highest is never removed, so a number is never taken twice. It is
+            # free when its holder released it (its ``.released`` marker exists) or is certainly gone.
             generation = max(self._generations(folder), default=0)
-            if generation:
+            if generation and not self.exists(f"{folder}/{generation:08d}.released"):
                 raw = self.read(f"{folder}/{generation:08d}.json")
                 try:
                     owner = json.loads(raw) if raw else {}
                 except ValueError:
                     owner = {}
-                if raw is not None and not _owner_gone(owner, lease):
+                if not _owner_gone(owner, lease):
                     if time.monotonic() > deadline:
                         raise ArchiveError(
                             f"{self.url(folder)}: another writer ({owner.get('host')}, pid {owner.get('pid')}) has "
@@ -217,19 +295,24 @@ class Store:
                         )
                     time.sleep(_POLL_S)
                     continue
-            mine = f"{folder}/{generation + 1:08d}.json"
-            if not self.create(mine, me):
+            mine = generation + 1
+            if not self.create(f"{folder}/{mine:08d}.json", me):
                 continue  # another writer took this generation first
+            held = Held(self, folder, mine)
+            if not held.intact():  # a later generation already: someone judged this one dead
+                continue
+            for older in self._generations(folder):  # what earlier holders left, below the highest
+                if older < mine:
+                    self.remove(f"{folder}/{older:08d}.json")
+                    self.remove(f"{folder}/{older:08d}.released")
             try:
-                yield Held(self, folder, generation + 1)
+                yield held
             finally:
-                for number in self._generations(folder):
-                    if number <= generation + 1:
-                        self.remove(f"{folder}/{number:08d}.json")
+                self.create(f"{folder}/{mine:08d}.released", b"")
             return
 
     def _generations(self, folder: str) -> list[int]:
-        return sorted(int(g.split(".")[0]) for g in self.children(folder) if g.split(".")[0].isdigit())
+        return sorted(int(g[:-5]) for g in self.children(folder) if g.endswith(".json") and g[:-5].isdigit())
 
 
 @dataclass(frozen=True)

@@ -37,7 +37,9 @@ def ls(archive: ArchiveOption = DEFAULT_ARCHIVE) -> int:
     from parity.archive import Archive
     from parity.archive.listing import COLUMNS, entries
 
-    rows = [e.row() for e in entries(Archive(archive))]
+    shelf = Archive(archive)
+    shelf.store.require()
+    rows = [e.row() for e in entries(shelf)]
     print_table(rows, COLUMNS)
     if not rows:
         print(f"no bundles in {archive}")
@@ -58,6 +60,7 @@ def show(ref: RefArgument, archive: ArchiveOption = DEFAULT_ARCHIVE) -> int:
 
     name, version = parse_ref(ref)
     shelf = Archive(archive)
+    shelf.store.require()
     text, own = card(shelf, name, version)
     if not own:
         print(f"({name}:{version} has no {CARD}: a summary from report.json and metadata.json)\n")
@@ -82,7 +85,9 @@ def migrate(archive: ArchiveOption = DEFAULT_ARCHIVE) -> int:
     from parity.archive.migrate import Result, label
     from parity.archive.migrate import migrate as run_migration
 
-    done = run_migration(Archive(archive))
+    shelf = Archive(archive)
+    shelf.store.require()
+    done = run_migration(shelf)
     rows = []
     for m in done:
         name, version = label(m.key)
@@ -117,7 +122,9 @@ def export(
     if not bagit:
         raise InvalidInputError("parity export: say which format: --bagit (a BagIt bag, RFC 8493)")
     name, version = parse_ref(ref)
-    bag = export_bagit(Archive(archive), name, version, dest)
+    shelf = Archive(archive)
+    shelf.store.require()
+    bag = export_bagit(shelf, name, version, dest)
     print(f"{name}:{version} exported as a BagIt bag: {bag}")
     return EXIT_OK
 

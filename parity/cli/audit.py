@@ -38,8 +38,10 @@ def audit(
     int
         ``EXIT_OK`` when every bundle is sound, ``EXIT_FAILED`` when one is corrupt, drifted or unreadable.
     """
+    from parity.archive import Archive
     from parity.core.prefect_env import configure
 
+    Archive(archive).store.require()  # an unreadable store is exit 2 before any flow starts
     configure()  # defaults for Prefect itself, set before it is first imported (it freezes them then)
     from parity.flows.audit import AUDIT_COLUMNS, audit_archive, audit_rows, audits_of
 

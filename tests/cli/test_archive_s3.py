@@ -49,3 +49,21 @@ def test_run_with_an_archive_url_nobody_can_open_exits_2(tmp_path, iris):
     assert done.returncode == EXIT_USAGE, done.stderr[-3000:]
     assert "--archive nosuch://bucket/x: fsspec cannot open this URL" in done.stderr
     assert "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    ("command", "endpoint", "message"),
+    [
+        (["archive", "ls"], None, "the bucket 'parity-no-such-bucket' does not exist"),
+        (["audit", "--no-replay"], None, "the bucket 'parity-no-such-bucket' does not exist"),
+        (["archive", "show", "iris-lr:1"], "http://127.0.0.1:9", "the archive's storage failed"),
+    ],
+    ids=["ls-no-bucket", "audit-no-bucket", "show-unreachable"],
+)
+def test_an_archive_on_s3_that_cannot_be_read_exits_2_saying_why(
+    tmp_path, s3_archive, command, endpoint, message
+):
+    env = {"AWS_ENDPOINT_URL": endpoint} if endpoint else {}
+    done = _parity([*command, "--archive", "s3://parity-no-such-bucket/archive"], tmp_path, env=env)
+    assert done.returncode == EXIT_USAGE, done.stdout[-2000:] + done.stderr[-3000:]
+    assert message in done.stderr and "Traceback" not in done.stderr, done.stderr[-3000:]
