@@ -2,8 +2,10 @@
 
 scikit-learn's persistence guide asks that one can "check that the cross-validation score is in the same
 range as before". For a bundle whose registration kept a :class:`~parity.core.records.CrossValidation`
-record (:func:`parity.registry.cv.register_with_cv`; read from the bundle's copy of the registration record,
-which the audit binds to the registry's record by its digest), :func:`recheck_cv`
+record (:func:`parity.registry.cv.register_with_cv`; taken from the registry's record when the registry
+has one, never from the bundle then; without one, from the bundle's copy of the registration record, and
+then naming scikit-learn splitters only, as trust in a custom one comes from the registry alone),
+:func:`recheck_cv`
 
 1. reloads the bundle's ``model.skops`` exactly as the replay does (same trust, from the registry's record)
    and checks its outputs on the stored reference rows against the stored reference predictions, under the
