@@ -64,7 +64,10 @@ def _splitter_bases() -> tuple[type, ...]:
 
 
 def _in_splitter_module(module: str) -> bool:
-    return module == _SPLITTER_MODULE or module.startswith(_SPLITTER_MODULE + ".")
+    """Whether ``module`` is ``sklearn.model_selection`` or one of its modules (not its test suite, whose
+    import would run more than a definition)."""
+    inside = module == _SPLITTER_MODULE or module.startswith(_SPLITTER_MODULE + ".")
+    return inside and "tests" not in module.split(".")
 
 
 def _import_class(path: str) -> type:

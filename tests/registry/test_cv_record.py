@@ -213,6 +213,7 @@ EXPLOITS = {
     "a-module-named-directly": ("subprocess.Popen", {"args": ["touch", "{canary}"]}),
     "a-sklearn-class-that-is-no-splitter": ("sklearn.model_selection._search.GridSearchCV", {}),
     "a-splitter-reexported-elsewhere": ("sklearn.model_selection.KFold", {"n_splits": 3}),
+    "a-test-module-of-scikit-learn": ("sklearn.model_selection.tests.test_split.KFold", {"n_splits": 3}),
 }
 
 
