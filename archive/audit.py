@@ -117,6 +117,7 @@ def trust_for(folder: Path, name: str, version: int, registry: Registry | None) 
         source=f"the registration record in {registry.location}",
         tolerances=record.tolerances,
         roles=record.roles or {},
+        cross_validation=record.provenance.cross_validation,
     )
     return trust, problems
 

@@ -9,6 +9,9 @@ a test executes them.
 from __future__ import annotations
 
 import json
+import re
+import unicodedata
+from collections.abc import Iterable
 
 from parity.core.records import Check, Conversion, Metadata, OnnxDetails, Report
 from parity.validators.report import fmt_float
@@ -18,6 +21,47 @@ from .names import HTML_REPORT, MANIFEST, REFERENCE
 
 #: How a card says a figure that is not known.
 UNKNOWN = "not recorded"
+#: Characters that mean markup in a line of markdown prose (a table cell included), backslash-escaped there.
+_MARKUP = re.compile(r"([\\`|<>\[\]])")
+
+
+def _visible(text: str) -> str:
+    """``text`` with each control, format (bidi...) or line/paragraph separator character written as its
+    Python escape (``\\n``, ``\\u202e``): a name holds no line break or hidden character in the card."""
+    return "".join(
+        c.encode("unicode_escape").decode("ascii")
+        if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp")
+        else c
+        for c in text
+    )
+
+
+def _prose(value: object) -> str:
+    """A recorded value (a name, a URI...) as markdown prose: its markup characters escaped, its control
+    characters written visibly, so that it stays one literal piece of text on its line."""
+    return _MARKUP.sub(r"\\\1", _visible(str(value)))
+
+
+def _code(value: object) -> str:
+    """A recorded value as one inline code span: fenced by more backticks than it holds, its control
+    characters written visibly."""
+    text = _visible(str(value))
+    fence = "`" * (1 + max((len(run) for run in re.findall("`+", text)), default=0))
+    pad = " " if text.startswith("`") or text.endswith("`") else ""
+    return f"{fence}{pad}{text}{pad}{fence}"
+
+
+def _block(info: str, lines: Iterable[str]) -> list[str]:
+    """A fenced code block whose fence is longer than any run of backticks in its lines."""
+    lines = list(lines)
+    longest = max((len(run) for line in lines for run in re.findall("`+", line)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [f"{fence}{info}", *lines, fence]
+
+
+def _literal(text: str) -> str:
+    """``text`` as a Python string literal (JSON's, ASCII only: also a valid Python literal)."""
+    return json.dumps(text)
 
 
 def render_card(files: BundleFiles) -> str:
@@ -58,15 +102,19 @@ def _identity(report: Report, metadata: Metadata | None) -> str:
     tools = metadata.tools if metadata else {}
     registered_with = metadata.provenance.environment.scikit_learn if metadata else None
     lines = [
-        f"# {report.name} v{report.version}: {str(report.outcome).upper()}",
+        f"# {_prose(report.name)} v{report.version}: {str(report.outcome).upper()}",
         "",
-        f"- estimator: `{report.estimator or UNKNOWN}`"
-        + (f" ({metadata.estimator_type})" if metadata else ""),
+        f"- estimator: {_code(report.estimator or UNKNOWN)}"
+        + (f" ({_prose(metadata.estimator_type)})" if metadata else ""),
         f"- registered at: {metadata.registered_at if metadata else UNKNOWN}",
         f"- validated at: {report.validated_at}",
-        f"- scikit-learn: registered with {registered_with or UNKNOWN}, "
-        f"validated with {tools.get('scikit-learn') or UNKNOWN}"
-        + (f"; the pickle was made with {pickled}" if (pickled := report.original_sklearn_version) else ""),
+        f"- scikit-learn: registered with {_prose(registered_with or UNKNOWN)}, "
+        f"validated with {_prose(tools.get('scikit-learn') or UNKNOWN)}"
+        + (
+            f"; the pickle was made with {_prose(pickled)}"
+            if (pickled := report.original_sklearn_version)
+            else ""
+        ),
         f"- reference rows: {report.reference_rows}",
         f"- the plots and every figure: [{HTML_REPORT}]({HTML_REPORT})",
     ]
@@ -76,9 +124,11 @@ def _identity(report: Report, metadata: Metadata | None) -> str:
 def _verdict_row(check: Check) -> str:
     figures = f"{fmt_float(check.max_abs)} | {fmt_float(check.max_rel)}"
     blocking = "" if check.required else " (not blocking)"
+    cells = (check.format, check.runtime, check.target, check.output, check.against)
     return (
-        f"| {check.format} | {check.runtime} | {check.target} | {check.output} | {check.against} | "
-        f"{check.verdict}{blocking} | {check.rows} | {figures} |"
+        "| "
+        + " | ".join(_prose(c) for c in cells)
+        + f" | {check.verdict}{blocking} | {check.rows} | {figures} |"
     )
 
 
@@ -96,9 +146,12 @@ def _verdicts(report: Report) -> str:
 def _tolerances(report: Report, metadata: Metadata | None) -> str:
     used = sorted({(c.kind, c.tolerance) for c in report.checks if c.tolerance})
     lines = ["## Tolerances", "", "| output kind | tolerance |", "|---|---|"]
-    lines += [f"| {kind} | {tolerance} |" for kind, tolerance in used] or ["| (none) | no number compared |"]
+    lines += [f"| {_prose(kind)} | {_prose(tolerance)} |" for kind, tolerance in used] or [
+        "| (none) | no number compared |"
+    ]
     overrides = metadata.tolerances if metadata else {}
-    lines += ["", f"Registered overrides: {json.dumps(overrides, sort_keys=True) if overrides else 'none'}."]
+    shown = _code(json.dumps(overrides, sort_keys=True)) if overrides else "none"
+    lines += ["", f"Registered overrides: {shown}."]
     return "\n".join(lines)
 
 
@@ -107,22 +160,24 @@ def _provenance(metadata: Metadata | None) -> str:
         return "## Provenance\n\nThis bundle has no metadata.json."
     provenance = metadata.provenance
     data = provenance.training_data
-    sources = [f"`{entry.origin}` (SHA-256 `{entry.sha256}`)" for entry in provenance.source.files]
+    sources = [f"{_code(entry.origin)} (SHA-256 {_code(entry.sha256)})" for entry in provenance.source.files]
+    scores = provenance.cv_scores
+    model = metadata.registered_model
     lines = [
         "## Provenance",
         "",
-        f"- training data: {data.uri or UNKNOWN}",
-        f"- training snapshot SHA-256: {f'`{data.snapshot_sha256}`' if data.snapshot_sha256 else UNKNOWN}",
-        f"- source: {provenance.source.origin or UNKNOWN}" + (f": {', '.join(sources)}" if sources else ""),
-        f"- cross-validation scores: {json.dumps(provenance.cv_scores) if provenance.cv_scores else UNKNOWN}",
-        f"- registered model file: `{metadata.registered_model.file}` ({metadata.registered_model.format}, "
-        f"SHA-256 `{metadata.registered_model.sha256}`)",
+        f"- training data: {_code(data.uri) if data.uri else UNKNOWN}",
+        f"- training snapshot SHA-256: {_code(data.snapshot_sha256) if data.snapshot_sha256 else UNKNOWN}",
+        f"- source: {_code(provenance.source.origin) if provenance.source.origin else UNKNOWN}"
+        + (f": {', '.join(sources)}" if sources else ""),
+        f"- cross-validation scores: {_code(json.dumps(scores)) if scores else UNKNOWN}",
+        f"- registered model file: {_code(model.file)} ({_prose(model.format)}, SHA-256 {_code(model.sha256)})",
     ]
     return "\n".join(lines)
 
 
 def _verifying(names: list[str]) -> str:
-    listed = " ".join(n for n in names if n != MANIFEST)
+    listed = " ".join(_prose(n) for n in names if n != MANIFEST)
     return "\n".join(
         [
             "## Verifying the files with standard tools",
@@ -136,9 +191,7 @@ def _verifying(names: list[str]) -> str:
             "",
             "or, without jq:",
             "",
-            "```python",
-            *manifest_check_code(),
-            "```",
+            *_block("python", manifest_check_code()),
             "",
             "As an OCFL 1.1 object, the bundle's `inventory.json` lists the SHA-512 of each "
             "`v1/content/<file>`; any OCFL tool checks it, e.g. `ocfl-validate.py <bundle>` (ocfl-py), or by "
@@ -159,7 +212,7 @@ def manifest_check_code() -> list[str]:
     return [
         "import hashlib, json",
         "",
-        f'files = json.load(open("{MANIFEST}"))["files"]',
+        f'files = json.load(open({_literal(MANIFEST)}))["files"]',
         'differ = [n for n, d in files.items() if hashlib.sha256(open(n, "rb").read()).hexdigest() != d]',
         'print(f"{len(files)} files match the manifest" if not differ else f"differ: {differ}")',
     ]
@@ -191,19 +244,15 @@ def scoring_snippet(file: str, conversion: Conversion, metadata: Metadata | None
 def _pmml_snippets(file: str) -> str:
     return "\n".join(
         [
-            f"## Scoring `{file}`",
+            f"## Scoring {_code(file)}",
             "",
             "With pypmml (PMML4S, needs Java):",
             "",
-            "```python",
-            *pypmml_code(file),
-            "```",
+            *_block("python", pypmml_code(file)),
             "",
             "With JPMML (the jpmml_evaluator package, needs Java):",
             "",
-            "```python",
-            *jpmml_code(file),
-            "```",
+            *_block("python", jpmml_code(file)),
         ]
     )
 
@@ -214,8 +263,8 @@ def pypmml_code(file: str) -> list[str]:
         "import pandas as pd",
         "from pypmml import Model",
         "",
-        f'df = pd.read_parquet("{REFERENCE}")',
-        f'print(Model.load("{file}").predict(df).head())',
+        f"df = pd.read_parquet({_literal(REFERENCE)})",
+        f"print(Model.load({_literal(file)}).predict(df).head())",
     ]
 
 
@@ -225,8 +274,8 @@ def jpmml_code(file: str) -> list[str]:
         "import pandas as pd",
         "from jpmml_evaluator import make_evaluator",
         "",
-        f'df = pd.read_parquet("{REFERENCE}")',
-        f'evaluator = make_evaluator("{file}").verify()',
+        f"df = pd.read_parquet({_literal(REFERENCE)})",
+        f"evaluator = make_evaluator({_literal(file)}).verify()",
         "print(evaluator.evaluateAll(df).head())",
     ]
 
@@ -236,18 +285,19 @@ def onnx_code(file: str, details: OnnxDetails) -> list[str]:
     the columns and dtype the conversion recorded."""
     feeds = []
     for entry in details.inputs:
-        columns = repr(entry.columns)
+        # names and columns as JSON string literals (ASCII, escaped: valid Python), never pasted into code
+        name, columns = _literal(entry.name), json.dumps(entry.columns)
         if entry.dtype == "string":
-            feeds.append(f'    "{entry.name}": df[{columns}].fillna("").astype(str).to_numpy(object),')
+            feeds.append(f'    {name}: df[{columns}].fillna("").astype(str).to_numpy(object),')
         else:
-            feeds.append(f'    "{entry.name}": df[{columns}].to_numpy(np.float64).astype(np.{entry.dtype}),')
+            feeds.append(f"    {name}: df[{columns}].to_numpy(np.float64).astype({_literal(entry.dtype)}),")
     return [
         "import numpy as np",
         "import onnxruntime as ort",
         "import pandas as pd",
         "",
-        f'df = pd.read_parquet("{REFERENCE}")',
-        f'session = ort.InferenceSession("{file}", providers=["CPUExecutionProvider"])',
+        f"df = pd.read_parquet({_literal(REFERENCE)})",
+        f'session = ort.InferenceSession({_literal(file)}, providers=["CPUExecutionProvider"])',
         "feeds = {",
         *feeds,
         "}",
@@ -258,15 +308,13 @@ def onnx_code(file: str, details: OnnxDetails) -> list[str]:
 
 
 def _onnx_snippet(file: str, details: OnnxDetails) -> str:
-    outputs = ", ".join(f"`{name}` ({role})" for name, role in details.outputs.items())
+    outputs = ", ".join(f"{_code(name)} ({_prose(role)})" for name, role in details.outputs.items())
     return "\n".join(
         [
-            f"## Scoring `{file}`",
+            f"## Scoring {_code(file)}",
             "",
             f"With onnxruntime; outputs: {outputs or UNKNOWN}.",
             "",
-            "```python",
-            *onnx_code(file, details),
-            "```",
+            *_block("python", onnx_code(file, details)),
         ]
     )

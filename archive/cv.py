@@ -2,8 +2,10 @@
 
 scikit-learn's persistence guide asks that one can "check that the cross-validation score is in the same
 range as before". For a bundle whose registration kept a :class:`~parity.core.records.CrossValidation`
-record (:func:`parity.registry.cv.register_with_cv`; read from the bundle's copy of the registration record,
-which the audit binds to the registry's record by its digest), :func:`recheck_cv`
+record (:func:`parity.registry.cv.register_with_cv`; taken from the registry's record when the registry
+has one, never from the bundle then; without one, from the bundle's copy of the registration record, and
+then naming scikit-learn splitters only, as trust in a custom one comes from the registry alone),
+:func:`recheck_cv`
 
 1. reloads the bundle's ``model.skops`` exactly as the replay does (same trust, from the registry's record)
    and checks its outputs on the stored reference rows against the stored reference predictions, under the
@@ -145,9 +147,13 @@ def _changed_predictions(folder: Path, estimator: object, tolerances: dict) -> l
     return changes
 
 
-def _cv_record(folder: Path, metadata: Metadata) -> CrossValidation | None:
-    """The CV record from the bundle's copy of the registration record (which the audit binds to the
-    registry's record by its digest), else, in a bundle older than that copy, from its metadata."""
+def _cv_record(folder: Path, metadata: Metadata, trust: Trust) -> CrossValidation | None:
+    """The CV record to re-check: the registry's, when a registry record vouches for the bundle (never the
+    bundle's own word then: a bundle whose copy of the registration was dropped from its manifest would
+    otherwise be re-checked by its metadata); else the bundle's copy of the registration record, else, in a
+    bundle older than that copy, its metadata."""
+    if trust.tolerances is not None:  # a registry record was found
+        return trust.cross_validation
     copy = folder / REGISTRATION
     provenance = RegistrationRecord.read(copy).provenance if copy.is_file() else metadata.provenance
     return provenance.cross_validation
@@ -176,7 +182,9 @@ def _snapshot_problem(record: CrossValidation) -> CvAudit | None:
 
 
 def _refit(record: CrossValidation, estimator: object, trust: Trust) -> list[ScoreComparison]:
-    splitter = build_splitter(record.splitter, trust.trusted_types)
+    # trust in a custom splitter comes from a registry record only: a bundle's record names sklearn's splitters
+    trusted = trust.trusted_types if trust.tolerances is not None else ()
+    splitter = build_splitter(record.splitter, trusted)
     X, y = read_snapshot(record.snapshot.uri, record.snapshot.features, record.snapshot.target)
     today = run_cv(estimator, X, y, splitter, record.scoring)
     return [compare_scores(name, scores, today.get(name, [])) for name, scores in record.scores.items()]
@@ -200,7 +208,7 @@ def recheck_cv(folder: Path, trust: Trust) -> CvAudit:
     """
     try:
         metadata = Metadata.read(folder / "metadata.json")
-        record = _cv_record(folder, metadata)
+        record = _cv_record(folder, metadata, trust)
         if record is None:
             return CvAudit(status=CvStatus.NO_RECORD)
         _, loaded = load_bundle_model(folder, trust)

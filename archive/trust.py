@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 
 from parity.core.errors import IntegrityError
-from parity.core.records import Role
+from parity.core.records import CrossValidation, Role
 from parity.registry import load_model
 from parity.registry.loading import LoadedModel
 from parity.registry.reference import read_stored_parquet
@@ -33,6 +33,8 @@ class Trust:
     #: the registration's tolerances and runtime roles, which a bound replay judges by (not the bundle's copy)
     tolerances: dict[str, dict[str, float]] | None = None
     roles: dict[str, Role] | None = None
+    #: the registration record's CV record (set with ``tolerances``): the CV re-check takes it, never the bundle's
+    cross_validation: CrossValidation | None = None
 
 
 def load_bundle_model(folder: Path, trust: Trust) -> tuple[pd.DataFrame, LoadedModel]:

@@ -29,7 +29,7 @@ from parity.core.errors import InvalidInputError, UntrustedModelError
 from parity.core.records import CrossValidation, Snapshot, Splitter
 
 from . import provenance
-from .loading import sha256_of
+from .loading import never_trusted, sha256_of
 
 __all__ = [
     "build_splitter",
@@ -51,22 +51,81 @@ def _class_path(obj: object) -> str:
     return f"{type(obj).__module__}.{type(obj).__qualname__}"
 
 
+#: Where a splitter the registration did not trust by name must be defined.
+_SPLITTER_MODULE = "sklearn.model_selection"
+
+
+def _splitter_bases() -> tuple[type, ...]:
+    """scikit-learn's splitter base classes: every splitter of ``sklearn.model_selection`` derives from one."""
+    from sklearn.model_selection import BaseCrossValidator, BaseShuffleSplit
+    from sklearn.model_selection._split import _RepeatedSplits
+
+    return BaseCrossValidator, BaseShuffleSplit, _RepeatedSplits
+
+
+def _in_splitter_module(module: str) -> bool:
+    """Whether ``module`` is ``sklearn.model_selection`` or one of its modules (not its test suite, whose
+    import would run more than a definition)."""
+    inside = module == _SPLITTER_MODULE or module.startswith(_SPLITTER_MODULE + ".")
+    return inside and "tests" not in module.split(".")
+
+
 def _import_class(path: str) -> type:
-    """The class at ``module.QualifiedName`` (the longest importable module prefix)."""
-    parts = path.split(".")
-    for cut in range(len(parts) - 1, 0, -1):
-        try:
-            target: Any = importlib.import_module(".".join(parts[:cut]))
-        except ImportError:
-            continue
-        for attribute in parts[cut:]:
-            target = getattr(target, attribute, None)
-        if isinstance(target, type):
-            return target
-        break
-    raise InvalidInputError(
-        f"splitter class {path!r} cannot be imported here; install the module that defines it."
-    )
+    """The class named exactly ``module.Name``: the module imported as written, one attribute taken, and the
+    class's own ``__module__`` and ``__qualname__`` naming it so (no path through other modules' names)."""
+    module_name, _, name = path.rpartition(".")
+    if not module_name or not all(part.isidentifier() for part in path.split(".")):
+        raise InvalidInputError(
+            f"splitter class {path!r} is not a dotted name module.ClassName; record the splitter again."
+        )
+    try:
+        module = importlib.import_module(module_name)
+    except ImportError as err:
+        raise InvalidInputError(
+            f"splitter class {path!r}: module {module_name} cannot be imported here ({err}); install the "
+            "module that defines it."
+        ) from err
+    target = vars(module).get(name)
+    if not isinstance(target, type):
+        raise InvalidInputError(
+            f"splitter class {path!r}: {module_name} has no class {name}; install the version of the module "
+            "that defines it."
+        )
+    actual = f"{target.__module__}.{target.__qualname__}"
+    if actual != path:
+        raise UntrustedModelError(
+            f"splitter class {path!r} names {actual}, a class defined elsewhere: a splitter is rebuilt only from "
+            "the module that defines it. Record the splitter again (its class path is type(cv).__module__ + "
+            "'.' + type(cv).__qualname__)."
+        )
+    return target
+
+
+def _checked_class(path: str, trusted_types: Sequence[str]) -> type:
+    """The splitter class at ``path``, imported only when it may be: a scikit-learn splitter (defined in
+    ``sklearn.model_selection``, derived from one of its splitter bases), or a class the registration
+    trusted by name that is not one of :data:`~parity.registry.loading.NEVER_TRUSTED`."""
+    trusted = path in trusted_types
+    if trusted:
+        refused = never_trusted([path])
+        if refused:
+            raise UntrustedModelError(
+                f"splitter {refused[0]} can never be trusted: it is not a splitter. Register with a "
+                "scikit-learn splitter, e.g. KFold(n_splits=5, shuffle=True, random_state=0)."
+            )
+    elif not _in_splitter_module(path.rpartition(".")[0]):
+        raise UntrustedModelError(
+            f"splitter {path} is not a scikit-learn class (expected a splitter of {_SPLITTER_MODULE}) and "
+            "the registration did not trust it; register with trusted_types=[...] naming it to have it rebuilt."
+        )
+    cls = _import_class(path)
+    if not trusted and (not issubclass(cls, _splitter_bases()) or cls.__name__ == "_CVIterableWrapper"):
+        raise UntrustedModelError(
+            f"splitter {path} is not a scikit-learn splitter (expected a subclass of BaseCrossValidator, "
+            "BaseShuffleSplit or _RepeatedSplits); register with trusted_types=[...] naming it to have it "
+            "rebuilt."
+        )
+    return cls
 
 
 def _json_value(name: str, value: object, shown: str) -> object:
@@ -182,7 +241,15 @@ def record_splitter(cv: object, y: object = None, estimator: object = None) -> t
 
 
 def build_splitter(spec: Splitter, trusted_types: Sequence[str] = ()) -> object:
-    """Rebuild a recorded splitter: ``cls(**params)``.
+    """Rebuild a recorded splitter: ``cls(**params)``, with plain JSON parameters only.
+
+    A recorded class path is read as the record may have been tampered with: the module named is imported
+    as written, one attribute of it is taken, and that class's ``__module__.__qualname__`` must be the path
+    (no reaching other modules through a module's names). A class the registration did not trust by name
+    must be a scikit-learn splitter: defined in ``sklearn.model_selection`` and derived from
+    ``BaseCrossValidator``, ``BaseShuffleSplit`` or ``_RepeatedSplits``; the module is not imported unless
+    its name is there. A class trusted by name is never one of
+    :data:`~parity.registry.loading.NEVER_TRUSTED`.
 
     Parameters
     ----------
@@ -194,20 +261,17 @@ def build_splitter(spec: Splitter, trusted_types: Sequence[str] = ()) -> object:
     Raises
     ------
     UntrustedModelError
-        A class outside scikit-learn that the registration did not trust.
+        A class that is not a scikit-learn splitter and that the registration did not trust, a class path
+        that does not name where its class is defined, or a trusted name that can never be trusted.
     InvalidInputError
-        The class cannot be imported, or refuses the parameters.
+        The class cannot be imported, a parameter is not a plain value, or the class refuses the parameters.
     """
-    if not spec.cls.startswith(_TRUSTED_MODULE) and spec.cls not in trusted_types:
-        raise UntrustedModelError(
-            f"splitter {spec.cls} is not a scikit-learn class and the registration did not trust it; "
-            "register with trusted_types=[...] naming it to have it rebuilt."
-        )
-    cls = _import_class(spec.cls)
+    cls = _checked_class(spec.cls, trusted_types)
+    params = {k: _json_value(k, v, f"splitter {spec.cls}") for k, v in spec.params.items()}
     try:
-        return cls(**spec.params)
+        return cls(**params)
     except (TypeError, ValueError) as err:
-        raise InvalidInputError(f"splitter {spec.cls}(**{spec.params}) refused: {err}") from err
+        raise InvalidInputError(f"splitter {spec.cls}(**{params}) refused: {err}") from err
 
 
 def scoring_spec(scoring: object) -> str | list[str] | None:

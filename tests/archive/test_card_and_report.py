@@ -341,3 +341,105 @@ def test_a_scatter_plot_of_many_rows_is_sampled_and_says_so():
     )
     svg = _scatter("onnx", "predict", [("onnxruntime on host", lines)])
     assert f"{MAX_POINTS} of {rows} points shown" in svg
+
+
+# -- hostile names: a name is a string literal in a snippet, one piece of text in prose ---------------------
+#: The review's column name (closes the string literal and calls os.system), and one that tries to close the
+#: code fence with a newline and backticks and run a line of its own.
+HOSTILE_INPUTS = (
+    'c": __import__("pathlib").Path("CANARY").write_text("ran"), "y',
+    "d\n```\nimport pathlib; pathlib.Path('CANARY2').write_text('ran')\n```\n`",
+)
+
+
+def _hostile_onnx(folder: Path) -> None:
+    """An ONNX graph whose string inputs carry the hostile names (each passed through by Identity), and
+    reference rows with those column names."""
+    import onnx
+    from onnx import TensorProto, helper
+
+    inputs = [helper.make_tensor_value_info(n, TensorProto.STRING, [None, 1]) for n in HOSTILE_INPUTS]
+    outputs = [helper.make_tensor_value_info(f"out{i}", TensorProto.STRING, [None, 1]) for i in range(2)]
+    nodes = [helper.make_node("Identity", [n], [f"out{i}"]) for i, n in enumerate(HOSTILE_INPUTS)]
+    graph = helper.make_graph(nodes, "hostile", inputs, outputs)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    onnx.save(model, folder / "model.onnx")
+    pd.DataFrame({n: ["a", "b"] for n in HOSTILE_INPUTS}).to_parquet(folder / "reference.parquet")
+
+
+def _hostile_report() -> Report:
+    from parity.archive.contents import report_and_metadata
+
+    report, _ = report_and_metadata(folder_files(FIXTURE_BUNDLE))
+    onnx_conversion = report.conversions["onnx"]
+    details = onnx_conversion.details.model_copy(
+        update={
+            "inputs": [
+                onnx_conversion.details.inputs[0].model_copy(
+                    update={"name": n, "columns": [n], "dtype": "string"}
+                )
+                for n in HOSTILE_INPUTS
+            ],
+            "outputs": {"out0": "predict", "out1\n```\n# heading": "predict`|"},
+        }
+    )
+    return report.model_copy(
+        update={
+            "estimator": "Tree`\n```\n# injected heading\n<script>",
+            "conversions": {
+                **report.conversions,
+                "onnx": onnx_conversion.model_copy(update={"details": details}),
+            },
+        }
+    )
+
+
+def _fenced_blocks(card: str) -> list[tuple[str, list[str]]]:
+    """The fenced code blocks of a markdown text as CommonMark reads them: (info, lines)."""
+    blocks, fence, info, lines = [], None, "", []
+    for line in card.split("\n"):
+        if fence is None:
+            if m := re.fullmatch(r"(`{3,})([^`]*)", line):
+                fence, info, lines = m.group(1), m.group(2), []
+        elif re.fullmatch(rf"{fence}`*\s*", line):
+            blocks.append((info, lines))
+            fence = None
+        else:
+            lines.append(line)
+    assert fence is None, "a code fence is left open"
+    return blocks
+
+
+def test_a_hostile_onnx_input_name_is_a_literal_in_the_snippet_and_runs_nothing(tmp_path):
+    from parity.archive.card import onnx_code, scoring_snippet
+
+    _hostile_onnx(tmp_path)
+    report = _hostile_report()
+    section = scoring_snippet("model.onnx", report.conversions["onnx"], None)
+    ((info, code),) = _fenced_blocks(section)
+    assert info == "python" and code == onnx_code("model.onnx", report.conversions["onnx"].details)
+    outside = section.split("\n" + "\n".join(code) + "\n")[0]  # the prose before the block
+    assert not any(line.startswith("#") for line in outside.split("\n")[1:]), outside  # no injected heading
+    done = subprocess.run(
+        [sys.executable, "-c", "\n".join(code)], cwd=tmp_path, capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "out0 [['a']\n ['b']]" in done.stdout  # it still scores, feeding each input its column
+    assert not (tmp_path / "CANARY").exists() and not (tmp_path / "CANARY2").exists()
+
+
+def test_hostile_prose_fields_stay_one_piece_of_text_in_the_card():
+    files = folder_files(FIXTURE_BUNDLE)
+    files["report.json"] = _hostile_report().to_bytes()
+    card = render_card(files)
+    blocks = _fenced_blocks(card)
+    # the manifest check, onnxruntime, pypmml, jpmml_evaluator, and the two sh blocks: nothing more
+    assert [info for info, _ in blocks] == ["sh", "python", "sh", "python", "python", "python"]
+    headings = [line for line in card.split("\n") if line.startswith("#")]
+    assert not any("injected" in h or h == "# heading" for h in headings), headings
+    # in a code span, fenced by more backticks than the value holds: written as is, the newlines visible
+    (estimator,) = [line for line in card.split("\n") if line.startswith("- estimator: ")]
+    assert estimator.startswith(r"- estimator: ````Tree`\n```\n# injected heading\n<script>```` (")
+    # in prose, markup escaped: a backtick and a pipe do not open a code span or a table cell
+    assert r"(predict\`\|)" in card

@@ -9,6 +9,7 @@ registered without a CV record.
 from __future__ import annotations
 
 import contextlib
+import json
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,10 +20,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 
 import parity.archive as archive_stage
-from parity.archive import Archive
+from parity.archive import CONTENT, Archive, ocfl
 from parity.archive.audit import audit_bundle
 from parity.archive.cv import NOISE_FLOOR, _changed_predictions, compare_scores
-from parity.core.records import AuditStatus, BundleAudit, CvStatus
+from parity.core.records import AuditStatus, BundleAudit, CvStatus, Manifest
 from parity.registry import FileRegistry, sha256_of
 from parity.registry.cv import register_with_cv
 from parity.validators import formats
@@ -253,3 +254,95 @@ def test_a_custom_splitter_nobody_trusted_is_not_imported_and_that_is_a_finding(
     (finding,) = audit.findings
     assert f"UntrustedModelError: splitter {CUSTOM} is not a scikit-learn class" in finding
     assert "register with trusted_types" in finding
+
+
+# -- a tampered CV record: never run, never taken from the bundle when the registry has one -----------------
+def _tamper(archive: Archive, name: str, changes: dict[str, bytes | None]) -> Path:
+    """Change (or, for None, delete) files of a bundle and reseal its manifest and OCFL inventory, as a
+    tamperer with write access would; the manifest then lists exactly the files left."""
+    folder = archive.bundle_path(name, 1)
+    for file, data in changes.items():
+        path = folder / file
+        path.chmod(0o644)
+        path.unlink()
+        if data is not None:
+            path.write_bytes(data)
+    manifest = Manifest.read(folder / "manifest.json")
+    files = {p.name: sha256_of(p) for p in folder.iterdir() if p.name != "manifest.json"}
+    (folder / "manifest.json").chmod(0o644)
+    (folder / "manifest.json").write_bytes(manifest.model_copy(update={"files": files}).to_bytes())
+    root = folder.parents[1]
+    old = ocfl.Inventory.from_bytes((root / ocfl.INVENTORY).read_bytes())
+    _, out = ocfl.new_version({p.name: p.read_bytes() for p in folder.iterdir()}, old.id, "tampered")
+    for rel, data in out.items():
+        if not rel.startswith(CONTENT):
+            (root / rel).write_bytes(data)
+    for later in root.glob("v[2-9]*"):
+        shutil.rmtree(later)
+    assert archive.check(folder) == []  # the checksums alone cannot tell
+    return folder
+
+
+def _poisoned(provenance: dict, folder: Path, canary: Path) -> None:
+    """The review's record: a Popen reached through numpy under a "sklearn." prefix, and a snapshot whose
+    bytes are known (the bundle's own reference rows), so that only the splitter stands in the way."""
+    cv = provenance["cross_validation"]
+    cv["splitter"] = {
+        "class": "sklearn.datasets._rcv1.np.f2py.subprocess.Popen",
+        "params": {"args": ["touch", str(canary)]},
+    }
+    reference = folder / "reference.parquet"
+    cv["snapshot"].update(uri=str(reference), sha256=sha256_of(reference))
+
+
+def _copy_of(archive: Archive, tmp_path: Path) -> Archive:
+    shutil.copytree(archive.root, tmp_path / "archive")
+    return Archive(tmp_path / "archive")
+
+
+def test_with_a_registry_record_the_cv_record_is_the_registrys_not_the_bundles(shelf, tmp_path):
+    registry, sound, _ = shelf
+    copy, canary = _copy_of(sound, tmp_path), tmp_path / "CANARY"
+    folder = copy.bundle_path(HONEST, 1)
+    metadata = json.loads((folder / "metadata.json").read_text())
+    _poisoned(metadata["provenance"], folder, canary)
+    # the copy of the registration, which the audit binds to the registry, dropped: metadata.json is left
+    _tamper(copy, HONEST, {"registration.json": None, "metadata.json": json.dumps(metadata).encode()})
+    audit = audit_bundle(copy, HONEST, 1, replay_outputs=False, registry=registry, cv=True)
+    assert not canary.exists()
+    recorded = registry.record(registry.resolve(HONEST)).provenance.cross_validation
+    assert audit.cv.status is CvStatus.OK, audit.cv
+    assert {c.scorer: c.recorded for c in audit.cv.scores} == recorded.scores
+
+
+def test_without_a_registry_a_bundle_cv_record_naming_another_class_is_refused(shelf, tmp_path):
+    _, sound, _ = shelf
+    copy, canary = _copy_of(sound, tmp_path), tmp_path / "CANARY"
+    folder = copy.bundle_path(HONEST, 1)
+    record = json.loads((folder / "registration.json").read_text())
+    _poisoned(record["provenance"], folder, canary)
+    _tamper(copy, HONEST, {"registration.json": json.dumps(record).encode()})
+    audit = audit_bundle(copy, HONEST, 1, replay_outputs=False, registry=None, cv=True)
+    assert not canary.exists()
+    assert audit.cv.status is CvStatus.ERROR and audit.status is AuditStatus.ERROR
+    (finding,) = audit.cv.findings
+    assert (
+        "UntrustedModelError: splitter sklearn.datasets._rcv1.np.f2py.subprocess.Popen is not a " in finding
+    )
+    assert "expected a splitter of sklearn.model_selection" in finding
+
+
+def test_without_a_registry_a_bundle_scikit_learn_splitter_is_rechecked(shelf):
+    _, sound, _ = shelf
+    audit = audit_bundle(sound, HONEST, 1, replay_outputs=False, registry=None, cv=True)
+    assert audit.cv.status is CvStatus.OK and len(audit.cv.scores[0].today) == 5
+
+
+def test_without_a_registry_a_custom_splitter_is_not_trusted_by_the_bundles_word(custom_shelf):
+    _, archive = custom_shelf
+    folder = archive.bundle_path("trusted", 1)
+    assert CUSTOM in json.loads((folder / "registration.json").read_text())["trusted_types"]
+    audit = audit_bundle(archive, "trusted", 1, replay_outputs=False, registry=None, cv=True)
+    assert audit.cv.status is CvStatus.ERROR
+    (finding,) = audit.cv.findings
+    assert f"UntrustedModelError: splitter {CUSTOM} is not a scikit-learn class" in finding

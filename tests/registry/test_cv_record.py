@@ -8,10 +8,22 @@ import numpy as np
 import pandas as pd
 import pytest
 from sklearn.linear_model import LogisticRegression
-from sklearn.model_selection import GroupKFold, KFold, RepeatedKFold, ShuffleSplit, StratifiedKFold
+from sklearn.model_selection import (
+    GroupKFold,
+    KFold,
+    LeaveOneOut,
+    LeavePOut,
+    PredefinedSplit,
+    RepeatedKFold,
+    RepeatedStratifiedKFold,
+    ShuffleSplit,
+    StratifiedKFold,
+    StratifiedShuffleSplit,
+    TimeSeriesSplit,
+)
 
 from parity.core.errors import InvalidInputError, UntrustedModelError
-from parity.core.records import RegistrationRecord
+from parity.core.records import RegistrationRecord, Splitter
 from parity.registry import FileRegistry, sha256_of
 from parity.registry.cv import build_splitter, record_splitter, register_with_cv, scoring_spec
 
@@ -184,3 +196,94 @@ def test_an_existing_snapshot_is_never_overwritten(tmp_path, iris):
 def test_arguments_the_helper_sets_itself_are_refused(tmp_path, iris):
     with pytest.raises(InvalidInputError, match="sets cv_scores itself"):
         _register(tmp_path, iris, cv_scores={"accuracy": 1.0})
+
+
+# -- a tampered record: build_splitter imports exactly the class named, and only a splitter -------------------
+EXPLOITS = {
+    # the review's: any attribute chain under a "sklearn." prefix reached subprocess, ctypes and io
+    "popen-through-numpy": (
+        "sklearn.datasets._rcv1.np.f2py.subprocess.Popen",
+        {"args": ["touch", "{canary}"]},
+    ),
+    "cdll-through-numpy": ("sklearn.utils.validation.np.ctypeslib.ctypes.CDLL", {"name": "libc.so.6"}),
+    "fileio-through-a-helper": (
+        "sklearn.externals.array_api_extra._lib._utils._helpers.io.FileIO",
+        {"file": "{canary}", "mode": "w"},
+    ),
+    "a-module-named-directly": ("subprocess.Popen", {"args": ["touch", "{canary}"]}),
+    "a-sklearn-class-that-is-no-splitter": ("sklearn.model_selection._search.GridSearchCV", {}),
+    "a-splitter-reexported-elsewhere": ("sklearn.model_selection.KFold", {"n_splits": 3}),
+    "a-test-module-of-scikit-learn": ("sklearn.model_selection.tests.test_split.KFold", {"n_splits": 3}),
+}
+
+
+def _spec(cls: str, params: dict, canary) -> Splitter:
+    filled = {k: [str(canary) if a == "{canary}" else a for a in v] if isinstance(v, list) else
+              (str(canary) if v == "{canary}" else v) for k, v in params.items()}  # fmt: skip
+    return Splitter.model_validate({"class": cls, "params": filled})
+
+
+@pytest.mark.parametrize("cls,params", EXPLOITS.values(), ids=EXPLOITS.keys())
+def test_a_tampered_splitter_class_is_refused_and_nothing_runs(cls, params, tmp_path):
+    canary = tmp_path / "CANARY"
+    with pytest.raises(UntrustedModelError, match=r"is not a scikit-learn|defined elsewhere") as refused:
+        build_splitter(_spec(cls, params, canary))
+    assert cls in str(refused.value)
+    assert not canary.exists()
+
+
+@pytest.mark.parametrize(
+    "cls,error,match",
+    [
+        ("subprocess.Popen", UntrustedModelError, "can never be trusted"),
+        ("os.system", UntrustedModelError, "can never be trusted"),
+        ("sklearn.datasets._rcv1.np.f2py.subprocess.Popen", InvalidInputError, "cannot be imported"),
+        ("io.FileIO", UntrustedModelError, "names _io.FileIO, a class defined elsewhere"),
+    ],
+    ids=["never-trusted-popen", "never-trusted-os", "an-attribute-chain", "an-alias"],
+)
+def test_a_trusted_name_must_still_be_exact_and_never_a_never_trusted_one(cls, error, match, tmp_path):
+    canary = tmp_path / "CANARY"
+    with pytest.raises(error, match=match):
+        build_splitter(_spec(cls, {"args": ["touch", "{canary}"]}, canary), trusted_types=[cls])
+    assert not canary.exists()
+
+
+def test_a_splitter_parameter_must_be_a_plain_value():
+    spec = Splitter.model_validate({"class": "sklearn.model_selection._split.KFold"})
+    spec = spec.model_copy(update={"params": {"n_splits": object()}})  # as no JSON file could hold it
+    with pytest.raises(InvalidInputError, match="n_splits=object cannot be recorded"):
+        build_splitter(spec)
+
+
+SKLEARN_SPLITTERS = [
+    KFold(3, shuffle=True, random_state=1),
+    StratifiedKFold(3),
+    RepeatedKFold(n_splits=2, n_repeats=2, random_state=0),
+    RepeatedStratifiedKFold(n_splits=2, n_repeats=2, random_state=0),
+    ShuffleSplit(3, test_size=0.25, random_state=0),
+    StratifiedShuffleSplit(3, test_size=0.25, random_state=0),
+    TimeSeriesSplit(3),
+    LeaveOneOut(),
+    LeavePOut(2),
+]
+
+
+@pytest.mark.parametrize("splitter", SKLEARN_SPLITTERS, ids=lambda s: type(s).__name__)
+def test_every_scikit_learn_splitter_is_rebuilt_without_trust(splitter):
+    _, spec = record_splitter(splitter)
+    rebuilt = build_splitter(spec)
+    assert type(rebuilt) is type(splitter) and repr(rebuilt) == repr(splitter)
+
+
+def test_a_predefined_split_is_rebuilt_from_its_spec():
+    spec = Splitter.model_validate(
+        {"class": "sklearn.model_selection._split.PredefinedSplit", "params": {"test_fold": [0, 1, 0, 1]}}
+    )
+    rebuilt = build_splitter(spec)
+    assert isinstance(rebuilt, PredefinedSplit) and rebuilt.get_n_splits() == 2
+
+
+def test_a_trusted_custom_splitter_is_rebuilt_by_its_exact_name():
+    _, spec = record_splitter(EveryOther(4))
+    assert build_splitter(spec, trusted_types=[spec.cls]).n_splits == 4
