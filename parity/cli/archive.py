@@ -3,6 +3,7 @@ archive, turn legacy bundles into OCFL objects, hand a bundle on as a BagIt bag.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +11,7 @@ from typing import Annotated
 import typer
 
 from parity.core.defaults import DEFAULT_ARCHIVE
-from parity.core.errors import InvalidInputError
+from parity.core.errors import IntegrityError, InvalidInputError
 
 from .exits import EXIT_FAILED, EXIT_OK
 from .options import ArchiveOption
@@ -108,7 +109,9 @@ def export(
     Returns
     -------
     int
-        ``EXIT_OK``; ``DEST`` existing, a bad ``NAME:VERSION`` or a missing ``--bagit`` exits 2.
+        ``EXIT_OK``; ``EXIT_FAILED`` when the bundle is damaged (it is not exported: a bundle that needs
+        action, like ``parity audit``'s); ``DEST`` existing, a bad ``NAME:VERSION`` or a missing ``--bagit``
+        exits 2.
     """
     from parity.archive import Archive
     from parity.archive.export import export_bagit
@@ -117,7 +120,11 @@ def export(
     if not bagit:
         raise InvalidInputError("parity export: say which format: --bagit (a BagIt bag, RFC 8493)")
     name, version = parse_ref(ref)
-    bag = export_bagit(Archive(archive), name, version, dest)
+    try:
+        bag = export_bagit(Archive(archive), name, version, dest)
+    except IntegrityError as err:
+        print(f"parity: error: {err}", file=sys.stderr)
+        return EXIT_FAILED
     print(f"{name}:{version} exported as a BagIt bag: {bag}")
     return EXIT_OK
 
