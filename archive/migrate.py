@@ -406,14 +406,16 @@ def _recover_leftovers(archive: Archive, key: str, leftovers: list[str]) -> Migr
     def read(rel: str) -> bytes | None:
         return store.read(f"{key}/{rel}")
 
-    problems = ocfl.verify(read, _object_listing(archive, key))
-    if (
-        problems
-    ):  # the copies cannot vouch for anything: keep the leftovers, `parity audit` reports the object
+    try:
+        problems = ocfl.verify(read, _object_listing(archive, key))
+        inventory = ocfl.Inventory.from_bytes(read(ocfl.INVENTORY) or b"")
+        copies = inventory.state(1)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        problems = [f"{ocfl.INVENTORY}: malformed ({type(err).__name__}: {err})"]
+    # the copies cannot vouch for anything then: keep the leftovers, `parity audit` reports the object
+    if problems:
         kept = f"{len(leftovers)} legacy files kept beside it: {', '.join(leftovers)}"
         return Migration(key, len(leftovers), Result.DAMAGED, (*problems, kept))
-    inventory = ocfl.Inventory.from_bytes(read(ocfl.INVENTORY) or b"")
-    copies = inventory.state(1)
     for rel in leftovers:
         data, copy = read(rel), copies.get(rel)
         if data is None:

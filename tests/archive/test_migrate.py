@@ -384,3 +384,18 @@ def test_leftovers_beside_an_object_that_does_not_verify_are_kept(remote):
     assert done.problems[0].startswith("model.skops: SHA-512 differs from inventory.json")
     assert done.problems[-1] == "1 legacy files kept beside it: report.json"
     assert "report.json" in _top(remote)
+
+
+def test_leftovers_beside_an_object_with_a_malformed_inventory_are_kept(remote):
+    migrate(remote)
+    raw = remote.store.read(f"iris-tree/1/{INVENTORY}").replace(b'"manifest"', b'"no-manifest"')
+    remote.store.write(f"iris-tree/1/{INVENTORY}", raw)
+    remote.store.write(f"iris-tree/1/{SIDECAR}", sidecar(raw))
+    remote.store.write("iris-tree/1/report.json", _files(BUNDLE)["report.json"])
+    [done] = migrate(remote)
+    assert done.result is Result.DAMAGED
+    assert done.problems == (
+        f"{INVENTORY}: malformed (KeyError: 'manifest')",
+        "1 legacy files kept beside it: report.json",
+    )
+    assert "report.json" in _top(remote)
