@@ -49,36 +49,41 @@ def content_path_ok(path: object) -> bool:
 def _head_entries(inventory: ocfl.Inventory, where: str) -> dict[str, tuple[str, str]]:
     """Logical path → (content path, SHA-512 the inventory records) of the head state, paths checked.
 
+    Every content path of the manifest and every logical path of the head state is checked, not only those
+    the export reads: an inventory holding one unsafe path is not trusted for the others.
+
     Raises
     ------
     IntegrityError
         The inventory lacks a key, names a digest its manifest lacks, or holds a path that is not plain.
     """
     try:
+        head = inventory.data["versions"][f"v{inventory.head}"]["state"]
+        if not all(path_list(names) for names in (*head.values(), *inventory.manifest.values())):
+            raise TypeError("a state or manifest entry is not a list of paths")
         state = inventory.state()
-        digests = {
-            logical: str(digest).lower()
-            for digest, names in inventory.data["versions"][f"v{inventory.head}"]["state"].items()
-            for logical in names
-        }
+        digests = {logical: str(digest).lower() for digest, names in head.items() for logical in names}
+        content_paths = [path for paths in inventory.manifest.values() for path in paths]
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
         raise IntegrityError(
             f"{where}/{ocfl.INVENTORY}: malformed ({type(err).__name__}: {err}); not exported. "
             "Run `parity audit` and restore the object from a copy"
         ) from None
     bad = [
-        f"{logical!r} -> {content!r}"
-        for logical, content in sorted(state.items())
-        if not (isinstance(logical, str) and isinstance(content, str))
-        or not safe_path(logical)
-        or not content_path_ok(content)
+        f"{logical!r} -> {content!r}" for logical, content in sorted(state.items()) if not safe_path(logical)
     ]
+    bad += [repr(path) for path in sorted(set(content_paths)) if not content_path_ok(path)]
     if bad:
         raise IntegrityError(
             f"{where}/{ocfl.INVENTORY}: paths that are not plain relative paths under vN/{ocfl.CONTENT}/: "
             f"{', '.join(bad)}; not exported. Restore the object from a copy"
         )
     return {logical: (content, digests[logical]) for logical, content in state.items()}
+
+
+def path_list(value: object) -> bool:
+    """Whether an inventory's state or manifest entry is what OCFL says: a list of paths (strings)."""
+    return isinstance(value, list) and all(isinstance(item, str) for item in value)
 
 
 def _manifest_problems(files: dict[str, bytes], known: set[str], validated: set[str]) -> list[str]:

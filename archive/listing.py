@@ -14,7 +14,7 @@ from parity.core.records import BundleAudit, ConversionStatus, Metadata, Report
 
 from . import ocfl
 from .bundle import AUDITS, REPORT, Archive
-from .export import content_path_ok
+from .export import content_path_ok, path_list
 
 CARD = "card.md"
 METADATA = "metadata.json"
@@ -85,6 +85,9 @@ def state(archive: Archive, name: str, version: int, number: int | None = None) 
         return None
     where = f"{archive.object_url(name, version)}/{ocfl.INVENTORY}"
     try:
+        entries = inventory.data["versions"][f"v{number or inventory.head}"]["state"].values()
+        if not all(path_list(names) for names in (*entries, *inventory.manifest.values())):
+            raise TypeError("a state or manifest entry is not a list of paths")
         found = inventory.state(number)
     except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
         raise IntegrityError(

@@ -275,6 +275,10 @@ def _read_outside(inventory: dict) -> None:
     _head_state(inventory)["ff" * 64] = ["leaked.txt"]
 
 
+def _unused_path_outside(inventory: dict) -> None:  # a second path for a digest: never read, still refused
+    inventory["manifest"][_report_digest(inventory)].append("../../../../secret.txt")
+
+
 def _outside_content(inventory: dict) -> None:  # a path inside the object, but not a content path
     digest = _report_digest(inventory)
     inventory["manifest"][digest] = ["inventory.json"]
@@ -284,10 +288,16 @@ def _outside_content(inventory: dict) -> None:  # a path inside the object, but 
     ("edit", "shown"),
     [
         (_escape_the_bag, "'../../escaped.txt' -> 'v1/content/report.json'"),
-        (_read_outside, "'leaked.txt' -> '../../../../secret.txt'"),
-        (_outside_content, "'report.json' -> 'inventory.json'"),
+        (_read_outside, "'../../../../secret.txt'"),
+        (_unused_path_outside, "'../../../../secret.txt'"),
+        (_outside_content, "'inventory.json'"),
     ],
-    ids=["logical-path-escapes-the-bag", "content-path-escapes-the-object", "content-path-not-under-content"],
+    ids=[
+        "logical-path-escapes-the-bag",
+        "content-path-escapes-the-object",
+        "unused-content-path-escapes",
+        "content-path-not-under-content",
+    ],
 )
 def test_export_refuses_an_inventory_path_that_is_not_plain(shelf, tmp_path, capsys, edit, shown):
     (shelf.root.parent / "secret.txt").write_text("not for the bag")
@@ -343,6 +353,11 @@ def _no_manifest(inventory: dict) -> None:
     del inventory["manifest"]
 
 
+def _names_not_a_list(inventory: dict) -> None:
+    state = _head_state(inventory)
+    state[_report_digest(inventory)] = "report.json"
+
+
 def _digest_not_in_manifest(inventory: dict) -> None:
     del inventory["manifest"][_report_digest(inventory)]
 
@@ -352,9 +367,10 @@ def _digest_not_in_manifest(inventory: dict) -> None:
     [
         (_no_manifest, "KeyError: 'manifest'"),
         (_digest_not_in_manifest, "KeyError"),
+        (_names_not_a_list, "TypeError: a state or manifest entry is not a list of paths"),
         (_read_outside, "not plain relative paths"),
     ],
-    ids=["no-manifest-key", "digest-not-in-manifest", "content-path-outside"],
+    ids=["no-manifest-key", "digest-not-in-manifest", "names-not-a-list", "content-path-outside"],
 )
 def test_ls_and_show_report_a_malformed_inventory_as_unreadable(shelf, tmp_path, capsys, edit, error):
     _edit_inventory(shelf, edit)
