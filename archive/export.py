@@ -4,6 +4,12 @@ The payload (``data/``) is the bundle's head state: its validated files and the 
 their logical names (``report.json``, ``audits/<when>.json``...). ``bag-info.txt`` names Parity, the OCFL
 object's id and what the bundle is; the bag has SHA-512 and SHA-256 manifests. Files are read through the
 archive's store, one at a time, so a bundle on object storage is exported the same way.
+
+Nothing is bagged unverified: the inventory's paths are data, so each must be a plain relative path (a
+content path under ``vN/content/``); each file's SHA-512 must be the inventory's and each validated file's
+SHA-256 the one in ``manifest.json`` (a legacy bundle: its manifest). Bagging re-hashes what it is given, so
+a damaged bundle would otherwise leave as a valid bag; it is refused with an :class:`IntegrityError` naming
+each file (``parity export`` exits 1: a bundle that needs action, as ``parity audit`` would say).
 """
 
 from __future__ import annotations
