@@ -9,14 +9,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
-from parity.core.errors import InvalidInputError, RecordError
+from parity.core.errors import IntegrityError, InvalidInputError, RecordError
 from parity.core.records import BundleAudit, ConversionStatus, Metadata, Report
 
+from . import ocfl
 from .bundle import AUDITS, REPORT, Archive
+from .export import content_path_ok, path_list
 
 CARD = "card.md"
 METADATA = "metadata.json"
 NEVER = "never"
+#: What ``ls`` shows of an object whose inventory it cannot read (``parity audit`` says why).
+UNREADABLE = "unreadable"
 #: Columns of ``parity archive ls``, in order.
 COLUMNS = ("name", "version", "verdict", "size", "formats", "last_audit", "rejected", "layout")
 _UNITS = ("B", "KiB", "MiB", "GiB", "TiB")
@@ -67,21 +71,54 @@ def object_size(archive: Archive, name: str, version: int) -> int:
         return 0
 
 
-def last_audit(archive: Archive, name: str, version: int) -> str:
-    """The newest audit kept in a bundle's object: ``<when> <status>``, or ``never``."""
+def state(archive: Archive, name: str, version: int, number: int | None = None) -> dict[str, str] | None:
+    """Logical path → content path of one version of a bundle's object (default: the head); None: legacy.
+
+    Raises
+    ------
+    IntegrityError
+        The inventory is not one, lacks a key, names a digest its manifest lacks, or gives a content path
+        outside ``vN/content/``.
+    """
     inventory = archive.inventory(name, version)
     if inventory is None:
+        return None
+    where = f"{archive.object_url(name, version)}/{ocfl.INVENTORY}"
+    try:
+        entries = inventory.data["versions"][f"v{number or inventory.head}"]["state"].values()
+        if not all(path_list(names) for names in (*entries, *inventory.manifest.values())):
+            raise TypeError("a state or manifest entry is not a list of paths")
+        found = inventory.state(number)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        raise IntegrityError(
+            f"{where}: malformed ({type(err).__name__}: {err}); run `parity audit`"
+        ) from None
+    bad = sorted(str(path) for path in found.values() if not content_path_ok(path))
+    if bad:
+        raise IntegrityError(
+            f"{where}: content paths outside vN/content/: {', '.join(bad)}; run `parity audit`"
+        )
+    return found
+
+
+def last_audit(archive: Archive, name: str, version: int) -> str:
+    """The newest audit kept in a bundle's object: ``<when> <status>``, ``never``, or ``unreadable`` (the
+    inventory or the audit cannot be read)."""
+    try:
+        found = state(archive, name, version)
+    except IntegrityError:
+        return UNREADABLE
+    if found is None:
         return NEVER
-    state = inventory.state()
-    kept = sorted(p for p in state if p.startswith(f"{AUDITS}/") and p.endswith(".json"))
+    kept = sorted(p for p in found if p.startswith(f"{AUDITS}/") and p.endswith(".json"))
     if not kept:
         return NEVER
     when = kept[-1].removeprefix(f"{AUDITS}/").removesuffix(".json")
-    raw = archive.store.read(f"{archive.key(name, version)}/{state[kept[-1]]}")
+    raw = archive.store.read(f"{archive.key(name, version)}/{found[kept[-1]]}")
     try:
         status = str(BundleAudit.model_validate_json(raw or b"").status)
     except ValueError:
-        status = "unreadable"
+        status = UNREADABLE
     return f"{when} {status}"
 
 
@@ -91,11 +128,11 @@ def artifact_formats(archive: Archive, name: str, version: int) -> tuple[str, ..
     Each format's spec names its file (``model.onnx``...); a variant (``model-double.onnx``) counts for its
     format by its suffix. The original model (``model.skops``) is no format.
     """
-    inventory = archive.inventory(name, version)
-    if inventory is not None:
-        files = list(inventory.state(1))
-    else:
-        files = archive.store.files(archive.key(name, version))
+    try:
+        first = state(archive, name, version, 1)
+    except IntegrityError:
+        return ()
+    files = list(first) if first is not None else archive.store.files(archive.key(name, version))
     if not any(f.startswith("model") and not f.endswith(".skops") for f in files):
         return ()  # no artifact: spare the import of the formats table
     from parity.validators.formats import FORMATS
@@ -127,8 +164,18 @@ def entry(archive: Archive, name: str, version: int) -> Entry:
         formats=formats,
         last_audit=last_audit(archive, name, version),
         rejected=len(archive.rejected(name, version)),
-        layout="legacy" if archive.is_legacy(name, version) else "ocfl",
+        layout=_layout(archive, name, version),
     )
+
+
+def _layout(archive: Archive, name: str, version: int) -> str:
+    if archive.is_legacy(name, version):
+        return "legacy"
+    try:
+        state(archive, name, version)
+    except IntegrityError:
+        return UNREADABLE
+    return "ocfl"
 
 
 def entries(archive: Archive) -> list[Entry]:

@@ -16,8 +16,9 @@ How the swap survives a crash:
 - **object store** (no rename): under the object's lock, ``v1/content/*`` copies are written, then the
   inventories, the root sidecar last; only then are the legacy top-level files deleted. Until the sidecar
   exists the bundle reads as legacy (a migration killed before it leaves object files the next one ignores
-  and writes again); once it does, as the object (the legacy files are then leftovers, which the next
-  ``migrate`` deletes after checking the object against them).
+  and writes again); once it does, as the object (the legacy files are then leftovers, any subset of them
+  when the deletions were cut short: the next ``migrate`` deletes each one whose digest is its v1 copy's,
+  once the object checks out against its inventory, and reports any other, which it keeps).
 
 Readers during a folder swap: between the two renames (microseconds, or until the next ``migrate`` after a
 crash there) the version is not at its place, so a reader sees it as not archived. Run ``migrate`` when no
@@ -375,17 +376,54 @@ def _recover_folder(archive: Archive) -> list[Migration]:
 
 
 def _recover_store(archive: Archive) -> list[Migration]:
-    """Delete the legacy files left beside a complete migrated object, once the object checks out."""
+    """Delete the legacy files left beside a complete migrated object, each once it matches its v1 copy.
+
+    A migration killed while it deleted the legacy files leaves any subset of them; each leftover is
+    compared by digest with the object's own copy (the object checked against its inventory first), and
+    deleted when they agree. A leftover that does not agree is kept and reported.
+    """
     store, done = archive.store, list[Migration]()
     for key in object_keys(archive):
-        if not store.exists(f"{key}/{ocfl.SIDECAR}") or not store.exists(f"{key}/{MANIFEST}"):
+        if not store.exists(f"{key}/{ocfl.SIDECAR}") or not _leftovers(archive, key):
             continue
-        leftovers = [rel for rel in store.files(key) if rel not in _object_listing(archive, key)]
-        old = {rel: store.read(f"{key}/{rel}") or b"" for rel in leftovers}
-        read = lambda rel, key=key: store.read(f"{key}/{rel}")  # noqa: E731
-        if object_problems(old, read, _object_listing(archive, key)):
-            continue  # not provably the same files: keep both, `parity audit` reports the object
-        for rel in leftovers:
-            store.remove(f"{key}/{rel}")
-        done.append(Migration(key, len(leftovers), Result.RECOVERED))
+        with store.locked(key):  # a live migration of this key finishes its own deletions first
+            leftovers = _leftovers(archive, key)
+            if leftovers:
+                done.append(_recover_leftovers(archive, key, leftovers))
     return done
+
+
+def _leftovers(archive: Archive, key: str) -> list[str]:
+    """The files at ``key`` that are not the object's: what a legacy bundle's deletion left."""
+    listing = set(_object_listing(archive, key))
+    return [rel for rel in archive.store.files(key) if rel not in listing]
+
+
+def _recover_leftovers(archive: Archive, key: str, leftovers: list[str]) -> Migration:
+    """Delete each leftover whose bytes are the object's v1 copy of it; report the others (kept)."""
+    store = archive.store
+
+    def read(rel: str) -> bytes | None:
+        return store.read(f"{key}/{rel}")
+
+    try:
+        problems = ocfl.verify(read, _object_listing(archive, key))
+        inventory = ocfl.Inventory.from_bytes(read(ocfl.INVENTORY) or b"")
+        copies = inventory.state(1)
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as err:
+        problems = [f"{ocfl.INVENTORY}: malformed ({type(err).__name__}: {err})"]
+    # the copies cannot vouch for anything then: keep the leftovers, `parity audit` reports the object
+    if problems:
+        kept = f"{len(leftovers)} legacy files kept beside it: {', '.join(leftovers)}"
+        return Migration(key, len(leftovers), Result.DAMAGED, (*problems, kept))
+    for rel in leftovers:
+        data, copy = read(rel), copies.get(rel)
+        if data is None:
+            continue  # removed meanwhile
+        if copy != f"{CONTENT}/{rel}" or inventory.digest_of(copy) != ocfl.sha512(data):
+            problems.append(
+                f"{rel}: left beside the object, differs from its v1 copy ({copy or 'none'}); kept"
+            )
+            continue
+        store.remove(f"{key}/{rel}")
+    return Migration(key, len(leftovers), Result.DAMAGED if problems else Result.RECOVERED, tuple(problems))

@@ -3,6 +3,7 @@ archive, turn legacy bundles into OCFL objects, hand a bundle on as a BagIt bag.
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable
 from pathlib import Path
 from typing import Annotated
@@ -10,7 +11,7 @@ from typing import Annotated
 import typer
 
 from parity.core.defaults import DEFAULT_ARCHIVE
-from parity.core.errors import InvalidInputError
+from parity.core.errors import IntegrityError, InvalidInputError
 
 from .exits import EXIT_FAILED, EXIT_OK
 from .options import ArchiveOption
@@ -113,7 +114,9 @@ def export(
     Returns
     -------
     int
-        ``EXIT_OK``; ``DEST`` existing, a bad ``NAME:VERSION`` or a missing ``--bagit`` exits 2.
+        ``EXIT_OK``; ``EXIT_FAILED`` when the bundle is damaged (it is not exported: a bundle that needs
+        action, like ``parity audit``'s); ``DEST`` existing, a bad ``NAME:VERSION`` or a missing ``--bagit``
+        exits 2.
     """
     from parity.archive import Archive
     from parity.archive.export import export_bagit
@@ -124,7 +127,11 @@ def export(
     name, version = parse_ref(ref)
     shelf = Archive(archive)
     shelf.store.require()
-    bag = export_bagit(shelf, name, version, dest)
+    try:
+        bag = export_bagit(shelf, name, version, dest)
+    except IntegrityError as err:
+        print(f"parity: error: {err}", file=sys.stderr)
+        return EXIT_FAILED
     print(f"{name}:{version} exported as a BagIt bag: {bag}")
     return EXIT_OK
 

@@ -15,9 +15,10 @@ from sklearn.linear_model import LogisticRegression
 from parity.archive import Archive, file_model
 from parity.archive.export import export_bagit, head_files
 from parity.archive.listing import entries, human_size, parse_ref
+from parity.archive.ocfl import INVENTORY, SIDECAR, sidecar
 from parity.cli.app import main
-from parity.cli.exits import EXIT_OK, EXIT_USAGE
-from parity.core.errors import InvalidInputError
+from parity.cli.exits import EXIT_FAILED, EXIT_OK, EXIT_USAGE
+from parity.core.errors import IntegrityError, InvalidInputError
 from parity.core.records import BundleAudit, Check, Outcome, Report, Verdict
 from parity.registry import FileRegistry
 
@@ -245,3 +246,139 @@ def test_formats_come_from_the_artifact_files_when_the_report_lists_no_conversio
         "m", 2, {"report.json": report.to_bytes()}, {"model_sha256": "c" * 64, "reference_sha256": "b" * 64}
     )
     assert entries(shelf)[1].formats == ()
+
+
+# -- what the archive holds is data: unsafe paths, damage and malformed inventories are refused ---------------
+def _edit_inventory(shelf: Archive, edit, key: str = "iris-lr/1") -> None:
+    """Rewrite a bundle's root inventory through ``edit`` (the JSON document), its sidecar to match."""
+    inventory = json.loads(shelf.store.read(f"{key}/{INVENTORY}"))
+    edit(inventory)
+    raw = (json.dumps(inventory, indent=2, sort_keys=True) + "\n").encode()
+    shelf.store.write(f"{key}/{INVENTORY}", raw)
+    shelf.store.write(f"{key}/{SIDECAR}", sidecar(raw))
+
+
+def _head_state(inventory: dict) -> dict[str, list[str]]:
+    return inventory["versions"][inventory["head"]]["state"]
+
+
+def _report_digest(inventory: dict) -> str:
+    return next(d for d, names in _head_state(inventory).items() if "report.json" in names)
+
+
+def _escape_the_bag(inventory: dict) -> None:
+    _head_state(inventory)[_report_digest(inventory)].append("../../escaped.txt")
+
+
+def _read_outside(inventory: dict) -> None:
+    inventory["manifest"]["ff" * 64] = ["../../../../secret.txt"]
+    _head_state(inventory)["ff" * 64] = ["leaked.txt"]
+
+
+def _unused_path_outside(inventory: dict) -> None:  # a second path for a digest: never read, still refused
+    inventory["manifest"][_report_digest(inventory)].append("../../../../secret.txt")
+
+
+def _outside_content(inventory: dict) -> None:  # a path inside the object, but not a content path
+    digest = _report_digest(inventory)
+    inventory["manifest"][digest] = ["inventory.json"]
+
+
+@pytest.mark.parametrize(
+    ("edit", "shown"),
+    [
+        (_escape_the_bag, "'../../escaped.txt' -> 'v1/content/report.json'"),
+        (_read_outside, "'../../../../secret.txt'"),
+        (_unused_path_outside, "'../../../../secret.txt'"),
+        (_outside_content, "'inventory.json'"),
+    ],
+    ids=[
+        "logical-path-escapes-the-bag",
+        "content-path-escapes-the-object",
+        "unused-content-path-escapes",
+        "content-path-not-under-content",
+    ],
+)
+def test_export_refuses_an_inventory_path_that_is_not_plain(shelf, tmp_path, capsys, edit, shown):
+    (shelf.root.parent / "secret.txt").write_text("not for the bag")
+    _edit_inventory(shelf, edit)
+    dest = tmp_path / "out" / "bag"
+    dest.parent.mkdir()
+    assert main(["export", "--bagit", "iris-lr:1", str(dest), "--archive", str(shelf.root)]) == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "paths that are not plain relative paths under vN/content/" in err and shown in err
+    assert "Traceback" not in err
+    assert list(tmp_path.rglob("escaped.txt")) == [] and list(dest.parent.iterdir()) == []
+
+
+@pytest.mark.parametrize("store", ["folder", "memory"])
+def test_export_refuses_a_damaged_bundle_naming_its_files(shelf, remote, tmp_path, store):
+    target = shelf if store == "folder" else remote
+    path = "iris-lr/1/v1/content/model.skops"
+    data = bytearray(target.store.read(path))
+    data[100] ^= 0xFF
+    target.store.write(path, bytes(data))
+    out = tmp_path / "out"
+    out.mkdir()
+    with pytest.raises(IntegrityError, match="damaged, not exported") as caught:
+        export_bagit(target, "iris-lr", 1, out / "bag")
+    assert "model.skops: SHA-512 differs from inventory.json (v1/content/model.skops)" in str(caught.value)
+    assert "model.skops: SHA-256 differs from manifest.json" in str(caught.value)
+    assert list(out.iterdir()) == []  # no bag, no scratch folder
+
+
+def test_export_refuses_a_missing_file_and_a_damaged_audit(shelf, tmp_path, capsys):
+    shelf.store.remove("iris-lr/1/v1/content/report.json")
+    shelf.store.write(f"iris-lr/1/v2/content/audits/{WHEN}.json", b"{}")
+    code = main(["export", "--bagit", "iris-lr:1", str(tmp_path / "bag"), "--archive", str(shelf.root)])
+    assert code == EXIT_FAILED
+    err = capsys.readouterr().err
+    assert "report.json: missing (v1/content/report.json)" in err
+    assert f"audits/{WHEN}.json: SHA-512 differs from inventory.json (v2/content/audits/{WHEN}.json)" in err
+
+
+def test_export_refuses_a_damaged_legacy_bundle(shelf, tmp_path):
+    (shelf.root / "iris-tree" / "1" / "model.onnx").write_bytes(b"changed")
+    (shelf.root / "iris-tree" / "1" / "extra.txt").write_bytes(b"not validated")
+    with pytest.raises(IntegrityError, match=r"model\.onnx: SHA-256 differs from manifest\.json"):
+        export_bagit(shelf, "iris-tree", 1, tmp_path / "bag")
+    (shelf.root / "iris-tree" / "1" / "model.onnx").write_bytes(
+        (FIXTURE / "iris-tree/1/model.onnx").read_bytes()
+    )
+    with pytest.raises(IntegrityError, match=r"extra\.txt: not in manifest\.json"):
+        export_bagit(shelf, "iris-tree", 1, tmp_path / "bag")
+
+
+def _no_manifest(inventory: dict) -> None:
+    del inventory["manifest"]
+
+
+def _names_not_a_list(inventory: dict) -> None:
+    state = _head_state(inventory)
+    state[_report_digest(inventory)] = "report.json"
+
+
+def _digest_not_in_manifest(inventory: dict) -> None:
+    del inventory["manifest"][_report_digest(inventory)]
+
+
+@pytest.mark.parametrize(
+    ("edit", "error"),
+    [
+        (_no_manifest, "KeyError: 'manifest'"),
+        (_digest_not_in_manifest, "KeyError"),
+        (_names_not_a_list, "TypeError: a state or manifest entry is not a list of paths"),
+        (_read_outside, "not plain relative paths"),
+    ],
+    ids=["no-manifest-key", "digest-not-in-manifest", "names-not-a-list", "content-path-outside"],
+)
+def test_ls_and_show_report_a_malformed_inventory_as_unreadable(shelf, tmp_path, capsys, edit, error):
+    _edit_inventory(shelf, edit)
+    assert main(["archive", "ls", "--archive", str(shelf.root)]) == EXIT_OK
+    lr, tree = _table(capsys.readouterr().out)
+    assert (lr["name"], lr["last_audit"], lr["layout"]) == ("iris-lr", "unreadable", "unreadable")
+    assert (tree["name"], tree["layout"]) == ("iris-tree", "legacy")  # the other rows as they were
+    assert main(["archive", "show", "iris-lr:1", "--archive", str(shelf.root)]) == EXIT_OK
+    assert "last audit: unreadable" in capsys.readouterr().out
+    code = main(["export", "--bagit", "iris-lr:1", str(tmp_path / "bag"), "--archive", str(shelf.root)])
+    assert code == EXIT_FAILED and error in capsys.readouterr().err

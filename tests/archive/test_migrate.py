@@ -331,7 +331,12 @@ def test_migrate_ls_and_export_on_a_real_s3_api(s3_archive, tmp_path, capsys):
     assert _table(capsys.readouterr().out)[0]["result"] == "migrated"
     validator = Validator(log_warnings=True)
     assert validator.validate_object(f"{s3_archive}/iris-tree/1"), validator.status_str()
-    assert shelf.store.files("extensions") == []  # the lock is gone
+    # the lock is released (its highest generation stays, marked released, so that no number is taken twice)
+    left = shelf.store.files("extensions")
+    assert left and all(f.startswith("parity-locks/") for f in left)
+    assert {f.removesuffix(".json") for f in left if f.endswith(".json")} == {
+        f.removesuffix(".released") for f in left if f.endswith(".released")
+    }
     assert main(["archive", "ls", "--archive", s3_archive]) == EXIT_OK
     [row] = _table(capsys.readouterr().out, footer=0)
     assert (row["name"], row["verdict"], row["layout"]) == ("iris-tree", "passed", "ocfl")
@@ -340,3 +345,62 @@ def test_migrate_ls_and_export_on_a_real_s3_api(s3_archive, tmp_path, capsys):
     )
     bagit.Bag(str(tmp_path / "bag")).validate()
     assert _files(tmp_path / "bag" / "data") == _files(BUNDLE)
+
+
+def _top(shelf: Archive, key: str = "iris-tree/1") -> set[str]:
+    return {rel for rel in shelf.store.files(key) if "/" not in rel}
+
+
+@pytest.mark.parametrize(
+    "left",
+    [[MANIFEST], ["model.onnx", "report.json"], sorted(set(_files(BUNDLE)) - {MANIFEST})],
+    ids=["manifest-only", "two-files", "all-but-the-manifest"],
+)
+def test_any_subset_of_legacy_files_left_after_the_sidecar_is_removed(remote, tmp_path, left):
+    migrate(remote)
+    for rel in left:  # killed while deleting the legacy files: these were not deleted yet
+        remote.store.write(f"iris-tree/1/{rel}", _files(BUNDLE)[rel])
+    assert migrate(remote) == [Migration("iris-tree/1", len(left), Result.RECOVERED)]
+    assert _top(remote) == {"0=ocfl_object_1.1", INVENTORY, SIDECAR}
+    assert _valid_object(remote.store.download("iris-tree/1", tmp_path / "copy"))
+    assert migrate(remote) == []
+
+
+def test_a_leftover_that_differs_from_its_copy_is_kept_and_reported(remote, capsys):
+    migrate(remote)
+    remote.store.write("iris-tree/1/report.json", _files(BUNDLE)["report.json"])
+    remote.store.write("iris-tree/1/model.onnx", b"not the validated model")
+    [done] = migrate(remote)
+    assert (done.result, done.files) == (Result.DAMAGED, 2)
+    assert done.problems == (
+        f"model.onnx: left beside the object, differs from its v1 copy ({CONTENT}/model.onnx); kept",
+    )
+    assert _top(remote) == {"0=ocfl_object_1.1", INVENTORY, SIDECAR, "model.onnx"}
+    assert main(["archive", "migrate", "--archive", remote.location]) == EXIT_FAILED
+    assert "model.onnx: left beside the object" in capsys.readouterr().out
+
+
+def test_leftovers_beside_an_object_that_does_not_verify_are_kept(remote):
+    migrate(remote)
+    remote.store.write(f"iris-tree/1/{CONTENT}/model.skops", b"damaged copy")
+    remote.store.write("iris-tree/1/report.json", _files(BUNDLE)["report.json"])
+    [done] = migrate(remote)
+    assert done.result is Result.DAMAGED
+    assert done.problems[0].startswith("model.skops: SHA-512 differs from inventory.json")
+    assert done.problems[-1] == "1 legacy files kept beside it: report.json"
+    assert "report.json" in _top(remote)
+
+
+def test_leftovers_beside_an_object_with_a_malformed_inventory_are_kept(remote):
+    migrate(remote)
+    raw = remote.store.read(f"iris-tree/1/{INVENTORY}").replace(b'"manifest"', b'"no-manifest"')
+    remote.store.write(f"iris-tree/1/{INVENTORY}", raw)
+    remote.store.write(f"iris-tree/1/{SIDECAR}", sidecar(raw))
+    remote.store.write("iris-tree/1/report.json", _files(BUNDLE)["report.json"])
+    [done] = migrate(remote)
+    assert done.result is Result.DAMAGED
+    assert done.problems == (
+        f"{INVENTORY}: malformed (KeyError: 'manifest')",
+        "1 legacy files kept beside it: report.json",
+    )
+    assert "report.json" in _top(remote)
