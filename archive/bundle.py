@@ -18,6 +18,7 @@ import contextlib
 import fcntl
 import hashlib
 import os
+import re
 import tempfile
 import uuid
 from collections.abc import Iterator, Mapping
@@ -367,9 +368,10 @@ class Archive:
         """
         path = Path(path)
         root = path.parents[1] if path.parent.name == "v1" and path.name == "content" else path
-        content = (
-            root / CONTENT if (root / ocfl.INVENTORY).is_file() or not (root / MANIFEST).is_file() else root
-        )
+        # legacy only while no sidecar commits an object there (a migration killed before its sidecar leaves
+        # object files beside a legacy bundle: they are not the bundle's, and not damage)
+        legacy = (root / MANIFEST).is_file() and not (root / ocfl.SIDECAR).is_file()
+        content = root if legacy else root / CONTENT
         manifest = Manifest.read(content / MANIFEST)
         problems = []
         for file, digest in manifest.files.items():
@@ -379,6 +381,8 @@ class Archive:
             elif sha256_of(target) != digest:
                 problems.append(f"{file}: SHA-256 differs from the manifest")
         extra = {p.name for p in content.iterdir()} - set(manifest.files) - {MANIFEST}
+        if legacy:
+            extra = {e for e in extra if not _ocfl_entry(e)}
         problems.extend(f"{file}: not in the manifest" for file in sorted(extra))
         if content == root:  # legacy: the manifest is all there is
             return problems
@@ -552,6 +556,15 @@ class Archive:
                     _replace(self.root / key / name, data)
                 else:
                     self.store.write(f"{key}/{name}", data)
+
+
+def _ocfl_entry(name: str) -> bool:
+    """Whether a name at an object's root is one of OCFL's (declaration, inventory, sidecar, version folder)."""
+    return (
+        name.startswith("0=")
+        or name.startswith(ocfl.INVENTORY)
+        or re.fullmatch(r"v[1-9][0-9]*", name) is not None
+    )
 
 
 def sha256_of_bytes(data: bytes) -> str:

@@ -400,7 +400,7 @@ def test_leftovers_beside_an_object_with_a_malformed_inventory_are_kept(remote):
     [done] = migrate(remote)
     assert done.result is Result.DAMAGED
     assert done.problems == (
-        f"{INVENTORY}: malformed (KeyError: 'manifest')",
+        f"{INVENTORY}: malformed (ValueError: no id, manifest or versions)",
         "1 legacy files kept beside it: report.json",
     )
     assert "report.json" in _top(remote)
