@@ -166,7 +166,7 @@ def _show(filed: Filed) -> None:
 @pytest.mark.parametrize(("outcome", "event"), [("passed", VALIDATED), ("failed", REJECTED)])
 def test_publish_shows_table_report_link_and_emits_the_outcome(prefect_server, tmp_path, outcome, event):
     filed = _filed(tmp_path / "bundle", outcome)
-    (tmp_path / "bundle" / "report.html").write_text("<!DOCTYPE html><html></html>")
+    (tmp_path / "bundle" / CONTENT / "report.html").write_text("<!DOCTYPE html><html></html>")
     _show(filed)
     slug = artifact_key(NAME)
     assert slug == "parity-churn-model-v2"
@@ -177,7 +177,9 @@ def test_publish_shows_table_report_link_and_emits_the_outcome(prefect_server, t
     assert columns <= set(rows[0])
     (report,) = asyncio.run(_read("artifact", f"{slug}-report"))[:1]
     assert "## Worst rows" in report.data
-    assert f"[report.html]({(tmp_path / 'bundle' / 'report.html').resolve().as_uri()})" in report.data
+    assert (
+        f"[report.html]({(tmp_path / 'bundle' / CONTENT / 'report.html').resolve().as_uri()})" in report.data
+    )
     (link,) = asyncio.run(_read("artifact", f"{slug}-bundle"))[:1]
     assert link.type == "markdown" and (tmp_path / "bundle").resolve().as_uri() in link.data
     wait_for(

@@ -227,7 +227,7 @@ def _ref(name: str, version: int):
 
 
 def test_the_poller_announces_what_nobody_announced_once(prefect_api, polled, model, tmp_path):
-    from parity.archive import MANIFEST, Archive
+    from parity.archive import Archive
     from parity.flows.poll import poll_mlflow
 
     estimator, X = model
@@ -239,9 +239,8 @@ def test_the_poller_announces_what_nobody_announced_once(prefect_api, polled, mo
     client.set_model_version_tag("polled", "3", TAG_ANNOUNCED, announced_tag("e-3", now))  # recent: skipped
     lost = announced_tag("e-4", now - LOST_AFTER - timedelta(minutes=1))
     client.set_model_version_tag("polled", "4", TAG_ANNOUNCED, lost)  # lost: announced again
-    archive = Archive(tmp_path / "archive")  # 5: archived already (a bundle's manifest), skipped
-    (archive.bundle_path("polled", 5)).mkdir(parents=True)
-    (archive.bundle_path("polled", 5) / MANIFEST).write_text("{}")
+    archive = Archive(tmp_path / "archive")  # 5: archived already (a bundle there), skipped
+    archive.write_bundle("polled", 5, {"report.json": b"{}"}, {"model_sha256": "0", "reference_sha256": "0"})
 
     announced = poll_mlflow(registry=polled.registry, archive=str(archive.root))
     ids = {v: str(registered_event_id(polled.registry, "polled", v)) for v in (1, 4)}

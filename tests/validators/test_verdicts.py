@@ -350,7 +350,8 @@ def test_a_float32_failure_is_remedied_by_the_double_variant_which_is_archived(t
     archive = Archive(tmp_path / "archive")
     filed = file_model(archive, model, conversions, every)
     assert filed.outcome is Outcome.PASSED
-    assert (filed.path / "model-double.onnx").is_file() and not (filed.path / "model.onnx").exists()
+    content = Path(filed.content)
+    assert (content / "model-double.onnx").is_file() and not (content / "model.onnx").exists()
     assert filed.report.conversions["onnx"].superseded_by == "onnx-double"
     audit = audit_bundle(archive, "stamps", 1, targets=HOST_ONLY)
     assert (audit.corrupt, audit.drift, audit.error) == ([], [], None), audit
