@@ -118,12 +118,19 @@ class Archive:
 
     def is_legacy(self, name: str, version: int) -> bool:
         """Whether the version is archived in the layout of before issue 12 (no OCFL object)."""
-        key = self.key(name, version)
+        return self._legacy_at(self.key(name, version))
+
+    def _legacy_at(self, key: str) -> bool:
+        """Whether ``key`` holds a legacy bundle: a manifest beside its files, and no sidecar committing an
+        object there."""
         return not self.store.exists(f"{key}/{ocfl.SIDECAR}") and self.store.exists(f"{key}/{MANIFEST}")
 
+    def _complete_at(self, key: str) -> bool:
+        """Whether ``key`` holds a bundle or attempt: a committed object, or a legacy one."""
+        return self.store.exists(f"{key}/{ocfl.SIDECAR}") or self.store.exists(f"{key}/{MANIFEST}")
+
     def _content_key(self, key: str) -> str:
-        legacy = not self.store.exists(f"{key}/{ocfl.SIDECAR}") and self.store.exists(f"{key}/{MANIFEST}")
-        return key if legacy else f"{key}/{CONTENT}"
+        return key if self._legacy_at(key) else f"{key}/{CONTENT}"
 
     def content_url(self, name: str, version: int) -> str:
         """Where a version's validated files are."""
@@ -135,8 +142,7 @@ class Archive:
 
     def is_archived(self, name: str, version: int) -> bool:
         """Whether ``name:version`` has a complete bundle (its inventory sidecar exists)."""
-        key = self.key(name, version)
-        return self.store.exists(f"{key}/{ocfl.SIDECAR}") or self.store.exists(f"{key}/{MANIFEST}")
+        return self._complete_at(self.key(name, version))
 
     def read(self, name: str, version: int, file: str) -> bytes | None:
         """One validated file of a bundle (``report.json``...), or None when absent."""
@@ -209,12 +215,8 @@ class Archive:
     def rejected(self, name: str, version: int) -> list[str]:
         """The keys of the rejected attempts of ``name:version`` that are complete, oldest first."""
         folder = f"{REJECTED}/{name}/{version}"
-        return [
-            f"{folder}/{attempt}"
-            for attempt in self.store.children(folder)
-            if self.store.exists(f"{folder}/{attempt}/{ocfl.SIDECAR}")
-            or self.store.exists(f"{folder}/{attempt}/{MANIFEST}")
-        ]
+        keys = (f"{folder}/{attempt}" for attempt in self.store.children(folder))
+        return [key for key in keys if self._complete_at(key)]
 
     # -- writing ---------------------------------------------------------------------------------------
 
