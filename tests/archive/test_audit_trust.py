@@ -18,10 +18,11 @@ from sklearn.pipeline import make_pipeline
 from sklearn.preprocessing import FunctionTransformer
 
 import parity.archive as archive_stage
-from parity.archive import CONTENT, Archive, ocfl
+from parity.archive import Archive
 from parity.archive.audit import audit_bundle
 from parity.core.records import AuditStatus, Check, Manifest, Verdict
 from parity.registry import FileRegistry, sha256_of
+from tests.archive.tampering import reseal_inventory
 from tests.registry.test_registry import CUSTOM_TYPE, custom_module  # noqa: F401  (a fixture)
 
 NAME = "trusted-audit"
@@ -68,15 +69,7 @@ def _rewrite(folder: Path, changes: dict[str, bytes]) -> None:
     manifest = Manifest.read(folder / "manifest.json")
     files = {name: sha256_of(folder / name) for name in manifest.files}
     (folder / "manifest.json").write_bytes(manifest.model_copy(update={"files": files}).to_bytes())
-    # ... and the OCFL inventory (its SHA-512 digests and sidecars) too
-    root = folder.parents[1]
-    old = ocfl.Inventory.from_bytes((root / ocfl.INVENTORY).read_bytes())
-    _, out = ocfl.new_version({p.name: p.read_bytes() for p in folder.iterdir()}, old.id, "tampered")
-    for rel, data in out.items():
-        if not rel.startswith(CONTENT):
-            (root / rel).write_bytes(data)
-    for later in root.glob("v[2-9]*"):  # the audits recorded since: a tamperer drops them
-        shutil.rmtree(later)
+    reseal_inventory(folder)  # ... and the OCFL inventory too
 
 
 def _plant_canary(folder: Path, canary: Path, X) -> Path:

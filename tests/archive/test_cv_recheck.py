@@ -20,7 +20,7 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import KFold
 
 import parity.archive as archive_stage
-from parity.archive import CONTENT, Archive, ocfl
+from parity.archive import Archive
 from parity.archive.audit import audit_bundle
 from parity.archive.cv import NOISE_FLOOR, _changed_predictions, compare_scores
 from parity.core.records import AuditStatus, BundleAudit, CvStatus, Manifest
@@ -29,6 +29,7 @@ from parity.registry.cv import register_with_cv
 from parity.validators import formats
 from parity.validators.targets.table import load_targets
 from parity.validators.validate import ModelContext, validate_conversion
+from tests.archive.tampering import reseal_inventory
 
 HONEST, PLANTED, PLAIN = "iris-cv", "iris-planted", "iris-plain"
 #: The one target and runtime a shelf bundle is validated on: enough for a passing bundle, quick.
@@ -271,14 +272,7 @@ def _tamper(archive: Archive, name: str, changes: dict[str, bytes | None]) -> Pa
     files = {p.name: sha256_of(p) for p in folder.iterdir() if p.name != "manifest.json"}
     (folder / "manifest.json").chmod(0o644)
     (folder / "manifest.json").write_bytes(manifest.model_copy(update={"files": files}).to_bytes())
-    root = folder.parents[1]
-    old = ocfl.Inventory.from_bytes((root / ocfl.INVENTORY).read_bytes())
-    _, out = ocfl.new_version({p.name: p.read_bytes() for p in folder.iterdir()}, old.id, "tampered")
-    for rel, data in out.items():
-        if not rel.startswith(CONTENT):
-            (root / rel).write_bytes(data)
-    for later in root.glob("v[2-9]*"):
-        shutil.rmtree(later)
+    reseal_inventory(folder)  # ... and the OCFL inventory too
     assert archive.check(folder) == []  # the checksums alone cannot tell
     return folder
 
