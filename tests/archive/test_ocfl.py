@@ -252,3 +252,55 @@ def test_the_object_store_lock_is_held_by_one_writer_at_a_time_and_generations_o
     store.write(f"{LOCKS}/m/1/{21:08d}.json", json.dumps(owner).encode())
     with store.locked("m/1") as held:
         assert held is not None and held.generation == 22
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"),
+    [
+        (lambda inv: inv["manifest"].update({"f" * 128: ["v1/content/../../escape.txt"]}), "content path"),
+        (
+            lambda inv: inv["versions"]["v1"]["state"].update({"f" * 128: ["../out"]}),
+            "is not in the manifest",
+        ),
+        (
+            lambda inv: inv["versions"]["v1"]["state"].update({next(iter(inv["manifest"])): ["a/../b"]}),
+            "plain",
+        ),
+        (lambda inv: inv.update(head="v7"), "expected v1..vN with head vN"),
+        (lambda inv: inv.pop("manifest"), "no id, manifest or versions"),
+    ],
+    ids=[
+        "content-path-escapes",
+        "unknown-digest",
+        "logical-path-escapes",
+        "head-not-a-version",
+        "no-manifest",
+    ],
+)
+def test_an_inventory_with_unsafe_paths_or_a_broken_structure_is_refused(tmp_path, edit, message):
+    shelf = Archive(tmp_path / "archive")
+    obj = Path(shelf.write_bundle("iris-lr", 1, FILES, IDENTITY).path)
+    data = json.loads((obj / "inventory.json").read_bytes())
+    edit(data)
+    with pytest.raises(ValueError, match=message):
+        ocfl.Inventory.from_bytes(json.dumps(data).encode())
+
+
+@pytest.mark.slow
+def test_a_key_on_s3_that_is_not_a_plain_path_is_never_downloaded(s3_archive, tmp_path):
+    import boto3
+
+    from parity.core.errors import ArchiveError
+
+    shelf = Archive(s3_archive)
+    shelf.write_bundle("iris-lr", 1, FILES, IDENTITY)
+    bucket, prefix = s3_archive.removeprefix("s3://").split("/", 1)
+    boto3.client("s3").put_object(
+        Bucket=bucket, Key=f"{prefix}/iris-lr/1/v1/../../../../escaped.txt", Body=b"x"
+    )
+    with (
+        pytest.raises(ArchiveError, match=r"holds a key that is not a plain relative path"),
+        shelf.local_copy("iris-lr", 1),
+    ):
+        pass
+    assert not list(Path("/tmp").glob("escaped.txt")) and not list(tmp_path.rglob("escaped.txt"))
